@@ -1,0 +1,1 @@
+"""The compiled core (Cython): byte work only — framing, element headers, value decoding."""

@@ -1,0 +1,110 @@
+"""One tree of exceptions under :class:`DicomNetError`.
+
+Everything dicomnet raises on purpose derives from :class:`DicomNetError`, so
+``except dicomnet.DicomNetError`` catches every protocol, parse and timeout
+failure while letting programming errors (``TypeError`` and friends) through.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "DicomNetError",
+    "DicomParseError",
+    "PDUError",
+    "AssociationError",
+    "AssociationRejected",
+    "AssociationAborted",
+    "DicomTimeoutError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "WriteTimeout",
+    "ARTIMTimeout",
+    "DimseStatusError",
+]
+
+
+class DicomNetError(Exception):
+    """Base class of every error dicomnet raises deliberately."""
+
+
+class DicomParseError(DicomNetError, ValueError):
+    """Malformed DICOM data: names the byte offset and, when known, the tag.
+
+    ``offset`` is counted from the start of the buffer handed to the parser
+    (for a file: from the first byte of the file).
+    """
+
+    def __init__(self, message: str, offset: int | None = None, tag: int | None = None):
+        self.offset = offset
+        self.tag = tag
+        where = []
+        if tag is not None:
+            where.append(f"tag ({tag >> 16:04X},{tag & 0xFFFF:04X})")
+        if offset is not None:
+            where.append(f"offset {offset}")
+        super().__init__(f"{message} [{', '.join(where)}]" if where else message)
+
+
+class PDUError(DicomNetError, ValueError):
+    """A PDU or item that breaks PS3.8 (bad type, bad length, truncated)."""
+
+
+class AssociationError(DicomNetError):
+    """The association could not be used (rejected, aborted, released)."""
+
+
+class AssociationRejected(AssociationError):
+    """The acceptor answered A-ASSOCIATE-RJ; result/source/reason as numbers and words."""
+
+    def __init__(self, result: int, source: int, reason: int, description: str = ""):
+        self.result = result
+        self.source = source
+        self.reason = reason
+        self.description = description
+        super().__init__(
+            description or f"association rejected (result {result}, source {source}, reason {reason})"
+        )
+
+
+class AssociationAborted(AssociationError):
+    """The association ended with A-ABORT (or the connection dropped)."""
+
+    def __init__(self, source: int | None = None, reason: int | None = None, description: str = ""):
+        self.source = source
+        self.reason = reason
+        self.description = description
+        super().__init__(description or f"association aborted (source {source}, reason {reason})")
+
+
+class DicomTimeoutError(DicomNetError, TimeoutError):
+    """A deadline passed; the subclasses say which one."""
+
+
+class ConnectTimeout(DicomTimeoutError):
+    """The TCP connection was not established in time."""
+
+
+class ReadTimeout(DicomTimeoutError):
+    """Nothing (or not enough) arrived from the peer in time."""
+
+
+class WriteTimeout(DicomTimeoutError):
+    """The peer did not take our data in time."""
+
+
+class ARTIMTimeout(DicomTimeoutError):
+    """The Association Request/Reject/Release timer (PS3.8 9.1.5) expired."""
+
+
+class DimseStatusError(DicomNetError):
+    """A DIMSE response carried a failure status."""
+
+    def __init__(self, status: int, meaning: str = "", comment: str | None = None):
+        self.status = status
+        self.meaning = meaning
+        self.comment = comment
+        text = f"DIMSE status 0x{status:04X}"
+        if meaning:
+            text += f" ({meaning})"
+        if comment:
+            text += f": {comment}"
+        super().__init__(text)
