@@ -19,6 +19,7 @@ __all__ = [
     "WriteTimeout",
     "ARTIMTimeout",
     "DimseStatusError",
+    "DicomEncodeError",
 ]
 
 
@@ -108,3 +109,7 @@ class DimseStatusError(DicomNetError):
         if comment:
             text += f": {comment}"
         super().__init__(text)
+
+
+class DicomEncodeError(DicomNetError, ValueError):
+    """A value that cannot be encoded as its VR or character set requires."""
