@@ -1,0 +1,1 @@
+"""Interop tests against real DICOM peers (Orthanc, dcmtk, pynetdicom)."""
