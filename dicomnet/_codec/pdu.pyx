@@ -1,0 +1,376 @@
+# cython: language_level=3
+"""PDU framing for the DICOM Upper Layer (PS3.8 9.3): the compiled hot path.
+
+* :class:`PDUReader` -- a sans-IO receive buffer with asyncio BufferedProtocol's
+  shape (``get_buffer`` / ``buffer_updated``) that cuts the byte stream into
+  ``(pdu_type, body)`` pairs, checking each 6-byte PDU header before the body
+  is buffered.
+* :func:`iter_pdvs` -- splits a P-DATA-TF body into its PDV items.
+* :func:`fragment` -- turns one message into P-DATA-TF PDUs as a list of
+  buffers: small header ``bytes`` interleaved with memoryview slices of the
+  payload (the payload is never copied).
+
+Wire facts used here (PS3.8 9.3.1, 9.3.5, Annex E.2): every PDU starts with
+type (1 byte), reserved (1 byte), length (4 bytes, big-endian, counting the
+bytes that follow). A PDV item is length (4 bytes, big-endian, counting the
+context id, the message control header and the data), presentation context id
+(1 byte), message control header (1 byte: bit 0 set = command, bit 1 set =
+last fragment; bits 2-7 are zero and not tested on receipt), data.
+"""
+from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from libc.string cimport memcpy, memmove
+
+from dicomnet.errors import PDUError
+
+# Smallest block the reader allocates, and the smallest window get_buffer
+# hands out (so a tiny sizehint does not turn into one-byte recv calls).
+cdef enum:
+    INITIAL_SIZE = 65536
+    MIN_WINDOW = 16384
+    PDU_HEADER = 6
+    PDV_HEADER = 6          # 4-byte item length + context id + control header
+cdef Py_ssize_t MAX_U32 = 0xFFFFFFFF
+cdef char* _FORMAT_B = "B"   # buffer format of unsigned bytes (a static C string)
+
+
+cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
+    return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
+
+
+cdef inline void _put_be32(unsigned char* p, Py_ssize_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
+
+cdef class _Chunk:
+    """A block of receive memory; exports are read-only and counted.
+
+    The memory lives exactly as long as this object, and Python keeps the
+    object alive while any memoryview exported from it (or sliced from such a
+    view) exists -- so a PDU body can never dangle.
+    """
+
+    def __cinit__(self, Py_ssize_t size):
+        if size < 1:
+            size = 1
+        self.data = <unsigned char*>PyMem_RawMalloc(<size_t>size)
+        if self.data == NULL:
+            raise MemoryError(f"cannot allocate a {size}-byte receive buffer")
+        self.size = size
+        self.read_exports = 0
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.data)
+        self.data = NULL
+
+    def __getbuffer__(self, Py_buffer* buf, int flags):
+        if flags & PyBUF_WRITABLE:
+            raise BufferError("PDU bodies are read-only")
+        self.shape[0] = self.size
+        self.strides[0] = 1
+        buf.buf = self.data
+        buf.obj = self
+        buf.len = self.size
+        buf.readonly = 1
+        buf.itemsize = 1
+        buf.format = _FORMAT_B if (flags & PyBUF_FORMAT) else NULL
+        buf.ndim = 1
+        buf.shape = self.shape if (flags & PyBUF_ND) else NULL
+        buf.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        buf.suboffsets = NULL
+        buf.internal = NULL
+        self.read_exports += 1
+
+    def __releasebuffer__(self, Py_buffer* buf):
+        self.read_exports -= 1
+
+
+cdef class _WriteWindow:
+    """A writable, uncounted export of a :class:`_Chunk` (what get_buffer hands out).
+
+    It holds a reference to the chunk, so a stale window still points at live
+    memory; the reader never reallocates a chunk, it replaces it.
+    """
+
+    def __cinit__(self, _Chunk chunk not None):
+        self.chunk = chunk
+
+    def __getbuffer__(self, Py_buffer* buf, int flags):
+        self.shape[0] = self.chunk.size
+        self.strides[0] = 1
+        buf.buf = self.chunk.data
+        buf.obj = self
+        buf.len = self.chunk.size
+        buf.readonly = 0
+        buf.itemsize = 1
+        buf.format = _FORMAT_B if (flags & PyBUF_FORMAT) else NULL
+        buf.ndim = 1
+        buf.shape = self.shape if (flags & PyBUF_ND) else NULL
+        buf.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* buf):
+        pass
+
+
+cdef class PDUReader:
+    """Sans-IO receive buffer that yields whole PDUs.
+
+    Drive it like an asyncio ``BufferedProtocol``::
+
+        view = reader.get_buffer(65536)      # writable memoryview
+        n = sock.recv_into(view)
+        reader.buffer_updated(n)
+        while (pdu := reader.next_pdu()) is not None:
+            pdu_type, body = pdu             # body: read-only memoryview
+
+    Limits, checked on the 6-byte PDU header *before* the body is buffered
+    (nothing is ever allocated because a length field says so; the buffer grows
+    geometrically with bytes actually received):
+
+    * an unknown PDU type raises PDUError;
+    * a P-DATA-TF longer than ``max_pdu_length`` (the Maximum Length we
+      advertised; 0 = unlimited) raises PDUError;
+    * any other PDU longer than ``max_association_pdu`` (0 = unlimited) raises
+      PDUError.
+
+    After a PDUError the stream is unusable (the association must be aborted).
+
+    Ownership rule: a body returned by :meth:`next_pdu` is a read-only view of
+    the reader's memory and stays valid and unchanged for as long as it -- or
+    anything derived from it (slices, ``numpy.frombuffer`` arrays, PDV views
+    from :func:`iter_pdvs`) -- is alive. The reader counts those views: it
+    compacts its buffer in place only when none is alive; otherwise it copies
+    the not-yet-consumed bytes (at most one partial PDU) into a fresh block and
+    leaves the old block to its holders. Release views you are done with
+    (drop them, or ``view.release()``) to let the reader reuse its memory.
+    The view returned by :meth:`get_buffer` is valid until the next call of
+    :meth:`buffer_updated`, :meth:`get_buffer` or :meth:`feed`.
+    """
+
+    def __cinit__(self, Py_ssize_t max_pdu_length=0, Py_ssize_t max_association_pdu=1 << 20):
+        if max_pdu_length < 0 or max_association_pdu < 0:
+            raise ValueError("PDU length limits must be >= 0 (0 = unlimited)")
+        self._max_pdu_length = max_pdu_length
+        self._max_association_pdu = max_association_pdu
+        self._chunk = _Chunk(INITIAL_SIZE)
+        self._window_view = memoryview(_WriteWindow(self._chunk))
+        self._start = 0
+        self._end = 0
+        self._window_end = 0
+
+    @property
+    def max_pdu_length(self) -> int:
+        """Largest P-DATA-TF length field accepted (our advertised maximum); 0 = unlimited."""
+        return self._max_pdu_length
+
+    @max_pdu_length.setter
+    def max_pdu_length(self, Py_ssize_t value):
+        if value < 0:
+            raise ValueError("max_pdu_length must be >= 0 (0 = unlimited)")
+        self._max_pdu_length = value
+
+    @property
+    def max_association_pdu(self) -> int:
+        """Largest length accepted for any PDU but P-DATA-TF; 0 = unlimited."""
+        return self._max_association_pdu
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as a PDU (0 at a PDU boundary)."""
+        return self._end - self._start
+
+    cdef int _check_header(self) except -1:
+        """Validate the header of the PDU at _start, if its 6 bytes are here."""
+        cdef const unsigned char* p
+        cdef Py_ssize_t length
+        cdef int pdu_type
+        if self._end - self._start < PDU_HEADER:
+            return 0
+        p = self._chunk.data + self._start
+        pdu_type = p[0]
+        length = _be32(p + 2)
+        if pdu_type < 1 or pdu_type > 7:
+            raise PDUError(f"unknown PDU type 0x{pdu_type:02X} (length field {length})")
+        if pdu_type == 4:
+            if self._max_pdu_length and length > self._max_pdu_length:
+                raise PDUError(
+                    f"P-DATA-TF of {length} bytes exceeds our maximum length {self._max_pdu_length}"
+                )
+        elif self._max_association_pdu and length > self._max_association_pdu:
+            raise PDUError(
+                f"PDU type 0x{pdu_type:02X} of {length} bytes exceeds the limit {self._max_association_pdu}"
+            )
+        return 0
+
+    cdef int _make_room(self, Py_ssize_t want) except -1:
+        """Ensure at least ``want`` writable bytes after _end."""
+        cdef Py_ssize_t pending = self._end - self._start
+        cdef Py_ssize_t need = pending + want
+        cdef Py_ssize_t size = self._chunk.size
+        cdef _Chunk fresh
+        if self._chunk.read_exports == 0 and need <= size:
+            # Nobody looks at this block: slide the partial PDU to the front.
+            if pending:
+                memmove(self._chunk.data, self._chunk.data + self._start, <size_t>pending)
+            self._start = 0
+            self._end = pending
+            return 0
+        if need > size:
+            while size < need:
+                size *= 2
+        elif need * 4 < size:
+            # A big block is still referenced: do not clone its size for a small tail.
+            size = max(INITIAL_SIZE, need * 2)
+        fresh = _Chunk(size)
+        if pending:
+            memcpy(fresh.data, self._chunk.data + self._start, <size_t>pending)
+        self._chunk = fresh
+        self._window_view = memoryview(_WriteWindow(fresh))
+        self._start = 0
+        self._end = pending
+        return 0
+
+    def get_buffer(self, Py_ssize_t sizehint=-1):
+        """Return a writable memoryview to receive into (at least ``sizehint`` bytes).
+
+        ``sizehint`` <= 0 means "any size" (asyncio passes -1). Raises PDUError if
+        the header of the PDU being received is already known to be bad.
+        """
+        cdef Py_ssize_t want = sizehint if sizehint > MIN_WINDOW else MIN_WINDOW
+        self._check_header()
+        if self._start == self._end and self._chunk.read_exports == 0:
+            self._start = self._end = 0
+        if self._chunk.size - self._end < want:
+            self._make_room(want)
+        self._window_end = self._chunk.size
+        return self._window_view[self._end:self._chunk.size]
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        """Record that ``nbytes`` were written at the start of the last get_buffer view."""
+        if nbytes < 0 or nbytes > self._window_end - self._end:
+            raise ValueError(
+                f"buffer_updated({nbytes}): the last get_buffer window holds {self._window_end - self._end} bytes"
+            )
+        self._end += nbytes
+        self._window_end = self._end
+
+    def feed(self, data):
+        """Copy ``data`` (any bytes-like object) into the buffer; for tests and simple drivers."""
+        cdef const unsigned char[:] src
+        cdef Py_ssize_t n, pos = 0, take
+        view = memoryview(data)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        src = view
+        n = src.shape[0]
+        while pos < n:
+            self.get_buffer(n - pos)
+            take = min(n - pos, self._window_end - self._end)
+            memcpy(self._chunk.data + self._end, &src[pos], <size_t>take)
+            self.buffer_updated(take)
+            pos += take
+
+    def next_pdu(self):
+        """Return ``(pdu_type, body)`` for the next complete PDU, or None if incomplete.
+
+        ``body`` is a read-only memoryview of the bytes after the 6-byte header
+        (see the class docstring for how long it stays valid).
+        """
+        cdef Py_ssize_t length, begin
+        cdef int pdu_type
+        if self._end - self._start < PDU_HEADER:
+            return None
+        self._check_header()
+        length = _be32(self._chunk.data + self._start + 2)
+        if self._end - self._start - PDU_HEADER < length:
+            return None
+        pdu_type = self._chunk.data[self._start]
+        begin = self._start + PDU_HEADER
+        self._start = begin + length
+        # A fresh export per body, so the chunk knows when every body is gone.
+        return pdu_type, memoryview(self._chunk)[begin:begin + length]
+
+
+def iter_pdvs(body):
+    """Split a P-DATA-TF body into ``[(context_id, is_command, is_last, data), ...]``.
+
+    ``data`` is a memoryview slice of ``body`` (no copy). Raises PDUError for a
+    truncated item header, an item length below 2 or one that runs past the end.
+    """
+    cdef const unsigned char[:] b
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, pos = 0, length
+    cdef unsigned char control
+    view = body if isinstance(body, memoryview) else memoryview(body)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    b = view
+    n = b.shape[0]
+    out = []
+    if n == 0:
+        return out
+    p = &b[0]
+    while pos < n:
+        if n - pos < 4:
+            raise PDUError(f"PDV item at offset {pos}: {n - pos} byte(s) left, its length field needs 4")
+        length = _be32(p + pos)
+        if length < 2:
+            raise PDUError(f"PDV item at offset {pos} has length {length}, at least 2 is required")
+        if length > n - pos - 4:
+            raise PDUError(
+                f"PDV item at offset {pos} claims {length} bytes, only {n - pos - 4} remain in the P-DATA-TF"
+            )
+        control = p[pos + 5]
+        out.append((p[pos + 4], (control & 1) != 0, (control & 2) != 0, view[pos + 6:pos + 4 + length]))
+        pos += 4 + length
+    return out
+
+
+def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
+    """Cut one message into P-DATA-TF PDUs, one PDV per PDU, as a list of buffers.
+
+    The list alternates 12-byte ``bytes`` headers (PDU header + PDV header) and
+    memoryview slices of ``data``; write it with ``sendmsg``/``writelines``.
+    ``max_pdu_length`` is the peer's Maximum Length (the largest PDU *length
+    field* it receives; 0 = unlimited): every PDU's length field stays within
+    it. The last PDV has the last-fragment bit; empty data yields one empty PDV.
+    """
+    cdef Py_ssize_t total, pos = 0, take, per_pdu
+    cdef unsigned char control = 1 if is_command else 0
+    cdef bytes header
+    cdef unsigned char* h
+    if not 0 <= context_id <= 255:
+        raise ValueError(f"context_id must be 0..255, got {context_id}")
+    if max_pdu_length != 0 and not PDU_HEADER + 1 <= max_pdu_length <= MAX_U32:
+        raise ValueError(f"max_pdu_length must be 0 or 7..{MAX_U32}, got {max_pdu_length}")
+    view = data if isinstance(data, memoryview) else memoryview(data)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    total = len(view)
+    # PDU length field = PDV header (6) + payload; PDV length field = 2 + payload.
+    per_pdu = (max_pdu_length if max_pdu_length else MAX_U32) - PDV_HEADER
+    out = []
+    while True:
+        take = total - pos
+        if take > per_pdu:
+            take = per_pdu
+        header = PyBytes_FromStringAndSize(NULL, 12)
+        h = <unsigned char*>PyBytes_AS_STRING(header)
+        h[0] = 0x04
+        h[1] = 0
+        _put_be32(h + 2, take + PDV_HEADER)
+        _put_be32(h + 6, take + 2)
+        h[10] = <unsigned char>context_id
+        h[11] = control | (2 if pos + take == total else 0)
+        out.append(header)
+        if take:
+            out.append(view[pos:pos + take])
+        pos += take
+        if pos >= total:
+            return out
