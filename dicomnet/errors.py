@@ -20,6 +20,7 @@ __all__ = [
     "ARTIMTimeout",
     "DimseStatusError",
     "DicomEncodeError",
+    "LocalProtocolError",
 ]
 
 
@@ -113,3 +114,8 @@ class DimseStatusError(DicomNetError):
 
 class DicomEncodeError(DicomNetError, ValueError):
     """A value that cannot be encoded as its VR or character set requires."""
+
+
+class LocalProtocolError(AssociationError):
+    """The local user asked for something the association's state does not allow
+    (a primitive whose PS3.8 Table 9-10 cell is blank in the current state)."""
