@@ -1,0 +1,450 @@
+# cython: freethreading_compatible = False
+"""Element-level parsing of a DICOM data set (PS3.5 section 7) into a flat index.
+
+Theory of operation
+-------------------
+``ElementIndex(source, start, end, implicit, little, ...)`` walks the bytes once
+and records, for every data element, sequence item and encapsulated fragment,
+its tag, VR (explicit syntaxes only), header offset, value offset and value
+length. Nothing is decoded and no value is copied: the index holds a typed view
+of ``source`` (bytes, bytearray, mmap or any buffer) and keeps ``source`` alive.
+
+Every length read from the data is checked against the bytes that are really
+there before it is used, so hostile input raises ``DicomParseError`` (with the
+byte offset and tag) instead of reading out of bounds or allocating what a
+length field merely claims. The index itself grows geometrically and can never
+hold more entries than there are 8-byte headers in the input.
+"""
+from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
+from libc.string cimport memcpy
+
+import numpy
+
+from dicomnet.errors import DicomParseError
+
+cdef uint32_t UNDEFINED = 0xFFFFFFFF
+cdef uint32_t ITEM = 0xFFFEE000
+cdef uint32_t ITEM_DELIM = 0xFFFEE00D
+cdef uint32_t SEQ_DELIM = 0xFFFEE0DD
+cdef uint32_t PIXEL_DATA = 0x7FE00010
+
+# VR codes: first letter in the high byte.
+cdef inline uint16_t _vr(char a, char b) noexcept:
+    return (<uint16_t>a << 8) | <uint8_t>b
+
+cdef uint16_t VR_SQ = _vr(b'S', b'Q')
+cdef uint16_t VR_UN = _vr(b'U', b'N')
+cdef uint16_t VR_OB = _vr(b'O', b'B')
+cdef uint16_t VR_OW = _vr(b'O', b'W')
+
+# VRs whose explicit header is VR + 2 reserved bytes + 4-byte length (PS3.5 7.1.2).
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+cdef set _LONG = {_vr(v[0].encode()[0], v[1].encode()[0]) for v in LONG_VRS}
+
+# Fixed-size binary VRs: the value length must be a multiple of this.
+_ITEM_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8,
+              "OW": 2, "OF": 4, "OD": 8, "OL": 4, "OV": 8}
+cdef dict _SIZE = {_vr(k[0].encode()[0], k[1].encode()[0]): v for k, v in _ITEM_SIZE.items()}
+
+_NUMPY_CODE = {"US": "u2", "SS": "i2", "UL": "u4", "SL": "i4", "FL": "f4", "FD": "f8",
+               "SV": "i8", "UV": "u8", "OB": "u1", "OW": "u2", "OF": "f4", "OD": "f8",
+               "OL": "u4", "OV": "u8", "AT": "u2"}
+_DTYPES_LE = {vr: numpy.dtype("<" + code) for vr, code in _NUMPY_CODE.items()}
+_DTYPES_BE = {vr: numpy.dtype(">" + code) for vr, code in _NUMPY_CODE.items()}
+
+# Interned two-letter VR strings, by code.
+cdef dict _VR_STR = {}
+
+
+cdef inline str vr_str(uint16_t code):
+    if code == 0:
+        return None
+    s = _VR_STR.get(code)
+    if s is None:
+        s = chr(code >> 8) + chr(code & 0xFF)
+        _VR_STR[code] = s
+    return s
+
+
+cdef inline uint16_t rd16(const unsigned char* p, bint little) noexcept nogil:
+    if little:
+        return <uint16_t>p[0] | (<uint16_t>p[1] << 8)
+    return <uint16_t>p[1] | (<uint16_t>p[0] << 8)
+
+
+cdef inline uint32_t rd32(const unsigned char* p, bint little) noexcept nogil:
+    if little:
+        return (<uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16)
+                | (<uint32_t>p[3] << 24))
+    return (<uint32_t>p[3] | (<uint32_t>p[2] << 8) | (<uint32_t>p[1] << 16)
+            | (<uint32_t>p[0] << 24))
+
+
+cdef inline uint64_t rd64(const unsigned char* p, bint little) noexcept nogil:
+    cdef uint64_t lo, hi
+    if little:
+        lo = rd32(p, 1)
+        hi = rd32(p + 4, 1)
+    else:
+        hi = rd32(p, 0)
+        lo = rd32(p + 4, 0)
+    return lo | (hi << 32)
+
+
+cdef inline bint _is_vr_letter(unsigned char c) noexcept:
+    return 65 <= c <= 90   # 'A'..'Z'
+
+
+def _error(msg, offset, tag):
+    return DicomParseError(msg, offset=offset, tag=tag)
+
+
+cdef class ElementIndex:
+    """The flat element index of one data set (see the module docstring).
+
+    ``source`` is any object with the buffer protocol; ``start``/``end`` delimit
+    the data set within it. ``sq_tags`` is a container of tags the dictionary
+    says are sequences (needed for Implicit VR, where the VR is not on the wire).
+    Parsing stops before the first top-level tag >= ``stop_tag``. With ``items``
+    the range holds sequence items rather than data elements.
+    """
+
+    def __cinit__(self):
+        self.entries = NULL
+        self.n = 0
+        self.capacity = 0
+
+    def __init__(self, source, Py_ssize_t start=0, end=None, *, bint implicit=False,
+                 bint little=True, int max_depth=64, stop_tag=None, sq_tags=frozenset(),
+                 bint items=False):
+        self.source = source
+        self.buf = memoryview(source).cast("B")
+        cdef Py_ssize_t size = self.buf.shape[0]
+        cdef Py_ssize_t stop = size if end is None else end
+        if start < 0 or stop > size or start > stop:
+            raise ValueError(f"bad range [{start}, {end}) for a buffer of {size} bytes")
+        self.implicit = implicit
+        self.little = little
+        self.start = start
+        self.max_depth = max_depth
+        self.stop_tag = UNDEFINED if stop_tag is None else <uint32_t>stop_tag
+        self.sq_tags = sq_tags
+        self.stopped_early = False
+        if items:
+            # The range holds the items of a defined-length sequence (a UN value re-read as SQ).
+            self.stop = self._parse_items(start, stop, False, 1)
+        else:
+            self.stop = self._parse_level(start, stop, 0, False, True)
+
+    def __dealloc__(self):
+        if self.entries != NULL:
+            PyMem_Free(self.entries)
+
+    cdef int _append(self, uint32_t tag, uint16_t vr, uint16_t flags, Py_ssize_t header,
+                     Py_ssize_t offset, Py_ssize_t length) except -1:
+        cdef Entry* grown
+        cdef int32_t cap
+        if self.n == self.capacity:
+            cap = 64 if self.capacity == 0 else self.capacity * 2
+            grown = <Entry*>PyMem_Realloc(self.entries, cap * sizeof(Entry))
+            if grown == NULL:
+                raise MemoryError()
+            self.entries = grown
+            self.capacity = cap
+        cdef Entry* e = &self.entries[self.n]
+        e.tag = tag
+        e.vr = vr
+        e.flags = flags
+        e.header = header
+        e.offset = offset
+        e.length = length
+        e.end = self.n + 1
+        self.n += 1
+        return self.n - 1
+
+    cdef Py_ssize_t _parse_level(self, Py_ssize_t pos, Py_ssize_t end, int depth,
+                                 bint until_delimiter, bint top) except -1:
+        """Parse data elements in [pos, end); return the position after them.
+
+        With ``until_delimiter`` (an item of undefined length) the level ends at
+        an Item Delimitation Item, which is consumed.
+        """
+        cdef const unsigned char* p = &self.buf[0] if self.buf.shape[0] else NULL
+        cdef uint32_t tag, raw_len
+        cdef uint16_t vr, flags
+        cdef Py_ssize_t header, value, length
+        cdef int32_t idx
+        cdef bint implicit = self.implicit, little = self.little
+        cdef object size
+        while pos < end:
+            header = pos
+            if end - pos < 8:
+                raise _error(f"truncated element header ({end - pos} bytes left)", pos, None)
+            tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
+            if tag == ITEM_DELIM:
+                if until_delimiter:
+                    return pos + 8
+                raise _error("item delimiter outside an item of undefined length", pos, tag)
+            if tag == ITEM or tag == SEQ_DELIM:
+                raise _error("item or sequence delimiter where a data element was expected", pos, tag)
+            if top and tag >= self.stop_tag:
+                self.stopped_early = True
+                return pos
+            if implicit:
+                vr = 0
+                raw_len = rd32(p + pos + 4, little)
+                value = pos + 8
+            else:
+                if not (_is_vr_letter(p[pos + 4]) and _is_vr_letter(p[pos + 5])):
+                    raise _error(f"invalid VR bytes {bytes(self.buf[pos + 4:pos + 6])!r} in explicit VR data",
+                                 pos + 4, tag)
+                vr = (<uint16_t>p[pos + 4] << 8) | p[pos + 5]
+                if vr in _LONG:
+                    if end - pos < 12:
+                        raise _error("truncated element header", pos, tag)
+                    raw_len = rd32(p + pos + 8, little)
+                    value = pos + 12
+                else:
+                    raw_len = rd16(p + pos + 6, little)
+                    value = pos + 8
+            if raw_len == UNDEFINED:
+                if vr == VR_SQ or (implicit and tag != PIXEL_DATA):
+                    idx = self._append(tag, vr, F_UNDEFINED | F_SEQUENCE, header, value, 0)
+                    pos = self._parse_items(value, end, True, depth + 1)
+                elif vr == VR_UN:
+                    # PS3.5 6.2.2: UN of undefined length holds an Implicit VR LE sequence.
+                    idx = self._append(tag, vr, F_UNDEFINED | F_SEQUENCE | F_IMPLICIT_LE, header, value, 0)
+                    self.implicit, self.little = True, True
+                    try:
+                        pos = self._parse_items(value, end, True, depth + 1)
+                    finally:
+                        self.implicit, self.little = implicit, little
+                elif tag == PIXEL_DATA and (vr == VR_OB or vr == VR_OW or vr == 0):
+                    idx = self._append(tag, vr, F_UNDEFINED | F_ENCAPSULATED, header, value, 0)
+                    pos = self._parse_fragments(value, end)
+                else:
+                    raise _error(f"undefined length not allowed for VR {vr_str(vr)}", header, tag)
+                # The value runs up to (not including) the closing delimiter.
+                self.entries[idx].length = pos - 8 - value
+                self.entries[idx].end = self.n
+                continue
+            length = raw_len
+            if length > end - value:
+                raise _error(f"value length {length} runs past the end of the data ({end - value} bytes left)",
+                             header, tag)
+            if vr == VR_SQ or (implicit and tag in self.sq_tags):
+                idx = self._append(tag, vr, F_SEQUENCE, header, value, length)
+                self._parse_items(value, value + length, False, depth + 1)
+                self.entries[idx].end = self.n
+            else:
+                if vr != 0:
+                    size = _SIZE.get(vr)
+                    if size is not None and length % <Py_ssize_t>size:
+                        raise _error(f"value length {length} is not a multiple of {size} for VR {vr_str(vr)}",
+                                     header, tag)
+                self._append(tag, vr, 0, header, value, length)
+            pos = value + length
+        if until_delimiter:
+            raise _error("item of undefined length has no Item Delimitation Item", pos, None)
+        return pos
+
+    cdef Py_ssize_t _parse_items(self, Py_ssize_t pos, Py_ssize_t end, bint undefined,
+                                 int depth) except -1:
+        """Parse the items of a sequence; return the position after the sequence."""
+        cdef const unsigned char* p = &self.buf[0] if self.buf.shape[0] else NULL
+        cdef uint32_t tag, raw_len
+        cdef int32_t idx
+        cdef Py_ssize_t value
+        cdef bint little = self.little
+        if depth > self.max_depth:
+            raise _error(f"sequences nested deeper than {self.max_depth} levels", pos, None)
+        while True:
+            if not undefined and pos >= end:
+                return pos
+            if end - pos < 8:
+                raise _error("truncated sequence: item header missing", pos, None)
+            tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
+            raw_len = rd32(p + pos + 4, little)
+            if tag == SEQ_DELIM and undefined:
+                return pos + 8
+            if tag != ITEM:
+                raise _error("expected an item (FFFE,E000) in a sequence", pos, tag)
+            value = pos + 8
+            if raw_len == UNDEFINED:
+                idx = self._append(tag, 0, F_ITEM | F_UNDEFINED, pos, value, 0)
+                pos = self._parse_level(value, end, depth, True, False)
+                self.entries[idx].length = pos - 8 - value
+            else:
+                if raw_len > end - value:
+                    raise _error(f"item length {raw_len} runs past the end of its sequence", pos, tag)
+                idx = self._append(tag, 0, F_ITEM, pos, value, raw_len)
+                pos = self._parse_level(value, value + raw_len, depth, False, False)
+            self.entries[idx].end = self.n
+
+    cdef Py_ssize_t _parse_fragments(self, Py_ssize_t pos, Py_ssize_t end) except -1:
+        """Parse the fragment items of encapsulated Pixel Data (PS3.5 A.4)."""
+        cdef const unsigned char* p = &self.buf[0] if self.buf.shape[0] else NULL
+        cdef uint32_t tag, raw_len
+        cdef bint little = self.little
+        while True:
+            if end - pos < 8:
+                raise _error("truncated encapsulated Pixel Data: no Sequence Delimitation Item", pos, PIXEL_DATA)
+            tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
+            raw_len = rd32(p + pos + 4, little)
+            if tag == SEQ_DELIM:
+                return pos + 8
+            if tag != ITEM:
+                raise _error("expected a fragment item in encapsulated Pixel Data", pos, tag)
+            if raw_len == UNDEFINED or raw_len > end - pos - 8:
+                raise _error(f"fragment length {raw_len} runs past the end of the data", pos, tag)
+            self._append(tag, 0, F_FRAGMENT, pos, pos + 8, raw_len)
+            pos += 8 + raw_len
+
+    # ------------------------------------------------------------------ access
+
+    def __len__(self):
+        return self.n
+
+    cdef int _check(self, Py_ssize_t i) except -1:
+        if i < 0 or i >= self.n:
+            raise IndexError(f"entry {i} out of range (index holds {self.n})")
+        return 0
+
+    def top_range(self):
+        """(first, stop) of the top-level entries."""
+        return 0, self.n
+
+    def children(self, Py_ssize_t i):
+        """(first, stop) of entry i's children (items of a sequence, elements of an item, fragments)."""
+        self._check(i)
+        return i + 1, self.entries[i].end
+
+    def level(self, Py_ssize_t first, Py_ssize_t stop):
+        """Map tag -> entry index for the siblings in [first, stop), hopping over subtrees."""
+        cdef dict out = {}
+        cdef Py_ssize_t i = first
+        if first < 0 or stop > self.n:
+            raise IndexError("level range out of the index")
+        while i < stop:
+            out[self.entries[i].tag] = i
+            i = self.entries[i].end
+        return out
+
+    def siblings(self, Py_ssize_t first, Py_ssize_t stop):
+        """Entry indices of the siblings in [first, stop), in order."""
+        cdef list out = []
+        cdef Py_ssize_t i = first
+        if first < 0 or stop > self.n:
+            raise IndexError("level range out of the index")
+        while i < stop:
+            out.append(i)
+            i = self.entries[i].end
+        return out
+
+    def entry(self, Py_ssize_t i):
+        """(tag, vr or None, flags, header offset, value offset, value length, end)."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        return e.tag, vr_str(e.vr), e.flags, e.header, e.offset, e.length, e.end
+
+    def tag(self, Py_ssize_t i):
+        self._check(i)
+        return self.entries[i].tag
+
+    def vr(self, Py_ssize_t i):
+        self._check(i)
+        return vr_str(self.entries[i].vr)
+
+    def flags(self, Py_ssize_t i):
+        self._check(i)
+        return self.entries[i].flags
+
+    def span(self, Py_ssize_t i):
+        """(header offset, offset just past the element including any delimiter)."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        cdef Py_ssize_t past = e.offset + e.length
+        if e.flags & F_UNDEFINED:
+            past += 8
+        return e.header, past
+
+    def raw(self, Py_ssize_t i):
+        """The value bytes as a memoryview of the source (no copy)."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        return memoryview(self.source).cast("B")[e.offset:e.offset + e.length]
+
+    def value_bytes(self, Py_ssize_t i):
+        """The value bytes copied into ``bytes`` (for short text values)."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        return bytes(self.buf[e.offset:e.offset + e.length])
+
+    def numeric(self, Py_ssize_t i, str vr, bint as_array=False):
+        """Decode a binary numeric value (US SS UL SL FL FD SV UV AT, or OB/OW/... as arrays).
+
+        One value decodes to a Python int/float (AT: the tag as an int) unless
+        ``as_array``; several (and the OB/OW/OF/OD/OL/OV VRs) to a read-only numpy
+        array viewing the source. An empty value gives None (or an empty array).
+        """
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        return decode_numeric(self.source, self.buf, e.offset, e.length, vr, self.little, as_array)
+
+
+cdef object _scalar(const unsigned char* p, str vr, bint little):
+    cdef uint32_t u32
+    cdef uint64_t u64
+    cdef float f
+    cdef double d
+    if vr == "US":
+        return rd16(p, little)
+    if vr == "SS":
+        return <int16_t>rd16(p, little)
+    if vr == "UL":
+        return rd32(p, little)
+    if vr == "SL":
+        return <int32_t>rd32(p, little)
+    if vr == "FL":
+        u32 = rd32(p, little)
+        memcpy(&f, &u32, 4)
+        return f
+    if vr == "FD":
+        u64 = rd64(p, little)
+        memcpy(&d, &u64, 8)
+        return d
+    if vr == "SV":
+        return <int64_t>rd64(p, little)
+    if vr == "UV":
+        return rd64(p, little)
+    if vr == "AT":
+        return (<uint32_t>rd16(p, little) << 16) | rd16(p + 2, little)
+    return None
+
+
+cdef object decode_numeric(object source, const unsigned char[::1] buf, Py_ssize_t offset,
+                           Py_ssize_t length, str vr, bint little, bint as_array):
+    cdef Py_ssize_t size = _ITEM_SIZE.get(vr, 1)
+    if length % size:
+        raise _error(f"value length {length} is not a multiple of {size} for VR {vr}", offset, None)
+    if offset < 0 or offset + length > buf.shape[0]:
+        raise _error("value outside the buffer", offset, None)
+    if vr not in _NUMPY_CODE:
+        raise ValueError(f"VR {vr} is not a binary numeric VR")
+    is_bulk = vr[0] == "O"
+    if length == size and not as_array and not is_bulk:
+        return _scalar(&buf[offset], vr, little)
+    if length == 0 and not as_array and not is_bulk:
+        return None
+    dtype = (_DTYPES_LE if little else _DTYPES_BE)[vr]
+    arr = numpy.frombuffer(source, dtype=dtype, count=length // dtype.itemsize, offset=offset)
+    if vr == "AT":
+        pairs = arr.reshape(-1, 2).astype(numpy.uint32)
+        return [int(g) << 16 | int(el) for g, el in pairs]
+    return arr
+
+
+def decode_value(source, Py_ssize_t offset, Py_ssize_t length, str vr, bint little, bint as_array=False):
+    """Decode a binary numeric value found at ``source[offset:offset+length]`` (see ElementIndex.numeric)."""
+    return decode_numeric(source, memoryview(source).cast("B"), offset, length, vr, little, as_array)

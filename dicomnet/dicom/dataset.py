@@ -1,0 +1,455 @@
+"""The lazy :class:`Dataset`.
+
+A Dataset read from bytes is a window on an :class:`~dicomnet._codec.elements.ElementIndex`:
+``_raw`` maps each tag to its entry in the index, and a value is decoded the
+first time it is asked for (then cached in ``_vals``). Nested sequences are
+Datasets over ranges of the same index, so reading a file never copies its
+values. Elements set by the user live in ``_vals`` and are marked dirty; an
+untouched Dataset encodes back to exactly the bytes it was read from.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from dicomnet.dicom import dictionary as _dict
+from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
+from dicomnet.dicom import values as _values
+from dicomnet.dicom.charset import parse_charsets
+from dicomnet.errors import DicomParseError
+
+__all__ = ["Dataset", "DataElement", "Sequence", "tag_of"]
+
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_PIXEL_DATA = 0x7FE00010
+_F_SEQUENCE, _F_ITEM, _F_ENCAPSULATED, _F_IMPLICIT_LE = 2, 4, 8, 32
+_DEFAULT_CHARSETS = ("ISO_IR 6",)
+
+#: Tags the dictionary knows as sequences: Implicit VR data needs them to find items.
+SQ_TAGS = frozenset(tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ")
+
+
+def tag_of(key: int | str | tuple[int, int]) -> int:
+    """Turn a keyword, an int or a (group, element) pair into a tag int."""
+    if isinstance(key, int):
+        return key
+    if isinstance(key, str):
+        tag = _dict.tag_for_keyword(key)
+        if tag is None:
+            raise KeyError(f"unknown DICOM keyword {key!r}")
+        return tag
+    if isinstance(key, tuple) and len(key) == 2:
+        return (key[0] << 16) | key[1]
+    raise TypeError(f"not a DICOM tag or keyword: {key!r}")
+
+
+def _fmt(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+class Sequence(list):
+    """The value of an SQ element: a list of :class:`Dataset` items."""
+
+    __slots__ = ()
+
+
+class DataElement:
+    """One element of a Dataset: tag, VR and (lazily decoded) value.
+
+    It is a view on its Dataset: reading ``value`` decodes on first access,
+    assigning ``value`` sets the element in the Dataset.
+    """
+
+    __slots__ = ("tag", "VR", "_ds")
+
+    def __init__(self, tag: int, vr: str, ds: Dataset):
+        self.tag = tag
+        self.VR = vr
+        self._ds = ds
+
+    @property
+    def value(self) -> Any:
+        return self._ds._value(self.tag)
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self._ds.set(self.tag, value, self.VR)
+
+    @property
+    def keyword(self) -> str:
+        return _dict.keyword_of(self.tag) or ""
+
+    @property
+    def length(self) -> int | None:
+        """Value length on the wire, as read (None for elements set in Python)."""
+        return self._ds._raw_length(self.tag)
+
+    def __repr__(self) -> str:
+        value = self.value
+        text = repr(value)
+        if len(text) > 70:
+            text = text[:67] + "..."
+        return f"{_fmt(self.tag)} {self.VR} {self.keyword or 'Unknown'}: {text}"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DataElement):
+            return NotImplemented
+        a, b = self.value, other.value
+        try:
+            same = bool(a == b) if not hasattr(a, "shape") else bool((a == b).all())
+        except (ValueError, TypeError):
+            same = False
+        return self.tag == other.tag and self.VR == other.VR and same
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class Dataset:
+    """A DICOM data set: elements by tag, keyword attribute, or key.
+
+    ``ds.PatientName``, ``ds[0x00100010]``, ``ds["PatientName"]`` and
+    ``ds[(0x0010, 0x0010)]`` all work; ``ds[...]`` returns a :class:`DataElement`
+    and attribute access returns the value. Iteration yields elements in tag order.
+    """
+
+    def __init__(self) -> None:
+        d = self.__dict__
+        d["_index"] = None      # ElementIndex or None
+        d["_raw"] = {}          # tag -> entry index, for values still in the buffer
+        d["_vals"] = {}         # tag -> decoded or assigned value
+        d["_vrs"] = {}          # tag -> VR, for assigned elements
+        d["_dirty"] = False     # anything assigned or deleted here
+        d["_parent"] = None     # the Dataset holding the sequence this item is in
+        d["_items"] = {}        # tag -> the Sequence first decoded from the index
+        d["file_meta"] = None
+        d["preamble"] = None
+        d["filename"] = None
+        d["transfer_syntax"] = None
+
+    # ----------------------------------------------------------- construction
+
+    @classmethod
+    def _from_index(cls, index: Any, first: int, stop: int, parent: Dataset | None,
+                    transfer_syntax: Any = None) -> Dataset:
+        ds = cls.__new__(cls)
+        d = ds.__dict__
+        d["_index"] = index
+        d["_raw"] = index.level(first, stop)
+        d["_vals"] = {}
+        d["_vrs"] = {}
+        d["_dirty"] = False
+        d["_parent"] = parent
+        d["_items"] = {}
+        d["file_meta"] = None
+        d["preamble"] = None
+        d["filename"] = None
+        d["transfer_syntax"] = transfer_syntax
+        return ds
+
+    # ------------------------------------------------------------ access
+
+    def _vr(self, tag: int) -> str:
+        vr = self._vrs.get(tag)
+        if vr is not None:
+            return vr
+        idx = self._raw.get(tag)
+        if idx is not None:
+            vr = self._index.vr(idx)
+            if vr is None or vr == "UN":
+                vr = self._implicit_vr(tag, idx, vr)
+            return vr
+        raise KeyError(tag)
+
+    def _implicit_vr(self, tag: int, idx: int, wire_vr: str | None) -> str:
+        """The VR of an element whose VR is not on the wire (or is UN)."""
+        flags = self._index.flags(idx)
+        if wire_vr is None and flags & _F_SEQUENCE:
+            return "SQ"
+        entry = _dict.lookup(tag)
+        if entry is None:
+            return "UN" if wire_vr is None and not flags & _F_ENCAPSULATED else (wire_vr or "OB")
+        vrs = entry.vrs
+        if len(vrs) == 1:
+            vr = vrs[0]
+        elif tag == _PIXEL_DATA or "OW" in vrs:
+            vr = "OB" if flags & _F_ENCAPSULATED else ("OW" if self._bits_allocated() > 8 else "OB")
+            if "OW" not in vrs:
+                vr = vrs[0]
+        elif "SS" in vrs:
+            vr = "SS" if self._pixel_representation() == 1 else "US"
+        else:
+            vr = vrs[0]
+        if wire_vr == "UN" and vr == "SQ" and not flags & _F_SEQUENCE:
+            # A defined-length UN whose dictionary VR is SQ: keep it raw.
+            return "UN"
+        return vr
+
+    def _bits_allocated(self) -> int:
+        ds: Dataset | None = self
+        while ds is not None:
+            if 0x00280100 in ds:
+                return int(ds._value(0x00280100) or 0)
+            ds = ds._parent
+        return 16
+
+    def _pixel_representation(self) -> int:
+        ds: Dataset | None = self
+        while ds is not None:
+            if 0x00280103 in ds:
+                return int(ds._value(0x00280103) or 0)
+            ds = ds._parent
+        return 0
+
+    def _charsets(self) -> tuple[str, ...]:
+        ds: Dataset | None = self
+        while ds is not None:
+            if _SPECIFIC_CHARACTER_SET in ds:
+                return parse_charsets(ds._value(_SPECIFIC_CHARACTER_SET))
+            ds = ds._parent
+        return _DEFAULT_CHARSETS
+
+    def _value(self, tag: int) -> Any:
+        vals = self._vals
+        if tag in vals:
+            return vals[tag]
+        idx = self._raw.get(tag)
+        if idx is None:
+            raise KeyError(tag)
+        value = self._decode(tag, idx)
+        vals[tag] = value
+        return value
+
+    def _decode(self, tag: int, idx: int) -> Any:
+        index = self._index
+        vr = self._vr(tag)
+        if vr in _values.TEXT_VRS:
+            charsets = self._charsets() if tag != _SPECIFIC_CHARACTER_SET else ()
+            return _values.decode_text_value(index.value_bytes(idx), vr, charsets)
+        if vr == "SQ":
+            flags = index.flags(idx)
+            if flags & _F_SEQUENCE:
+                seq = Sequence()
+                for i in index.siblings(*index.children(idx)):
+                    item = Dataset._from_index(index, i + 1, index.entry(i)[6], self, self.transfer_syntax)
+                    item.__dict__["_undefined"] = bool(index.flags(i) & 1)
+                    seq.append(item)
+            else:
+                seq = self._reparse_un_sequence(idx)
+            self._items[tag] = tuple(seq)
+            return seq
+        if vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS:
+            if index.flags(idx) & _F_ENCAPSULATED:
+                return index.raw(idx)
+            if index.vr(idx) == "UN" and not index.little:
+                return bytes(index.raw(idx))
+            return index.numeric(idx, vr)
+        return index.value_bytes(idx)
+
+    def _reparse_un_sequence(self, idx: int) -> Sequence:
+        """A defined-length element whose dictionary VR is SQ but arrived as UN or implicit."""
+        from dicomnet._codec.elements import ElementIndex
+
+        index = self._index
+        _, _, _, _, offset, length, _ = index.entry(idx)
+        sub = ElementIndex(index.source, offset, offset + length, implicit=True, little=True,
+                           sq_tags=SQ_TAGS, items=True)
+        return Sequence(Dataset._from_index(sub, a, b, self, self.transfer_syntax)
+                        for a, b in (sub.children(i) for i in sub.siblings(0, len(sub))))
+
+    def _raw_length(self, tag: int) -> int | None:
+        idx = self._raw.get(tag)
+        if idx is None or tag in self._vrs:
+            return None
+        return self._index.entry(idx)[5]
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:1].isupper():
+            tag = _dict.tag_for_keyword(name)
+            if tag is not None:
+                try:
+                    return self._value(tag)
+                except KeyError:
+                    pass
+        raise AttributeError(f"{type(self).__name__!s} has no attribute or element {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name[:1].isupper():
+            tag = _dict.tag_for_keyword(name)
+            if tag is not None:
+                self.set(tag, value)
+                return
+        self.__dict__[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        tag = _dict.tag_for_keyword(name) if name[:1].isupper() else None
+        if tag is not None and tag in self:
+            del self[tag]
+        elif name in self.__dict__:
+            del self.__dict__[name]
+        else:
+            raise AttributeError(name)
+
+    def __getitem__(self, key: int | str | tuple[int, int]) -> DataElement:
+        tag = tag_of(key)
+        if tag not in self._vals and tag not in self._raw:
+            raise KeyError(f"{_fmt(tag)} not in the dataset")
+        return DataElement(tag, self._vr(tag), self)
+
+    def __setitem__(self, key: int | str | tuple[int, int], value: Any) -> None:
+        tag = tag_of(key)
+        if isinstance(value, DataElement):
+            self.set(tag, value.value, value.VR)
+        else:
+            self.set(tag, value)
+
+    def __delitem__(self, key: int | str | tuple[int, int]) -> None:
+        tag = tag_of(key)
+        found = self._vals.pop(tag, _MISSING) is not _MISSING
+        found = (self._raw.pop(tag, None) is not None) or found
+        self._vrs.pop(tag, None)
+        if not found:
+            raise KeyError(f"{_fmt(tag)} not in the dataset")
+        self.__dict__["_dirty"] = True
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            tag = tag_of(key)  # type: ignore[arg-type]
+        except (KeyError, TypeError):
+            return False
+        return tag in self._raw or tag in self._vals
+
+    def __len__(self) -> int:
+        return len(self._raw.keys() | self._vals.keys())
+
+    def tags(self) -> list[int]:
+        """The tags present, in ascending order."""
+        raw = self._raw
+        if not self._vals or self._vals.keys() <= raw.keys():
+            return sorted(raw)
+        return sorted(raw.keys() | self._vals.keys())
+
+    def __iter__(self) -> Iterator[DataElement]:
+        for tag in self.tags():
+            yield DataElement(tag, self._vr(tag), self)
+
+    def keys(self) -> list[int]:
+        return self.tags()
+
+    def values(self) -> list[DataElement]:
+        return list(self)
+
+    def items(self) -> list[tuple[int, DataElement]]:
+        return [(e.tag, e) for e in self]
+
+    def get(self, key: int | str | tuple[int, int], default: Any = None) -> Any:
+        """The value for a keyword, or the DataElement for a tag, like pydicom; else ``default``."""
+        try:
+            tag = tag_of(key)
+        except KeyError:
+            return default
+        if tag not in self:
+            return default
+        return self._value(tag) if isinstance(key, str) else self[tag]
+
+    def set(self, key: int | str | tuple[int, int], value: Any, vr: str | None = None) -> None:
+        """Set an element's value; the VR comes from the dictionary unless given."""
+        tag = tag_of(key)
+        if vr is None:
+            vr = self._vrs.get(tag) or (self._vr(tag) if tag in self._raw else None)
+            if vr is None:
+                entry = _dict.lookup(tag)
+                if entry is None:
+                    raise KeyError(f"{_fmt(tag)} is not in the dictionary: give its VR")
+                vr = entry.vrs[0]
+        if vr == "SQ":
+            value = Sequence(value or ())
+            for item in value:
+                if not isinstance(item, Dataset):
+                    raise TypeError("sequence items must be Datasets")
+                item.__dict__["_parent"] = self
+        self._raw.pop(tag, None)
+        self._vals[tag] = value
+        self._vrs[tag] = vr
+        self.__dict__["_dirty"] = True
+
+    def add_new(self, tag: int | str, vr: str, value: Any) -> None:
+        """Add an element with an explicit VR (pydicom's spelling)."""
+        self.set(tag, value, vr)
+
+    def is_modified(self) -> bool:
+        """True when anything here or in a decoded nested item differs from the source bytes."""
+        if self._dirty or self._index is None:
+            return True
+        for tag, items in self._items.items():
+            current = self._vals.get(tag)
+            if current is None or len(current) != len(items):
+                return True
+            for a, b in zip(current, items):
+                if a is not b or b.is_modified():
+                    return True
+        return False
+
+    # ------------------------------------------------------------ helpers
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Dataset):
+            return NotImplemented
+        if self.tags() != other.tags():
+            return False
+        return all(a == b for a, b in zip(self, other))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "\n".join(self._lines(""))
+
+    def _lines(self, indent: str) -> Iterator[str]:
+        for elem in self:
+            if elem.VR == "SQ":
+                yield f"{indent}{_fmt(elem.tag)} SQ {elem.keyword or 'Unknown'}: {len(elem.value)} item(s)"
+                for n, item in enumerate(elem.value, 1):
+                    yield f"{indent}  item {n}:"
+                    yield from item._lines(indent + "    ")
+            else:
+                yield indent + repr(elem)
+
+    def __dir__(self) -> list[str]:
+        names = set(super().__dir__())
+        names.update(k for k in (_dict.keyword_of(t) for t in self.tags()) if k)
+        return sorted(names)
+
+    # Implemented in other modules, attached here to keep this file readable.
+    def encode(self, transfer_syntax: Any = None) -> bytes | memoryview:
+        """Encode as a data set (no File Meta) in ``transfer_syntax`` (default: the source's)."""
+        from dicomnet.dicom.writer import encode_dataset
+
+        return encode_dataset(self, transfer_syntax)
+
+    @property
+    def pixel_array(self) -> Any:
+        """Pixel Data as a numpy array shaped (frames, rows, columns[, samples]), viewing the source."""
+        from dicomnet.dicom.pixels import pixel_array
+
+        return pixel_array(self)
+
+    def frames(self) -> Iterator[Any]:
+        """One item per frame: a numpy view (native data) or a memoryview of the compressed frame."""
+        from dicomnet.dicom.pixels import iter_frames
+
+        return iter_frames(self)
+
+    def to_pydicom(self) -> Any:
+        """A ``pydicom.Dataset`` with the same elements (needs pydicom)."""
+        from dicomnet.dicom.interop import to_pydicom
+
+        return to_pydicom(self)
+
+    @classmethod
+    def from_pydicom(cls, pyds: Any) -> Dataset:
+        """A Dataset from a ``pydicom.Dataset`` (needs pydicom)."""
+        from dicomnet.dicom.interop import from_pydicom
+
+        return from_pydicom(pyds)
+
+
+_MISSING = object()
+

@@ -1,0 +1,192 @@
+"""Pixel Data as numpy views (PS3.3 C.7.6.3, PS3.5 8 and A.4).
+
+For native (uncompressed) data the array is ``numpy.frombuffer`` over the
+dataset's own source buffer — for a memory-mapped file, over the mapping — so
+``numpy.shares_memory(ds.pixel_array, source)`` holds and no pixel byte is
+copied. The exceptions copy because they must: 1-bit data (unpacked to
+uint8) and 8-bit samples stored as OW in big endian (their bytes are swapped
+in pairs on the wire).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy
+
+from dicomnet.errors import DicomNetError, DicomParseError
+
+if TYPE_CHECKING:
+    from dicomnet.dicom.dataset import Dataset
+
+__all__ = ["pixel_array", "iter_frames", "PixelDataError"]
+
+PIXEL_DATA = 0x7FE00010
+FLOAT_PIXEL_DATA = 0x7FE00008
+DOUBLE_PIXEL_DATA = 0x7FE00009
+EXTENDED_OFFSET_TABLE = 0x7FE00001
+EXTENDED_OFFSET_TABLE_LENGTHS = 0x7FE00002
+_F_ENCAPSULATED = 8
+
+
+class PixelDataError(DicomNetError, ValueError):
+    """The pixel description and the Pixel Data do not fit together, or the data is compressed."""
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        if default is None:
+            raise PixelDataError(f"{keyword} is missing: cannot shape the pixel data")
+        return default
+    return int(value)
+
+
+def _pixel_tag(ds: Dataset) -> int:
+    for tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA):
+        if tag in ds:
+            return tag
+    raise PixelDataError("the dataset has no Pixel Data")
+
+
+def _geometry(ds: Dataset) -> tuple[int, int, int, int, int]:
+    rows = _int(ds, "Rows")
+    cols = _int(ds, "Columns")
+    samples = _int(ds, "SamplesPerPixel", 1)
+    frames = _int(ds, "NumberOfFrames", 1) or 1
+    planar = _int(ds, "PlanarConfiguration", 0) if samples > 1 else 0
+    return frames, rows, cols, samples, planar
+
+
+def _dtype(ds: Dataset, tag: int, little: bool) -> numpy.dtype:
+    order = "<" if little else ">"
+    if tag == FLOAT_PIXEL_DATA:
+        return numpy.dtype(order + "f4")
+    if tag == DOUBLE_PIXEL_DATA:
+        return numpy.dtype(order + "f8")
+    bits = _int(ds, "BitsAllocated")
+    signed = _int(ds, "PixelRepresentation", 0) == 1
+    if bits not in (1, 8, 16, 32, 64):
+        raise PixelDataError(f"Bits Allocated {bits} is not supported")
+    if bits == 1:
+        return numpy.dtype("u1")
+    return numpy.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
+
+
+def pixel_array(ds: Dataset) -> numpy.ndarray:
+    """The pixels shaped (frames, rows, columns) or (frames, rows, columns, samples)."""
+    tag = _pixel_tag(ds)
+    frames, rows, cols, samples, planar = _geometry(ds)
+    count = frames * rows * cols * samples
+    idx = ds._raw.get(tag) if tag not in ds._vrs else None
+    if idx is None:
+        # Set in Python: bytes in the native layout, or any array-like.
+        value = ds._value(tag)
+        dtype = _dtype(ds, tag, True)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            flat = numpy.frombuffer(value, dtype, len(value) // dtype.itemsize)
+        else:
+            flat = numpy.asarray(value).reshape(-1)
+    else:
+        index = ds._index
+        if index.flags(idx) & _F_ENCAPSULATED:
+            raise PixelDataError(
+                "Pixel Data is compressed (encapsulated); decompression is not built in: "
+                "use ds.frames() for the compressed frames"
+            )
+        _, wire_vr, _, _, offset, length, _ = index.entry(idx)
+        wire_vr = wire_vr or ds._vr(tag)
+        little = index.little
+        source = index.source
+        dtype = _dtype(ds, tag, little)
+        bits = _int(ds, "BitsAllocated", 8) if tag == PIXEL_DATA else dtype.itemsize * 8
+        if bits == 1:
+            needed = (count + 7) // 8
+            if length < needed:
+                raise PixelDataError(f"Pixel Data holds {length} bytes, {needed} needed for 1-bit pixels")
+            packed = numpy.frombuffer(source, numpy.uint8, needed, offset)
+            flat = numpy.unpackbits(packed, bitorder="little")[:count]
+        elif not little and dtype.itemsize == 1 and wire_vr == "OW":
+            words = numpy.frombuffer(source, ">u2", length // 2, offset)
+            flat = words.astype("<u2").view(numpy.uint8)[:count]
+            if flat.size < count:
+                raise PixelDataError(f"Pixel Data holds {length} bytes, {count} needed")
+            flat = flat.view(dtype)
+        else:
+            needed = count * dtype.itemsize
+            if length < needed:
+                raise PixelDataError(
+                    f"Pixel Data holds {length} bytes but {frames} frame(s) of {rows}x{cols}x{samples} "
+                    f"at {dtype.itemsize * 8} bits need {needed}"
+                )
+            flat = numpy.frombuffer(source, dtype, count, offset)
+    if flat.size < count:
+        raise PixelDataError(f"Pixel Data holds {flat.size} values, {count} needed")
+    flat = flat[:count]
+    if samples == 1:
+        return flat.reshape(frames, rows, cols)
+    if planar == 1:
+        return flat.reshape(frames, samples, rows, cols).transpose(0, 2, 3, 1)
+    return flat.reshape(frames, rows, cols, samples)
+
+
+def _fragments(ds: Dataset, idx: int) -> tuple[list[int], list[memoryview]]:
+    index = ds._index
+    first, stop = index.children(idx)
+    entries = [index.entry(i) for i in index.siblings(first, stop)]
+    return [e[3] for e in entries], [index.raw(i) for i in index.siblings(first, stop)]
+
+
+def _join(parts: list[memoryview]) -> memoryview | bytes:
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def iter_frames(ds: Dataset) -> Iterator[Any]:
+    """Yield one item per frame.
+
+    Native data: a numpy view of each frame. Encapsulated data: the frame's
+    compressed bytes — a memoryview of the source when the frame is one
+    fragment, joined bytes when it spans several — located with the Extended
+    Offset Table, else the Basic Offset Table, else one frame per fragment.
+    """
+    tag = _pixel_tag(ds)
+    idx = ds._raw.get(tag) if tag not in ds._vrs else None
+    if idx is None or not ds._index.flags(idx) & _F_ENCAPSULATED:
+        yield from pixel_array(ds)
+        return
+    frames = _int(ds, "NumberOfFrames", 1) or 1
+    headers, frags = _fragments(ds, idx)
+    if not frags:
+        raise DicomParseError("encapsulated Pixel Data without a Basic Offset Table item", tag=tag)
+    bot, headers, frags = frags[0], headers[1:], frags[1:]
+    if not frags:
+        return
+    base = headers[0]
+    relative = [h - base for h in headers]
+    offsets: list[int] | None = None
+    if EXTENDED_OFFSET_TABLE in ds:
+        eot = ds._value(EXTENDED_OFFSET_TABLE)
+        offsets = [int(v) for v in numpy.atleast_1d(numpy.asarray(eot).view("<u8"))]
+    elif len(bot) >= 4:
+        if len(bot) % 4:
+            raise DicomParseError("Basic Offset Table length is not a multiple of 4", tag=tag)
+        offsets = [int(v) for v in numpy.frombuffer(bot, "<u4")]
+    if offsets is not None:
+        starts = {off: n for n, off in enumerate(relative)}
+        try:
+            first_fragment = [starts[off] for off in offsets]
+        except KeyError:
+            raise DicomParseError("an offset table entry does not point at a fragment", tag=tag) from None
+        bounds = first_fragment + [len(frags)]
+        for a, b in zip(bounds, bounds[1:]):
+            if b <= a:
+                raise DicomParseError("offset table entries are not increasing", tag=tag)
+            yield _join(frags[a:b])
+        return
+    if frames == 1:
+        yield _join(frags)
+    elif len(frags) == frames:
+        yield from frags
+    else:
+        raise PixelDataError(
+            f"{len(frags)} fragments for {frames} frames and no offset table: cannot tell the frames apart"
+        )

@@ -1,0 +1,122 @@
+"""Value decoding and encoding by VR (PS3.5 section 6.2).
+
+Decoding works on raw value bytes found by the element index; encoding turns a
+Python value back into bytes for a chosen byte order. Binary numeric values are
+decoded by the compiled core (:mod:`dicomnet._codec.elements`); text goes
+through :mod:`dicomnet.dicom.charset` and :mod:`dicomnet.dicom.valuerep`.
+
+How values look in Python:
+- text VRs: ``str`` (``list[str]`` when several values), PN as ``PersonName``,
+  IS as ``int``, DS as ``float``; empty IS/DS give ``None``;
+- US SS UL SL FL FD SV UV: one value -> ``int``/``float``; several -> a read-only
+  numpy array viewing the source buffer; AT -> ``int`` tag (list when several);
+- OB OW OF OD OL OV: a numpy array viewing the source buffer;
+- UN: ``bytes``; SQ: a ``Sequence`` (list) of ``Dataset``.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy
+
+from dicomnet.dicom import charset as _charset
+from dicomnet.dicom import valuerep as _valuerep
+from dicomnet.errors import DicomParseError
+
+__all__ = [
+    "TEXT_VRS",
+    "NUMERIC_VRS",
+    "BULK_VRS",
+    "LONG_VRS",
+    "decode_text_value",
+    "encode_value",
+    "swap_bytes",
+]
+
+TEXT_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+NUMERIC_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV", "AT"})
+BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV"})
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
+
+_ITEM_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 2, "SV": 8, "UV": 8,
+              "OW": 2, "OF": 4, "OD": 8, "OL": 4, "OV": 8, "OB": 1}
+_DTYPE = {"US": "u2", "SS": "i2", "UL": "u4", "SL": "i4", "FL": "f4", "FD": "f8", "SV": "i8",
+          "UV": "u8", "OB": "u1", "OW": "u2", "OF": "f4", "OD": "f8", "OL": "u4", "OV": "u8"}
+
+
+def decode_text_value(raw: bytes, vr: str, charsets: tuple[str, ...]) -> Any:
+    """Decode the bytes of one text element into its Python value."""
+    text = _charset.decode_text(raw, charsets if vr in _CHARSET_VRS else (), vr)
+    return _valuerep.decode_value_text(vr, text)
+
+
+def swap_bytes(raw: memoryview | bytes, vr: str) -> bytes:
+    """Return ``raw`` with every value of a binary VR byte-swapped (LE <-> BE)."""
+    size = _ITEM_SIZE.get(vr, 1)
+    if size == 1 or len(raw) == 0:
+        return bytes(raw)
+    return numpy.frombuffer(raw, dtype=f"u{size}").byteswap().tobytes()
+
+
+def _text_bytes(vr: str, value: Any, charsets: tuple[str, ...]) -> bytes:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (list, tuple)):
+        parts = [_text_one(vr, v) for v in value]
+        text = "\\".join(parts)
+    else:
+        text = _text_one(vr, value)
+    return _charset.encode_text(text, charsets if vr in _CHARSET_VRS else (), vr)
+
+
+def _text_one(vr: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if vr == "IS" and not isinstance(v, str):
+        return _valuerep.format_is(v)
+    if vr == "DS" and not isinstance(v, str):
+        return _valuerep.format_ds(v)
+    return str(v)
+
+
+def encode_value(vr: str, value: Any, charsets: tuple[str, ...], little: bool) -> bytes:
+    """Encode a Python value as the bytes of one element (padded to even length).
+
+    SQ values are encoded by the dataset writer, not here.
+    """
+    if vr in TEXT_VRS:
+        data = _text_bytes(vr, value, charsets)
+        if len(data) % 2:
+            data += b"\x00" if vr == "UI" else b" "
+        return data
+    if value is None:
+        return b""
+    order = "<" if little else ">"
+    if vr == "AT":
+        tags = [value] if isinstance(value, int) else list(value)
+        return b"".join(struct.pack(order + "HH", t >> 16, t & 0xFFFF) for t in tags)
+    if vr in _DTYPE:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            data = bytes(value)
+            if not little and _ITEM_SIZE.get(vr, 1) > 1:
+                # Raw bytes are taken to be little endian (how Python code builds them).
+                data = swap_bytes(data, vr)
+        else:
+            arr = numpy.asarray(value)
+            if vr in BULK_VRS and arr.dtype.itemsize != _ITEM_SIZE[vr]:
+                # e.g. a uint16 pixel array stored as OW: keep the array's own width.
+                dtype = numpy.dtype(arr.dtype.str[1:]).newbyteorder(order)
+            else:
+                dtype = numpy.dtype(order + _DTYPE[vr])
+            data = numpy.ascontiguousarray(arr, dtype=dtype).tobytes()
+        if len(data) % 2:
+            data += b"\x00"
+        return data
+    if vr == "UN":
+        data = bytes(value)
+        return data + b"\x00" if len(data) % 2 else data
+    raise DicomParseError(f"cannot encode a value of VR {vr!r}")

@@ -1,0 +1,206 @@
+"""Encoding data sets (PS3.5 7) and writing Part 10 files (PS3.10 7.1).
+
+Untouched elements are copied from the source buffer as they were read, so a
+dataset read and written back in its own transfer syntax is byte-identical.
+Elements are re-encoded only when they were set in Python or when the byte
+order or VR encoding changes (transcoding among the uncompressed syntaxes).
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from typing import Any
+
+from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicomnet.dicom import values as _values
+from dicomnet.dicom.dataset import Dataset
+from dicomnet.dicom.reader import EXPLICIT_VR_LE, _ts_flags
+from dicomnet.errors import DicomParseError
+
+__all__ = ["encode_dataset", "encode_file_meta", "write_file"]
+
+_F_UNDEFINED, _F_SEQUENCE, _F_ENCAPSULATED = 1, 2, 8
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_DELIM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool, little: bool) -> bytes:
+    order = "<" if little else ">"
+    if implicit:
+        return struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, length)
+    if vr in _values.LONG_VRS:
+        return struct.pack(order + "HH2s2xI", tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+    if length > 0xFFFF:
+        raise DicomParseError(f"a {vr} value of {length} bytes does not fit a 16-bit length", tag=tag)
+    return struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode("ascii"), length)
+
+
+def _delimiter(tag: int, little: bool) -> bytes:
+    return struct.pack("<HHI" if little else ">HHI", tag >> 16, tag & 0xFFFF, 0)
+
+
+def _sequence_unchanged(ds: Dataset, tag: int) -> bool:
+    items = ds._items.get(tag)
+    if items is None:
+        return tag not in ds._vals
+    current = ds._vals.get(tag)
+    return (current is not None and len(current) == len(items)
+            and all(a is b and not b.is_modified() for a, b in zip(current, items)))
+
+
+def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool) -> None:
+    index = ds._index
+    same = index is not None and index.implicit == implicit and index.little == little
+    source = memoryview(index.source).cast("B") if index is not None else None
+    charsets = ds._charsets()
+    for tag in ds.tags():
+        idx = ds._raw.get(tag)
+        if idx is not None and tag not in ds._vrs:
+            flags = index.flags(idx)
+            if same and (not flags & _F_SEQUENCE or _sequence_unchanged(ds, tag)):
+                start, past = index.span(idx)
+                out += source[start:past]
+                continue
+            vr = ds._vr(tag)
+            if vr == "SQ":
+                _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little)
+            elif flags & _F_ENCAPSULATED:
+                if not little or implicit:
+                    raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
+                start, past = index.span(idx)
+                out += _header(tag, "OB", _UNDEFINED, implicit, little)
+                out += source[index.entry(idx)[4]:past]
+            elif flags & _F_SEQUENCE:
+                # UN of undefined length that the dictionary does not know: its
+                # content is Implicit VR LE items; keep it verbatim.
+                if not little:
+                    raise DicomParseError("cannot write an undefined-length UN in big endian", tag=tag)
+                start, past = index.span(idx)
+                out += _header(tag, "UN", _UNDEFINED, implicit, little)
+                out += source[index.entry(idx)[4]:past]
+            else:
+                raw = index.raw(idx)
+                if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
+                    raw = _values.swap_bytes(raw, vr)
+                out += _header(tag, vr, len(raw), implicit, little)
+                out += raw
+            continue
+        vr = ds._vr(tag)
+        value = ds._value(tag)
+        if vr == "SQ":
+            _encode_sequence(ds, tag, value, False, out, implicit, little)
+            continue
+        data = _values.encode_value(vr, value, charsets, little)
+        out += _header(tag, vr, len(data), implicit, little)
+        out += data
+
+
+def _encode_sequence(ds: Dataset, tag: int, items: Any, undefined: bool, out: bytearray,
+                     implicit: bool, little: bool) -> None:
+    order = "<I" if little else ">I"
+    out += _header(tag, "SQ", _UNDEFINED if undefined else 0, implicit, little)
+    length_at = len(out) - 4
+    start = len(out)
+    for item in items or ():
+        item_undefined = undefined and item.__dict__.get("_undefined", True)
+        out += struct.pack("<HHI" if little else ">HHI", 0xFFFE, 0xE000, _UNDEFINED if item_undefined else 0)
+        item_length_at = len(out) - 4
+        item_start = len(out)
+        _encode_into(item, out, implicit, little)
+        if item_undefined:
+            out += _delimiter(_ITEM_DELIM, little)
+        else:
+            struct.pack_into(order, out, item_length_at, len(out) - item_start)
+    if undefined:
+        out += _delimiter(_SEQ_DELIM, little)
+    else:
+        struct.pack_into(order, out, length_at, len(out) - start)
+
+
+def encode_dataset(ds: Dataset, transfer_syntax: str | None = None) -> bytes | memoryview:
+    """The data set's bytes in ``transfer_syntax`` (default: the one it was read in).
+
+    An unmodified dataset in its own syntax returns a memoryview of the source
+    bytes (no copy). Deflated syntaxes are compressed after encoding.
+    """
+    uid = str(transfer_syntax or ds.transfer_syntax or EXPLICIT_VR_LE)
+    implicit, little, deflated = _ts_flags(uid)
+    index = ds._index
+    if (index is not None and ds._parent is None and uid == ds.transfer_syntax
+            and len(index) and ds.tags() and not ds.is_modified()
+            and ds._raw.keys() == index.level(0, len(index)).keys()):
+        body: bytes | memoryview = memoryview(index.source).cast("B")[index.start:index.stop]
+    else:
+        out = bytearray()
+        _encode_into(ds, out, implicit, little)
+        body = out
+    if deflated:
+        packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = packer.compress(body) + packer.flush()
+        return data + b"\x00" if len(data) % 2 else data
+    return body
+
+
+def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
+    """The File Meta Information group (PS3.10 7.1) for ``ds`` written in ``transfer_syntax``.
+
+    The dataset's own File Meta is reused byte for byte when it is unmodified and
+    names the same transfer syntax; otherwise a group is built from it (or from
+    scratch) with the SOP Class/Instance UIDs, the transfer syntax and our
+    implementation identity, and a correct group length.
+    """
+    meta = ds.file_meta
+    if meta is not None and not meta.is_modified():
+        current = str(meta.get("TransferSyntaxUID") or "").strip("\0 ")
+        if current == transfer_syntax and 0x00020000 in meta:
+            index = meta._index
+            return memoryview(index.source).cast("B")[index.start:index.stop]
+    new = Dataset()
+    if meta is not None:
+        for elem in meta:
+            if elem.tag != 0x00020000:
+                new.set(elem.tag, elem.value, elem.VR)
+    new.set(0x00020001, b"\x00\x01", "OB")
+    if 0x00020002 not in new:
+        new.set(0x00020002, ds.get("SOPClassUID") or "", "UI")
+    if 0x00020003 not in new:
+        new.set(0x00020003, ds.get("SOPInstanceUID") or "", "UI")
+    new.set(0x00020010, transfer_syntax, "UI")
+    if meta is None or 0x00020012 not in new:
+        new.set(0x00020012, IMPLEMENTATION_CLASS_UID, "UI")
+        new.set(0x00020013, IMPLEMENTATION_VERSION_NAME, "SH")
+    out = bytearray()
+    _encode_into(new, out, implicit=False, little=True)
+    return _header(0x00020000, "UL", 4, False, True) + struct.pack("<I", len(out)) + bytes(out)
+
+
+def write_file(path: str | os.PathLike[str], ds: Dataset, transfer_syntax: str | None = None) -> None:
+    """Write ``ds`` as a Part 10 file: preamble, ``DICM``, File Meta, data set.
+
+    The file is written under a temporary name in the same folder, flushed to
+    disk and renamed into place, so a reader never sees a half-written file.
+    """
+    uid = str(transfer_syntax or ds.transfer_syntax or EXPLICIT_VR_LE)
+    body = encode_dataset(ds, uid)
+    meta = encode_file_meta(ds, uid)
+    preamble = ds.preamble if ds.preamble is not None and len(ds.preamble) == 128 else bytes(128)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dicomnet-", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(preamble)
+            f.write(b"DICM")
+            f.write(meta)
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
