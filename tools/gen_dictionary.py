@@ -58,6 +58,10 @@ _TAG_RE = re.compile(r"^\(([0-9A-Fa-f\-ouOU]+),([0-9A-Fa-f\-ouOU]+)\)$")
 _PART_RE = re.compile(r"^([0-9A-Fa-f]{4})(?:-(?:([ouOU])-)?([0-9A-Fa-f]{4}))?$")
 
 
+# (group_lo, group_hi, group_parity, elem_lo, elem_hi, elem_parity, vrs, vm, keyword, retired, kind)
+Rule = tuple[int, int, str, int, int, str, str, str, str, bool, str]
+
+
 class DictionaryFormatError(ValueError):
     """A line of dicom.dic could not be understood."""
 
@@ -89,10 +93,10 @@ def _vrs(vr: str, tag: int | None, lineno: int) -> tuple[str, ...]:
     raise DictionaryFormatError(f"line {lineno}: unknown VR {vr!r}")
 
 
-def parse(text: str) -> tuple[dict[int, tuple[str, str, str, bool]], list[tuple]]:
+def parse(text: str) -> tuple[dict[int, tuple[str, str, str, bool]], list[Rule]]:
     """Parse dicom.dic text into (exact entries, range rules)."""
     entries: dict[int, tuple[str, str, str, bool]] = {}
-    ranges: list[tuple] = []
+    ranges: list[Rule] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue

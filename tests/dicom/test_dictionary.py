@@ -173,3 +173,23 @@ def test_generator_parses_ranges_and_rejects_bad_lines():
 def test_keywords_are_identifiers():
     for kw in d.all_keywords():
         assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", kw), kw
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(min_value=0, max_value=0xFFFFFFFF))
+def test_lookup_total_and_consistent(tag):
+    entry = d.lookup(tag)
+    assert d.vr_of(tag) == (None if entry is None else entry.vr)
+    assert d.keyword_of(tag) == (None if entry is None else entry.keyword)
+    group, elem = tag >> 16, tag & 0xFFFF
+    if elem == 0:
+        assert entry is not None and entry.vr == "UL"  # every group has a group length
+    if group & 1 and group > 8:
+        if 0x10 <= elem <= 0xFF:
+            assert entry.keyword == "PrivateCreator"
+        elif elem:
+            assert entry is None

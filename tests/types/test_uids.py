@@ -97,3 +97,23 @@ def test_invalid_uids(value):
 def test_every_registered_uid_is_valid():
     for uid, *_ in REGISTRY:
         assert is_valid_uid(uid), uid
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _reference_valid(s: str) -> bool:
+    if not s or len(s) > 64:
+        return False
+    for part in s.split("."):
+        if not part or not all(c in "0123456789" for c in part):
+            return False
+        if len(part) > 1 and part[0] == "0":
+            return False
+    return True
+
+
+@given(st.text(alphabet="0123456789.a \x00", max_size=70))
+def test_is_valid_uid_matches_reference(s):
+    assert is_valid_uid(s) is _reference_valid(s)
