@@ -10,7 +10,8 @@ is there; anything malformed raises :class:`dicomnet.errors.PDUError`.
 Receiving rules taken from PS3.8 9.3.1: reserved fields are not tested; items of
 an unrecognised type are skipped (at the RQ/AC variable-field level and inside
 User Information). What is *recognised but wrong* (a bad length, a truncated
-field, a missing mandatory item) is an error.
+field, a missing mandatory item, a known item in the wrong place -- the
+"unexpected-PDU parameter" of Table 9-26) is an error.
 """
 from __future__ import annotations
 
@@ -398,6 +399,21 @@ def encode_pdu(pdu: PDU) -> bytes:
 
 
 # ------------------------------------------------------------------ decoding
+# Every item type PS3.8/PS3.7 define for the association PDUs; any other type is
+# unrecognised and skipped, one of these in the wrong place is an error.
+_KNOWN_ITEM_TYPES = frozenset(
+    (
+        _it.ITEM_APPLICATION_CONTEXT,
+        _it.ITEM_PRESENTATION_CONTEXT_RQ,
+        _it.ITEM_PRESENTATION_CONTEXT_AC,
+        _it.ITEM_ABSTRACT_SYNTAX,
+        _it.ITEM_TRANSFER_SYNTAX,
+        _it.ITEM_USER_INFORMATION,
+    )
+    + tuple(range(_it.SUB_MAXIMUM_LENGTH, _it.SUB_USER_IDENTITY_AC + 1))
+)
+
+
 def _decode_association(pdu_type: int, body: memoryview) -> AAssociateRQ | AAssociateAC:
     is_rq = pdu_type == A_ASSOCIATE_RQ
     name = "A-ASSOCIATE-RQ" if is_rq else "A-ASSOCIATE-AC"
@@ -422,6 +438,9 @@ def _decode_association(pdu_type: int, body: memoryview) -> AAssociateRQ | AAsso
             if user_info is not None:
                 raise PDUError(f"{name} holds two user information items")
             user_info = _it._decode_user_information(value, is_rq)
+        elif item_type in _KNOWN_ITEM_TYPES:
+            # A recognised item in the wrong place ("unexpected-PDU parameter").
+            raise PDUError(f"{name}: unexpected item {item_type:02X}H at the PDU level")
         else:
             # PS3.8 9.3.1: items of unrecognised types are ignored and skipped.
             logger.debug("%s: skipping item %02XH (%d bytes)", name, item_type, len(value))
