@@ -78,10 +78,16 @@ def record_started(kind: str) -> None:
     PEERS_STARTED[kind] = PEERS_STARTED.get(kind, 0) + 1
 
 
+def which(tool: str) -> str | None:
+    """Path of a binary; also looks in the sbin dirs (Debian puts Orthanc in
+    /usr/sbin, which is not on a normal user's PATH)."""
+    return shutil.which(tool) or shutil.which(tool, path="/usr/local/sbin:/usr/sbin:/sbin")
+
+
 def require(*tools: str) -> None:
     """Skip the calling test unless every binary (on PATH) or package exists."""
     for tool in tools:
-        if shutil.which(tool) or (
+        if which(tool) or (
             tool.isidentifier() and importlib.util.find_spec(tool) is not None
         ):
             continue
@@ -319,8 +325,9 @@ class Orthanc(_Process):
             **self.extra_config,
         }
         (d / "orthanc.json").write_text(json.dumps(cfg, indent=1))
+        binary = which("Orthanc") or "Orthanc"
         self._spawn(
-            ["Orthanc", "--no-jobs", f"--logfile={self.log_path}", str(d / "orthanc.json")]
+            [binary, "--no-jobs", f"--logfile={self.log_path}", str(d / "orthanc.json")]
         )
         self._wait_until(self._ready, self.timeout)
 
