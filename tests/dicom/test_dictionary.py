@@ -193,3 +193,19 @@ def test_lookup_total_and_consistent(tag):
             assert entry.keyword == "PrivateCreator"
         elif elem:
             assert entry is None
+
+
+def test_agrees_with_pydicom_dictionary():
+    """An independent check of the VR mapping: pydicom's table (an older edition)."""
+    datadict = pytest.importorskip("pydicom.datadict")
+    compared = keyword_mismatches = 0
+    for tag, (vr, _vm, _name, _retired, keyword) in datadict.DicomDictionary.items():
+        entry = d.lookup(tag)
+        if entry is None:
+            assert not keyword, hex(tag)  # only PS3.6 rows without a keyword are absent
+            continue
+        compared += 1
+        assert set(entry.vrs) == set(vr.replace(" or ", ",").split(",")), hex(tag)
+        keyword_mismatches += bool(keyword) and entry.keyword != keyword
+    assert compared > 5000
+    assert keyword_mismatches <= 10  # keywords renamed in later editions
