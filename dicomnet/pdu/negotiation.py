@@ -65,8 +65,6 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
 _VERIFICATION = "1.2.840.10008.1.1"
-_STORAGE_PREFIX = "1.2.840.10008.5.1.4.1.1."
-_QR_PREFIX = "1.2.840.10008.5.1.4.1.2."
 _MAX_CONTEXTS = 128  # odd context ids 1..255 (PS3.8 9.3.2.2)
 
 _RJ = AAssociateRJ
@@ -132,20 +130,15 @@ def build_associate_rq(
 # ----------------------------------------------------------------- acceptor
 @lru_cache(maxsize=1)
 def default_supported() -> Mapping[str, tuple[str, ...]]:
-    """Every registered Storage and Query/Retrieve SOP class, plus Verification,
-    with :data:`UNCOMPRESSED_TRANSFER_SYNTAXES` -- the acceptor's default."""
-    from ..types import uids  # local: the registry is large
+    """Every registered Storage and Query/Retrieve SOP class, the default abstract
+    syntaxes (Verification, worklist, ...), each with
+    :data:`UNCOMPRESSED_TRANSFER_SYNTAXES` -- the acceptor's default."""
+    from ..types import sop_classes as sc  # local: the registry is large
 
-    classes = {_VERIFICATION}
-    for uid in uids.registry() if hasattr(uids, "registry") else ():
-        text = str(uid)
-        if text.startswith((_STORAGE_PREFIX, _QR_PREFIX)) and uids.UID(text).is_sop_class:
-            classes.add(text)
-    try:
-        from ..types.sop_classes import DEFAULT_ABSTRACT_SYNTAXES
-    except ImportError:
-        DEFAULT_ABSTRACT_SYNTAXES = ()
-    classes.update(str(u) for u in DEFAULT_ABSTRACT_SYNTAXES)
+    classes = {str(c.uid) for c in sc.all_sop_classes()
+               if sc.is_storage_sop_class(c.uid) or sc.is_query_retrieve_sop_class(c.uid)}
+    classes.update(str(u) for u in sc.DEFAULT_ABSTRACT_SYNTAXES)
+    classes.add(_VERIFICATION)
     return {uid: UNCOMPRESSED_TRANSFER_SYNTAXES for uid in sorted(classes)}
 
 
