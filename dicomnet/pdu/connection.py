@@ -89,6 +89,7 @@ class Connection:
         self._artim_deadline: float | None = None
         self._answer_deadline: float | None = None  # requestor in Sta5 (local policy)
         self._stream_broken = False
+        self._discard = bytearray(4096)
         self._rq_bytes = b""
         self.rq: AAssociateRQ | None = None
         self.negotiated: NegotiatedAssociation | None = None
@@ -125,6 +126,9 @@ class Connection:
         """A writable view to receive into; then call :meth:`buffer_updated`."""
         if self._state in ("Sta1", "Sta4"):
             raise LocalProtocolError(f"no transport connection in {self._state}; nothing to receive")
+        if self._stream_broken:
+            # After an unframeable PDU the rest of the stream is read and dropped.
+            return memoryview(self._discard)
         return self._reader.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int, now: float | None = None) -> None:
@@ -132,9 +136,9 @@ class Connection:
         complete PDU in them (events queue up for :meth:`next_event`)."""
         if now is not None:
             self._now = now
-        self._reader.buffer_updated(nbytes)
         if self._stream_broken:
             return
+        self._reader.buffer_updated(nbytes)
         while self._state not in ("Sta1", "Sta4"):
             try:
                 item = self._reader.next_pdu()
