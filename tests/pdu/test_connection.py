@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dicomnet._codec.pdu import fragment
 from dicomnet.errors import LocalProtocolError
@@ -505,3 +507,44 @@ def test_every_pair_follows_the_table(event, state):
         assert me.deadline() is not None
     if action.artim == "stop" and action_name != "AE-6":
         assert me.deadline() is None
+
+
+def test_inconsistent_ac_aborts_the_requestor():
+    p = Pair()
+    p.acc.transport_connected(0.0)
+    p.req.request_association(p.rq, 0.0)
+    p.req.data_to_send()
+    from dicomnet.pdu.items import PresentationContextAC, UserInformation
+
+    bad = AAssociateAC("SCP", "SCU", (PresentationContextAC(1, 0, "1.2.840.10008.1.2.4.50"),),
+                       UserInformation(max_length=0, implementation_class_uid="1.2.3"))
+    p.req.receive_data(encode_pdu(bad))
+    assert p.req.state == "Sta13"
+    assert drain(p.req) == [ev.Abort(2, 6, local=True)]
+    assert p.req.data_to_send() == [encode_pdu(AAbort(2, 6))]
+
+
+def test_injected_logger_sees_transitions(caplog):
+    import logging
+
+    log = logging.getLogger("test.dicomnet.connection")
+    acc = Connection("acceptor", logger=log)
+    with caplog.at_level(logging.DEBUG, logger="test.dicomnet.connection"):
+        acc.transport_connected(0.0)
+    assert any("Evt5 in Sta1 -> AE-5 -> Sta2" in r.getMessage() for r in caplog.records)
+
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_random_bytes_never_crash(data, established):
+    p = Pair()
+    if established:
+        p.associate()
+    else:
+        p.acc.transport_connected(0.0)
+    p.acc.receive_data(data)
+    assert p.acc.state in fsm.STATES
+    for buf in p.acc.data_to_send():
+        assert bytes(buf)[0] in (1, 2, 3, 4, 5, 6, 7)
+    drain(p.acc)
