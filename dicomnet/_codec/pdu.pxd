@@ -1,18 +1,22 @@
 # Interface of dicomnet._codec.pdu for other Cython modules (cimport).
 
 cdef class _Chunk:
-    # One malloc'd block of receive memory. Its memory is never realloc'd or
-    # freed while the object lives; ``read_exports`` counts buffer exports made
-    # for PDU bodies (memoryviews handed out by PDUReader.next_pdu).
+    # One malloc'd block of receive memory, freed with the object. It is
+    # realloc'd (grow) only while nothing is exported: ``read_exports`` counts
+    # exports for PDU bodies (PDUReader.next_pdu), ``write_exports`` those of
+    # the windows handed out by PDUReader.get_buffer.
     cdef unsigned char* data
     cdef Py_ssize_t size
     cdef Py_ssize_t read_exports
+    cdef Py_ssize_t write_exports
     cdef Py_ssize_t shape[1]
     cdef Py_ssize_t strides[1]
 
+    cdef int grow(self, Py_ssize_t size) except -1
+
 
 cdef class _WriteWindow:
-    # A writable, uncounted export of a _Chunk (the view get_buffer returns).
+    # A writable export of a _Chunk (the view get_buffer returns); counted.
     cdef _Chunk chunk
     cdef Py_ssize_t shape[1]
     cdef Py_ssize_t strides[1]
@@ -25,7 +29,6 @@ cdef class PDUReader:
     cdef Py_ssize_t _window_end   # end of the window last handed out by get_buffer
     cdef Py_ssize_t _max_pdu_length
     cdef Py_ssize_t _max_association_pdu
-    cdef object _window_view      # writable memoryview over all of _chunk (uncounted export)
 
     cdef int _check_header(self) except -1
     cdef int _make_room(self, Py_ssize_t want) except -1

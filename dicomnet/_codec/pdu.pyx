@@ -19,7 +19,7 @@ last fragment; bits 2-7 are zero and not tested on receipt), data.
 """
 from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
 from libc.string cimport memcpy, memmove
 
 from dicomnet.errors import PDUError
@@ -62,6 +62,19 @@ cdef class _Chunk:
             raise MemoryError(f"cannot allocate a {size}-byte receive buffer")
         self.size = size
         self.read_exports = 0
+        self.write_exports = 0
+
+    cdef int grow(self, Py_ssize_t size) except -1:
+        """Resize in place (realloc). Only legal while nothing is exported."""
+        cdef unsigned char* moved
+        if self.read_exports or self.write_exports:
+            raise BufferError("cannot resize a receive block while views of it exist")
+        moved = <unsigned char*>PyMem_RawRealloc(self.data, <size_t>size)
+        if moved == NULL:
+            raise MemoryError(f"cannot grow the receive buffer to {size} bytes")
+        self.data = moved
+        self.size = size
+        return 0
 
     def __dealloc__(self):
         PyMem_RawFree(self.data)
@@ -90,10 +103,11 @@ cdef class _Chunk:
 
 
 cdef class _WriteWindow:
-    """A writable, uncounted export of a :class:`_Chunk` (what get_buffer hands out).
+    """A writable export of a :class:`_Chunk` (what get_buffer hands out).
 
-    It holds a reference to the chunk, so a stale window still points at live
-    memory; the reader never reallocates a chunk, it replaces it.
+    It holds a reference to the chunk and counts its exports in
+    ``chunk.write_exports``: the reader reallocates a block only when no view
+    of it, read or write, is alive, so even a stale window never dangles.
     """
 
     def __cinit__(self, _Chunk chunk not None):
@@ -113,9 +127,10 @@ cdef class _WriteWindow:
         buf.strides = self.strides if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
         buf.suboffsets = NULL
         buf.internal = NULL
+        self.chunk.write_exports += 1
 
     def __releasebuffer__(self, Py_buffer* buf):
-        pass
+        self.chunk.write_exports -= 1
 
 
 cdef class PDUReader:
@@ -150,7 +165,10 @@ cdef class PDUReader:
     leaves the old block to its holders. Release views you are done with
     (drop them, or ``view.release()``) to let the reader reuse its memory.
     The view returned by :meth:`get_buffer` is valid until the next call of
-    :meth:`buffer_updated`, :meth:`get_buffer` or :meth:`feed`.
+    :meth:`buffer_updated`, :meth:`get_buffer` or :meth:`feed`; drop it after
+    ``buffer_updated`` too: a block is grown in place (``realloc``) only when
+    no view of it at all -- body or window -- is alive. Memory safety never
+    depends on callers: a block is freed only when its last view is gone.
     """
 
     def __cinit__(self, Py_ssize_t max_pdu_length=0, Py_ssize_t max_association_pdu=1 << 20):
@@ -159,7 +177,6 @@ cdef class PDUReader:
         self._max_pdu_length = max_pdu_length
         self._max_association_pdu = max_association_pdu
         self._chunk = _Chunk(INITIAL_SIZE)
-        self._window_view = memoryview(_WriteWindow(self._chunk))
         self._start = 0
         self._end = 0
         self._window_end = 0
@@ -224,6 +241,15 @@ cdef class PDUReader:
         if need > size:
             while size < need:
                 size *= 2
+            if self._chunk.read_exports == 0 and self._chunk.write_exports == 0:
+                # Nobody looks at this block: slide, then grow it in place
+                # (realloc of a large block remaps pages instead of copying).
+                if pending:
+                    memmove(self._chunk.data, self._chunk.data + self._start, <size_t>pending)
+                self._chunk.grow(size)
+                self._start = 0
+                self._end = pending
+                return 0
         elif need * 4 < size:
             # A big block is still referenced: do not clone its size for a small tail.
             size = max(INITIAL_SIZE, need * 2)
@@ -231,7 +257,6 @@ cdef class PDUReader:
         if pending:
             memcpy(fresh.data, self._chunk.data + self._start, <size_t>pending)
         self._chunk = fresh
-        self._window_view = memoryview(_WriteWindow(fresh))
         self._start = 0
         self._end = pending
         return 0
@@ -249,7 +274,7 @@ cdef class PDUReader:
         if self._chunk.size - self._end < want:
             self._make_room(want)
         self._window_end = self._chunk.size
-        return self._window_view[self._end:self._chunk.size]
+        return memoryview(_WriteWindow(self._chunk))[self._end:self._chunk.size]
 
     def buffer_updated(self, Py_ssize_t nbytes):
         """Record that ``nbytes`` were written at the start of the last get_buffer view."""

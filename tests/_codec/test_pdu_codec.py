@@ -155,7 +155,10 @@ def test_released_bodies_let_the_reader_reuse_its_block():
     assert len(reader.get_buffer(-1)) <= base
 
 
-def test_big_pdu_through_small_recv_calls():
+@pytest.mark.parametrize("hold_window", [True, False], ids=["window-held", "window-dropped"])
+def test_big_pdu_through_small_recv_calls(hold_window):
+    # window-dropped exercises growth in place (realloc), window-held the
+    # copy into a fresh block.
     payload = bytes(range(256)) * 4000  # ~1 MB
     raw = pdata((3, 2, payload))
     reader = PDUReader()
@@ -165,12 +168,23 @@ def test_big_pdu_through_small_recv_calls():
         n = min(len(view), 7000, len(raw) - pos)
         view[:n] = raw[pos : pos + n]
         reader.buffer_updated(n)
+        if not hold_window:
+            del view
         pos += n
         item = reader.next_pdu()
         if pos < len(raw):
             assert item is None
     assert item[0] == 4
     assert iter_pdvs(item[1])[0][3] == payload
+
+
+def test_stale_window_stays_memory_safe():
+    reader = PDUReader()
+    stale = reader.get_buffer(-1)
+    reader.buffer_updated(0)
+    reader.feed(pdata((1, 0, b"k" * 200000)))  # grows past the first block
+    stale[:] = b"\xee" * len(stale)  # writes into the old block, which is still alive
+    assert iter_pdvs(reader.next_pdu()[1])[0][3] == b"k" * 200000
 
 
 @settings(max_examples=300, deadline=None)
