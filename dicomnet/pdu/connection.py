@@ -244,9 +244,15 @@ class Connection:
         self._tick(now)
         self._fire("Evt14")
 
-    def abort(self, now: float | None = None) -> None:
-        """A-ABORT request (Evt15): a service-user A-ABORT (PS3.8 7.3; its reason
-        field is always 0), then wait in Sta13 for the peer to close."""
+    def abort(self, reason: int = 0, now: float | None = None) -> None:
+        """A-ABORT request (Evt15): send a service-user A-ABORT, then wait in Sta13
+        for the peer to close (ARTIM bounds the wait).
+
+        PS3.8 9.3.8 sends the reason field of a service-user A-ABORT as 00H, so a
+        non-zero ``reason`` is only logged, never put on the wire.
+        """
+        if reason:
+            self._log.info("aborting association (local reason %d; sent as 0 per PS3.8 9.3.8)", reason)
         self._tick(now)
         self._fire("Evt15")
 

@@ -240,7 +240,7 @@ def test_abort_both_ways(side):
     p = Pair()
     p.associate()
     me, peer = (p.req, p.acc) if side == "req" else (p.acc, p.req)
-    me.abort(now=1.0)
+    me.abort(5, now=1.0)  # a local reason is not put on the wire (PS3.8 9.3.8)
     assert me.state == "Sta13" and me.deadline() == 31.0  # AA-1
     assert drain(me) == []
     flush(me, peer)
