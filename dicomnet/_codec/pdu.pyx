@@ -29,6 +29,7 @@ from dicomnet.errors import PDUError
 cdef enum:
     INITIAL_SIZE = 65536
     MIN_WINDOW = 16384
+    MAX_WINDOW = 1 << 30    # cap on what a sizehint can make the reader allocate
     PDU_HEADER = 6
     PDV_HEADER = 6          # 4-byte item length + context id + control header
 cdef Py_ssize_t MAX_U32 = 0xFFFFFFFF
@@ -268,6 +269,8 @@ cdef class PDUReader:
         the header of the PDU being received is already known to be bad.
         """
         cdef Py_ssize_t want = sizehint if sizehint > MIN_WINDOW else MIN_WINDOW
+        if want > MAX_WINDOW:
+            want = MAX_WINDOW
         self._check_header()
         if self._start == self._end and self._chunk.read_exports == 0:
             self._start = self._end = 0
@@ -364,7 +367,7 @@ def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
     memoryview slices of ``data``; write it with ``sendmsg``/``writelines``.
     ``max_pdu_length`` is the peer's Maximum Length (the largest PDU *length
     field* it receives; 0 = unlimited): every PDU's length field stays within
-    it. The last PDV has the last-fragment bit; empty data yields one empty PDV.
+    it. A maximum of 1..6 leaves no room for data and raises PDUError. The last PDV has the last-fragment bit; empty data yields one empty PDV.
     """
     cdef Py_ssize_t total, pos = 0, take, per_pdu
     cdef unsigned char control = 1 if is_command else 0
@@ -373,7 +376,8 @@ def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
     if not 0 <= context_id <= 255:
         raise ValueError(f"context_id must be 0..255, got {context_id}")
     if max_pdu_length != 0 and not PDU_HEADER + 1 <= max_pdu_length <= MAX_U32:
-        raise ValueError(f"max_pdu_length must be 0 or 7..{MAX_U32}, got {max_pdu_length}")
+        # Usually the peer's Maximum Length sub-item: PDUError (a ValueError).
+        raise PDUError(f"max_pdu_length must be 0 or 7..{MAX_U32} to carry data, got {max_pdu_length}")
     view = data if isinstance(data, memoryview) else memoryview(data)
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")

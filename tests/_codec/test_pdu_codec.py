@@ -280,7 +280,7 @@ def test_fragment_unlimited_is_one_pdu():
 
 @pytest.mark.parametrize("bad", [1, 6, -1, 1 << 32])
 def test_fragment_refuses_unusable_max_length(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(PDUError):
         fragment(1, False, b"abc", bad)
 
 

@@ -272,3 +272,24 @@ def test_whole_vectors_through_the_reader():
         decoded.append(decode_pdu(*item))
     assert decoded == [E[n] for n in V.ALL_PDUS]
     assert isinstance(decoded[4], AReleaseRQ)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    results=st.lists(st.integers(0, 4), min_size=0, max_size=8),
+    ts=uids,
+    roles=st.lists(st.tuples(uids, st.booleans(), st.booleans()), max_size=3),
+    async_ops=st.none() | st.builds(pdus._it.AsyncOperationsWindow, st.integers(0, 65535), st.integers(0, 65535)),
+    response=st.none() | st.binary(max_size=50).map(UserIdentityAC),
+    version=st.integers(0, 65535),
+)
+def test_ac_round_trip(results, ts, roles, async_ops, response, version):
+    pcs = tuple(
+        pdus._it.PresentationContextAC(2 * i + 1, r, ts if r == 0 else None) for i, r in enumerate(results)
+    )
+    ui = UserInformation(
+        0, "1.2.3", async_ops=async_ops, role_selections=tuple(pdus._it.RoleSelection(*r) for r in roles),
+        user_identity=response,
+    )
+    pdu = AAssociateAC("CALLED", "CALLING", pcs, ui, protocol_version=version)
+    assert decode_pdu(*split(encode_pdu(pdu))) == pdu
