@@ -293,3 +293,20 @@ def test_ac_round_trip(results, ts, roles, async_ops, response, version):
     )
     pdu = AAssociateAC("CALLED", "CALLING", pcs, ui, protocol_version=version)
     assert decode_pdu(*split(encode_pdu(pdu))) == pdu
+
+
+def test_pynetdicom_reads_our_pdus_the_same_way():
+    """An independent implementation agrees with our bytes (pynetdicom, test-only dependency)."""
+    pn = pytest.importorskip("pynetdicom.pdu")
+    raw = encode_pdu(
+        AAssociateRQ("ANY-SCP", "ECHOSCU", E["A-ASSOCIATE-RQ"].presentation_contexts, E["user_information_rq_all"])
+    )
+    theirs = pn.A_ASSOCIATE_RQ()
+    theirs.decode(raw)
+    assert (theirs.called_ae_title, theirs.calling_ae_title) == ("ANY-SCP", "ECHOSCU")
+    assert theirs.encode() == raw  # their re-encoding is byte-identical to ours
+    ac = pn.A_ASSOCIATE_AC()
+    ac.decode(V.ASSOCIATE_AC)
+    contexts = ac.presentation_context
+    assert [(c.context_id, c.result, c.transfer_syntax) for c in contexts][:1] == [(1, 0, IMPLICIT)]
+    assert contexts[1].result == 3
