@@ -247,9 +247,9 @@ cdef class PDUReader:
                 # (realloc of a large block remaps pages instead of copying).
                 if pending:
                     memmove(self._chunk.data, self._chunk.data + self._start, <size_t>pending)
-                self._chunk.grow(size)
                 self._start = 0
                 self._end = pending
+                self._chunk.grow(size)  # on MemoryError the state above is still consistent
                 return 0
         elif need * 4 < size:
             # A big block is still referenced: do not clone its size for a small tail.
