@@ -8,6 +8,7 @@ these kinds ran at least once" (the GitHub workflow sets it).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +21,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     _peer_tests_selected = any(item.get_closest_marker("peers") for item in session.items)
 
 
-def _peer_record() -> tuple[dict[str, int], dict[str, str]]:
-    try:
-        from integration import peers  # tests/ is on sys.path (rootdir conftest)
-    except ImportError:
-        return {}, {}
-    return peers.PEERS_STARTED, peers.PEERS_SKIPPED
+def _peer_record(config: pytest.Config) -> tuple[dict[str, int], dict[str, str]]:
+    """The peers record of tests/integration (empty when it was not loaded).
+
+    Looked up through the plugin manager, not an import, so it is the very
+    dict the peers wrote to whatever pytest's import mode.
+    """
+    integration = Path(__file__).parent / "integration" / "conftest.py"
+    plugin = config.pluginmanager.get_plugin(str(integration))
+    return getattr(plugin, "PEERS_STARTED", {}), getattr(plugin, "PEERS_SKIPPED", {})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -33,7 +37,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if exitstatus not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         return  # interrupted or errored: nothing more to say
-    started, skipped = _peer_record()
+    started, skipped = _peer_record(session.config)
     required = [k for k in os.environ.get("DICOMNET_REQUIRE_PEERS", "").split(",") if k]
     missing = [k for k in required if not started.get(k)]
     if started and not missing:

@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from .peers import Dcmqrscp, Orthanc, PynetdicomSCP, Storescp, require
+from .peers import (  # noqa: F401  (the records are read by tests/conftest.py)
+    PEERS_SKIPPED,
+    PEERS_STARTED,
+    Dcmqrscp,
+    Orthanc,
+    PynetdicomSCP,
+    Storescp,
+    require,
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

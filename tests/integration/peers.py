@@ -28,10 +28,12 @@ import itertools
 import json
 import multiprocessing
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
@@ -52,11 +54,7 @@ PEERS_STARTED: dict[str, int] = {}
 #: kind of peer -> the reason it was skipped (last one wins).
 PEERS_SKIPPED: dict[str, str] = {}
 
-_KIND = {
-    "Orthanc": "orthanc",
-    "pynetdicom": "pynetdicom",
-    "pydicom": "pydicom",
-}
+_KIND = {"Orthanc": "orthanc", "pynetdicom": "pynetdicom", "pydicom": "pydicom"}
 _HINTS = {
     "Orthanc": "apt-get install orthanc",
     "pynetdicom": "pip install pynetdicom",
@@ -603,7 +601,7 @@ def run_tool(
     require(tool)
     try:
         done = subprocess.run(
-            [tool, *args],
+            [which(tool) or tool, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -622,78 +620,44 @@ def _keys(keys: Iterable[str]) -> list[str]:
     return [a for k in keys for a in ("-k", k)]
 
 
-def echoscu(
-    port: int, called: str, *args: str, calling: str = "ECHOSCU", timeout: float = 30.0
-) -> ToolResult:
+# Each returns ToolResult(returncode, output); ``args`` go before the address
+# (e.g. ``-xw`` J2K or ``-pdu N`` for storescu), ``keys`` become ``-k`` options.
+
+
+def echoscu(port: int, called: str, *args: str, calling: str = "ECHOSCU",
+            timeout: float = 30.0) -> ToolResult:
     """``echoscu -aet calling -aec called 127.0.0.1 port``."""
-    return run_tool(
-        "echoscu", "-aet", calling, "-aec", called, *args, HOST, str(port), timeout=timeout
-    )
+    return run_tool("echoscu", "-aet", calling, "-aec", called, *args, HOST, str(port),
+                    timeout=timeout)
 
 
-def storescu(
-    port: int,
-    called: str,
-    files: Iterable[str | os.PathLike[str]],
-    *args: str,
-    calling: str = "STORESCU",
-    timeout: float = 60.0,
-) -> ToolResult:
-    """``storescu`` the ``files``; ``args`` e.g. ``-xw`` (J2K) or ``-pdu N``."""
-    return run_tool(
-        "storescu", "-aet", calling, "-aec", called, *args, HOST, str(port),
-        *(str(f) for f in files), timeout=timeout,
-    )
+def storescu(port: int, called: str, files: Iterable[str | os.PathLike[str]], *args: str,
+             calling: str = "STORESCU", timeout: float = 60.0) -> ToolResult:
+    """``storescu`` the ``files``."""
+    return run_tool("storescu", "-aet", calling, "-aec", called, *args, HOST, str(port),
+                    *(str(f) for f in files), timeout=timeout)
 
 
-def findscu(
-    port: int,
-    called: str,
-    keys: Iterable[str],
-    *args: str,
-    model: str = "-S",
-    calling: str = "FINDSCU",
-    timeout: float = 60.0,
-) -> ToolResult:
-    """``findscu`` with ``-k`` keys (model ``-P`` patient / ``-S`` study root)."""
-    return run_tool(
-        "findscu", "-aet", calling, "-aec", called, model, *_keys(keys), *args,
-        HOST, str(port), timeout=timeout,
-    )
+def findscu(port: int, called: str, keys: Iterable[str], *args: str, model: str = "-S",
+            calling: str = "FINDSCU", timeout: float = 60.0) -> ToolResult:
+    """``findscu`` (model ``-P`` patient / ``-S`` study root); check ``.ok``."""
+    return run_tool("findscu", "-aet", calling, "-aec", called, model, *_keys(keys), *args,
+                    HOST, str(port), timeout=timeout)
 
 
-def movescu(
-    port: int,
-    called: str,
-    dest: str,
-    keys: Iterable[str],
-    *args: str,
-    model: str = "-S",
-    calling: str = "MOVESCU",
-    timeout: float = 60.0,
-) -> ToolResult:
-    """``movescu -aem dest`` with ``-k`` keys (unique keys above the level)."""
-    return run_tool(
-        "movescu", "-aet", calling, "-aec", called, "-aem", dest, model, *_keys(keys),
-        *args, HOST, str(port), timeout=timeout,
-    )
+def movescu(port: int, called: str, dest: str, keys: Iterable[str], *args: str,
+            model: str = "-S", calling: str = "MOVESCU", timeout: float = 60.0) -> ToolResult:
+    """``movescu -aem dest`` (identifiers need the unique keys above the level)."""
+    return run_tool("movescu", "-aet", calling, "-aec", called, "-aem", dest, model,
+                    *_keys(keys), *args, HOST, str(port), timeout=timeout)
 
 
-def getscu(
-    port: int,
-    called: str,
-    keys: Iterable[str],
-    out_dir: str | os.PathLike[str],
-    *args: str,
-    model: str = "-P",
-    calling: str = "GETSCU",
-    timeout: float = 60.0,
-) -> ToolResult:
-    """``getscu -od out_dir`` with ``-k`` keys; check ``.ok`` (exits 0 on failure)."""
-    return run_tool(
-        "getscu", "-aet", calling, "-aec", called, model, *_keys(keys),
-        "-od", str(out_dir), *args, HOST, str(port), timeout=timeout,
-    )
+def getscu(port: int, called: str, keys: Iterable[str], out_dir: str | os.PathLike[str],
+           *args: str, model: str = "-P", calling: str = "GETSCU",
+           timeout: float = 60.0) -> ToolResult:
+    """``getscu -od out_dir``; check ``.ok`` (getscu exits 0 on failure)."""
+    return run_tool("getscu", "-aet", calling, "-aec", called, model, *_keys(keys),
+                    "-od", str(out_dir), *args, HOST, str(port), timeout=timeout)
 
 
 # -- pynetdicom in a separate process ---------------------------------------------
@@ -768,13 +732,31 @@ def _serve_pynetdicom(
     server.shutdown()
 
 
+def _import_roots(functions: Iterable[Callable[..., Any]]) -> list[str]:
+    """sys.path entries from which each function's module imports by name."""
+    roots: list[str] = []
+    for fn in functions:
+        module = sys.modules.get(getattr(fn, "__module__", "") or "")
+        path = getattr(module, "__file__", None)
+        if module is None or path is None:
+            continue
+        depth = module.__name__.count(".") + 1  # a/b/pkg/mod.py -> a/b for pkg.mod
+        if Path(path).name == "__init__.py":
+            depth += 1
+        root = str(Path(path).resolve().parents[depth - 1])
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
 class PynetdicomSCP:
     """A pynetdicom AE (C-ECHO + C-STORE, optional Q/R) in a separate process.
 
     ``handlers`` maps ``"echo"``/``"store"``/``"find"``/``"get"``/``"move"``
     to pynetdicom event handlers; they run in the child process, so they must
-    be picklable (module-level functions). The default C-STORE handler writes
-    each received dataset as ``<SOPInstanceUID>.dcm`` into ``self.store_dir``.
+    be picklable (module-level functions, in a test module or elsewhere). The
+    default C-STORE handler writes each received dataset as
+    ``<SOPInstanceUID>.dcm`` into ``self.store_dir``.
     """
 
     kind = "pynetdicom"
@@ -815,14 +797,31 @@ class PynetdicomSCP:
             name=f"pynetdicom-scp-{next(_scp_ids)}",
             daemon=True,
         )
-        self._proc.start()
+        # The child unpickles the target and handlers by module name before any
+        # of our code runs there; under pytest's importlib mode their modules
+        # are not on sys.path, so lend the child the roots it needs.
+        saved = list(sys.path)
+        sys.path[:0] = _import_roots([_serve_pynetdicom, *self.handlers.values()])
         try:
-            error = ready.get(timeout=self.timeout)
-        except Exception:
-            raise PeerError(
-                f"pynetdicom SCP not ready after {self.timeout} s; log:\n"
-                + _tail(self.log_path)
-            ) from None
+            self._proc.start()
+        finally:
+            sys.path[:] = saved
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                error = ready.get(timeout=0.05)
+                break
+            except queue.Empty:
+                pass
+            if not self._proc.is_alive():
+                raise PeerError(
+                    f"pynetdicom SCP exited with {self._proc.exitcode} (see stderr)"
+                )
+            if time.monotonic() > deadline:
+                raise PeerError(
+                    f"pynetdicom SCP not ready after {self.timeout} s; log:\n"
+                    + _tail(self.log_path)
+                )
         if error:
             raise PeerError(f"pynetdicom SCP failed to start:\n{error}")
 

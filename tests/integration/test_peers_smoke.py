@@ -4,12 +4,14 @@ These test the fixtures in ``conftest.py``/``peers.py``, not dicomnet.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from .peers import (
+    PEERS_STARTED,
     Dcmqrscp,
     Orthanc,
     PynetdicomSCP,
@@ -20,6 +22,13 @@ from .peers import (
     port_accepts,
     storescu,
 )
+
+
+def test_ci_guard_reads_this_record(request: pytest.FixtureRequest) -> None:
+    root_conftest = Path(__file__).parents[1] / "conftest.py"
+    guard = request.config.pluginmanager.get_plugin(str(root_conftest))
+    started, _ = guard._peer_record(request.config)
+    assert started is PEERS_STARTED
 
 
 def test_free_port_is_unbound_and_not_repeated() -> None:
@@ -144,3 +153,36 @@ def test_orthanc_queries_and_moves_from_dcmqrscp(
     orthanc.move("QR", "Study", [{"StudyInstanceUID": study}])
     (moved,) = orthanc.instances()
     assert orthanc.instance_tags(moved)["StudyInstanceUID"] == study
+
+
+def _find_one_patient(event: Any) -> Iterator[tuple[int, Any]]:
+    """C-FIND handler run inside the pynetdicom child process."""
+    from pydicom import Dataset
+
+    answer = Dataset()
+    answer.QueryRetrieveLevel = "PATIENT"
+    answer.PatientID = "SMOKE-1"
+    yield 0xFF00, answer
+
+
+def test_pynetdicom_scp_runs_a_handler_from_a_test_module(
+    make_pynetdicom_scp: Callable[..., PynetdicomSCP],
+) -> None:
+    from pydicom import Dataset
+    from pynetdicom import AE
+    from pynetdicom.sop_class import PatientRootQueryRetrieveInformationModelFind as Find
+
+    scp = make_pynetdicom_scp(handlers={"find": _find_one_patient})
+    ae = AE(ae_title="SMOKE_SCU")
+    ae.add_requested_context(Find)
+    assoc = ae.associate("127.0.0.1", scp.port, ae_title=scp.aet)
+    assert assoc.is_established
+    query = Dataset()
+    query.QueryRetrieveLevel = "PATIENT"
+    query.PatientID = ""
+    try:
+        found = [ident.PatientID for status, ident in assoc.send_c_find(query, Find)
+                 if status.Status == 0xFF00]
+    finally:
+        assoc.release()
+    assert found == ["SMOKE-1"]
