@@ -27,6 +27,7 @@ from .peers import (  # noqa: F401  (the records are read by tests/conftest.py)
 )
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
