@@ -133,6 +133,21 @@ def port_accepts(port: int, host: str = HOST) -> bool:
         return False
 
 
+def _answers_echo(port: int, aet: str) -> bool:
+    """Readiness of a dcmtk SCP: it accepts TCP *and* answers a C-ECHO (so a
+    stranger that grabbed our port is not mistaken for the peer)."""
+    if not port_accepts(port):
+        return False
+    argv = [which("echoscu") or "echoscu", "-to", "2", "-ta", "2", "-td", "2",
+            "-aec", aet, HOST, str(port)]
+    try:
+        done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=peer_env(), timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
 def peer_env() -> dict[str, str]:
     """Environment for peer processes: Nagle off (Orthanc and dcmtk read it)."""
     env = dict(os.environ)
@@ -223,11 +238,15 @@ class _Process:
             self.dir = None
 
     def __enter__(self) -> _Process:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(3):
+            try:
+                self.start()
+                break
+            except BaseException as e:
+                self.stop()
+                # Someone took our free port before the peer bound it: new ports.
+                if not isinstance(e, PeerError) or "already in use" not in str(e) or attempt == 2:
+                    raise
         record_started(self.kind)
         return self
 
@@ -487,7 +506,7 @@ class Storescp(_Process):
         self.out_dir = Path(os.devnull)
 
     def start(self) -> None:
-        require("storescp")
+        require("storescp", "echoscu")
         d = self._mkdir()
         self.out_dir = d / "received"
         self.out_dir.mkdir()
@@ -496,7 +515,7 @@ class Storescp(_Process):
         if self.ignore:
             argv.append("--ignore")
         self._spawn([*argv, *self.args, str(self.port)])
-        self._wait_until(lambda: port_accepts(self.port), self.timeout)
+        self._wait_until(lambda: _answers_echo(self.port, self.aet), self.timeout)
 
     def files(self) -> list[Path]:
         """Files received so far, sorted by name."""
@@ -540,7 +559,7 @@ class Dcmqrscp(_Process):
         self.port = 0
 
     def start(self) -> None:
-        require("dcmqrscp", "storescu")
+        require("dcmqrscp", "storescu", "echoscu")
         d = self._mkdir()
         store = d / "store"
         store.mkdir()
@@ -562,7 +581,7 @@ class Dcmqrscp(_Process):
         # Fork mode (the default): in --single-process mode dcmqrscp 3.6.7 exits
         # after its first association. stop() kills the whole process group.
         self._spawn(["dcmqrscp", "-c", str(d / "dcmqrscp.cfg")])
-        self._wait_until(lambda: port_accepts(self.port), self.timeout)
+        self._wait_until(lambda: _answers_echo(self.port, self.aet), self.timeout)
         if self.preload:
             res = storescu(self.port, self.aet, self.preload)
             if res.returncode != 0 or res.errors:
