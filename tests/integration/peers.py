@@ -42,7 +42,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
@@ -177,6 +177,9 @@ def _stop_group(proc: subprocess.Popen[bytes] | None) -> None:
         pass
 
 
+_P = TypeVar("_P", bound="_Process")
+
+
 class _Process:
     """Base for a peer that is a child process with a temp dir and a log."""
 
@@ -237,7 +240,7 @@ class _Process:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
-    def __enter__(self) -> _Process:
+    def __enter__(self: _P) -> _P:
         for attempt in range(3):
             try:
                 self.start()
@@ -738,7 +741,7 @@ def _serve_pynetdicom(
         events = {"echo": evt.EVT_C_ECHO, "store": evt.EVT_C_STORE, "find": evt.EVT_C_FIND,
                   "get": evt.EVT_C_GET, "move": evt.EVT_C_MOVE}
         bound = {"echo": on_echo, "store": on_store, **handlers}
-        server = ae.start_server(
+        server: Any = ae.start_server(
             (HOST, port),
             block=False,
             evt_handlers=[(events[k], fn) for k, fn in bound.items()],

@@ -27,6 +27,7 @@ from .peers import (
 def test_ci_guard_reads_this_record(request: pytest.FixtureRequest) -> None:
     root_conftest = Path(__file__).parents[1] / "conftest.py"
     guard = request.config.pluginmanager.get_plugin(str(root_conftest))
+    assert guard is not None
     started, _ = guard._peer_record(request.config)
     assert started is PEERS_STARTED
 
