@@ -163,6 +163,16 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _die_with_parent() -> None:
+    """In a child: get SIGKILL when the test process dies, however it dies
+    (Linux prctl PR_SET_PDEATHSIG), so a killed run leaves no peer behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
+
+
 def _stop_group(proc: subprocess.Popen[bytes] | None) -> None:
     """Kill a peer and everything it forked (it leads its own session)."""
     if proc is None or proc.poll() is not None:
@@ -206,6 +216,7 @@ class _Process:
                 env=peer_env(),
                 cwd=self.dir,
                 start_new_session=True,  # so stop() can kill the whole group
+                preexec_fn=_die_with_parent,
             )
 
     def _wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
@@ -700,6 +711,7 @@ def _serve_pynetdicom(
     """Child-process body of :class:`PynetdicomSCP`."""
     import logging
 
+    _die_with_parent()
     logging.basicConfig(filename=log_path, level=logging.INFO)
     try:
         from pynetdicom import (
