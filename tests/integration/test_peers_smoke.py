@@ -19,6 +19,8 @@ from .peers import (
     echoscu,
     findscu,
     free_port,
+    getscu,
+    movescu,
     port_accepts,
     storescu,
 )
@@ -187,3 +189,28 @@ def test_pynetdicom_scp_runs_a_handler_from_a_test_module(
     finally:
         assoc.release()
     assert found == ["SMOKE-1"]
+
+
+def test_dcmqrscp_serves_movescu_and_getscu(
+    make_dcmqrscp: Callable[..., Dcmqrscp],
+    storescp: Storescp,
+    testdata: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    from pydicom import dcmread
+
+    src = testdata("CT_small.dcm")
+    ds = dcmread(src)
+    qr = make_dcmqrscp(preload=[src], move_destinations={storescp.aet: storescp.port})
+    study = ["QueryRetrieveLevel=STUDY", f"StudyInstanceUID={ds.StudyInstanceUID}"]
+    moved = movescu(qr.port, qr.aet, storescp.aet, study)
+    assert moved.ok, moved.output
+    assert dcmread(storescp.wait_for_files(1)[0]).SOPInstanceUID == ds.SOPInstanceUID
+
+    patient = ["QueryRetrieveLevel=PATIENT", f"PatientID={ds.PatientID}"]
+    got = getscu(qr.port, qr.aet, patient, tmp_path)
+    assert got.ok, got.output
+    (fetched,) = tmp_path.iterdir()
+    assert dcmread(fetched).SOPInstanceUID == ds.SOPInstanceUID
+    # A C-MOVE toward an unknown destination AE fails (movescu exits non-zero).
+    assert movescu(qr.port, qr.aet, "NOBODY", study).returncode != 0
