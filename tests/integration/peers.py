@@ -706,7 +706,6 @@ def _serve_pynetdicom(
     handlers: dict[str, Handler],
     log_path: str,
     ready: Any,
-    stop: Any,
 ) -> None:  # pragma: no cover - runs in the child process
     """Child-process body of :class:`PynetdicomSCP`."""
     import logging
@@ -753,7 +752,7 @@ def _serve_pynetdicom(
         events = {"echo": evt.EVT_C_ECHO, "store": evt.EVT_C_STORE, "find": evt.EVT_C_FIND,
                   "get": evt.EVT_C_GET, "move": evt.EVT_C_MOVE}
         bound = {"echo": on_echo, "store": on_store, **handlers}
-        server: Any = ae.start_server(
+        server = ae.start_server(
             (HOST, port),
             block=False,
             evt_handlers=[(events[k], fn) for k, fn in bound.items()],
@@ -762,8 +761,11 @@ def _serve_pynetdicom(
         ready.put(traceback.format_exc())
         raise
     ready.put("")
-    stop.wait()
-    server.shutdown()
+    # The server runs in its own thread (kept alive by the AE) until the
+    # parent kills this process.
+    del server
+    while True:
+        time.sleep(3600)
 
 
 def _import_roots(functions: Iterable[Callable[..., Any]]) -> list[str]:
@@ -812,7 +814,6 @@ class PynetdicomSCP:
         self.store_dir = Path(os.devnull)
         self.log_path = Path(os.devnull)
         self._proc: Any = None
-        self._stop: Any = None
 
     def start(self) -> None:
         require("pynetdicom")
@@ -823,11 +824,11 @@ class PynetdicomSCP:
         self.store_dir.mkdir()
         self.log_path = self.dir / "pynetdicom.log"
         self.port = free_port()
-        ready, self._stop = ctx.Queue(), ctx.Event()
+        ready = ctx.Queue()
         self._proc = ctx.Process(
             target=_serve_pynetdicom,
             args=(self.port, self.aet, str(self.store_dir), self.handlers,
-                  str(self.log_path), ready, self._stop),
+                  str(self.log_path), ready),
             name=f"pynetdicom-scp-{next(_scp_ids)}",
             daemon=True,
         )
@@ -869,11 +870,10 @@ class PynetdicomSCP:
     def stop(self) -> None:
         """Shut the server down, kill the process if needed, remove the dir."""
         if self._proc is not None:
-            self._stop.set()
+            # A graceful pynetdicom shutdown polls for ~0.5 s; the store dir is
+            # thrown away anyway, so kill (tests wait for their results first).
+            self._proc.kill()
             self._proc.join(timeout=5)
-            if self._proc.is_alive():
-                self._proc.kill()
-                self._proc.join(timeout=5)
             self._proc = None
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
