@@ -5,16 +5,10 @@ in its own temporary directory and process group, and stopped (group killed,
 directory removed) when its context manager exits -- even when the test fails.
 See /work/shared/PEERS.md for the facts these helpers rely on.
 
-- :func:`free_port` -- a port nobody listens on (checked on all interfaces,
-  because Orthanc 1.10 binds 0.0.0.0 whatever we ask).
-- :class:`Orthanc` -- the Debian ``Orthanc`` binary with a generated JSON config
-  and a tiny REST client (urllib only, basic auth).
-- :class:`Storescp`, :class:`Dcmqrscp` -- dcmtk's storage SCP and Q/R SCP.
-- :func:`echoscu`, :func:`storescu`, :func:`findscu`, :func:`movescu`,
-  :func:`getscu` -- dcmtk SCUs run to completion; each returns a
-  :class:`ToolResult` ``(returncode, output)``.
-- :class:`PynetdicomSCP` -- a pynetdicom AE served from a separate process.
-- :func:`require` -- skip the calling test when a binary or package is missing.
+Peers: :class:`Orthanc` (with a urllib REST client), dcmtk's :class:`Storescp`
+and :class:`Dcmqrscp`, :class:`PynetdicomSCP` (a separate process); dcmtk SCUs
+:func:`echoscu` ... :func:`getscu` return :class:`ToolResult`; :func:`free_port`
+checks all interfaces (Orthanc 1.10 binds 0.0.0.0); :func:`require` skips.
 
 :data:`PEERS_STARTED` and :data:`PEERS_SKIPPED` record, per session, which kinds
 of peer ran and why others could not; ``tests/conftest.py`` turns "no peer ran
@@ -42,7 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import pytest
 
@@ -421,25 +415,20 @@ class Orthanc(_Process):
     def upload(self, source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
         """``POST /instances`` a DICOM file; returns Orthanc's answer (ID, Status)."""
         raw = source if isinstance(source, bytes) else Path(source).read_bytes()
-        answer: dict[str, Any] = self.post(
-            "/instances", raw=raw, content_type="application/dicom"
-        )
-        return answer
+        answer = self.post("/instances", raw=raw, content_type="application/dicom")
+        return cast("dict[str, Any]", answer)
 
     def instances(self) -> list[str]:
         """Orthanc IDs of every stored instance."""
-        ids: list[str] = self.get("/instances")
-        return ids
+        return cast("list[str]", self.get("/instances"))
 
     def instance_tags(self, orthanc_id: str) -> dict[str, Any]:
         """``GET /instances/ID/simplified-tags``."""
-        tags: dict[str, Any] = self.get(f"/instances/{orthanc_id}/simplified-tags")
-        return tags
+        return cast("dict[str, Any]", self.get(f"/instances/{orthanc_id}/simplified-tags"))
 
     def instance_file(self, orthanc_id: str) -> bytes:
         """The stored DICOM file, byte for byte."""
-        data: bytes = self.get(f"/instances/{orthanc_id}/file")
-        return data
+        return cast(bytes, self.get(f"/instances/{orthanc_id}/file"))
 
     def clear(self) -> None:
         """Delete every patient (and so every instance) from the store."""
@@ -460,11 +449,8 @@ class Orthanc(_Process):
 
     def store(self, modality: str, resources: Iterable[str]) -> dict[str, Any]:
         """C-STORE Orthanc resources (any level) to ``modality``, synchronously."""
-        answer: dict[str, Any] = self.post(
-            f"/modalities/{modality}/store",
-            {"Resources": list(resources), "Synchronous": True},
-        )
-        return answer
+        body = {"Resources": list(resources), "Synchronous": True}
+        return cast("dict[str, Any]", self.post(f"/modalities/{modality}/store", body))
 
     def query(
         self, modality: str, level: str, query: Mapping[str, str]
@@ -785,7 +771,7 @@ def _import_roots(functions: Iterable[Callable[..., Any]]) -> list[str]:
     return roots
 
 
-class PynetdicomSCP:
+class PynetdicomSCP(_Process):
     """A pynetdicom AE (C-ECHO + C-STORE, optional Q/R) in a separate process.
 
     ``handlers`` maps ``"echo"``/``"store"``/``"find"``/``"get"``/``"move"``
@@ -796,6 +782,7 @@ class PynetdicomSCP:
     """
 
     kind = "pynetdicom"
+    name = "pynetdicom"
 
     def __init__(
         self,
@@ -806,23 +793,20 @@ class PynetdicomSCP:
         unknown = set(handlers or {}) - {"echo", "store", "find", "get", "move"}
         if unknown:
             raise ValueError(f"unknown handler kinds: {sorted(unknown)}")
+        super().__init__()
         self.aet = aet
         self.handlers = dict(handlers or {})
         self.timeout = timeout
         self.port = 0
-        self.dir: Path | None = None
         self.store_dir = Path(os.devnull)
-        self.log_path = Path(os.devnull)
         self._proc: Any = None
 
     def start(self) -> None:
         require("pynetdicom")
         # spawn, not fork: the parent may run threads (asyncio, pytest plugins).
         ctx = multiprocessing.get_context("spawn")
-        self.dir = Path(tempfile.mkdtemp(prefix="dicomnet-pynetdicom-"))
-        self.store_dir = self.dir / "received"
+        self.store_dir = self._mkdir() / "received"
         self.store_dir.mkdir()
-        self.log_path = self.dir / "pynetdicom.log"
         self.port = free_port()
         ready = ctx.Queue()
         self._proc = ctx.Process(
@@ -855,7 +839,7 @@ class PynetdicomSCP:
             if time.monotonic() > deadline:
                 raise PeerError(
                     f"pynetdicom SCP not ready after {self.timeout} s; log:\n"
-                    + _tail(self.log_path)
+                    + self.log_tail()
                 )
         if error:
             raise PeerError(f"pynetdicom SCP failed to start:\n{error}")
@@ -864,29 +848,12 @@ class PynetdicomSCP:
         """Datasets received so far by the default C-STORE handler."""
         return sorted(self.store_dir.iterdir())
 
-    def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
-
     def stop(self) -> None:
-        """Shut the server down, kill the process if needed, remove the dir."""
+        """Kill the child and remove the dir; safe to call twice."""
         if self._proc is not None:
             # A graceful pynetdicom shutdown polls for ~0.5 s; the store dir is
             # thrown away anyway, so kill (tests wait for their results first).
             self._proc.kill()
             self._proc.join(timeout=5)
             self._proc = None
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-
-    def __enter__(self) -> PynetdicomSCP:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        record_started(self.kind)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().stop()
