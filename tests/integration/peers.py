@@ -169,11 +169,12 @@ def _die_with_parent() -> None:
 
 def _stop_group(proc: subprocess.Popen[bytes] | None) -> None:
     """Kill a peer and everything it forked (it leads its own session)."""
-    if proc is None:
+    # Only while the leader is unreaped: its pid (= the group id) is ours then.
+    if proc is None or proc.poll() is not None:
         return
-    try:  # even if the leader exited: dcmqrscp's forked children may live on
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
         pass
     try:
         proc.wait(timeout=10)
