@@ -5,7 +5,8 @@ with ``orthanc.add_modality`` and don't assume an empty store -- call
 ``orthanc.clear()`` if you need one). Per test: ``make_orthanc``,
 ``make_storescp``, ``make_dcmqrscp``, ``make_pynetdicom_scp`` factories taking
 the constructor arguments of the classes in :mod:`.peers`, plus ``storescp``
-and ``pynetdicom_scp`` with defaults. Everything started is stopped at the end.
+and ``pynetdicom_scp`` with defaults; ``testdata(name)`` is the path of a file
+from pydicom's wheel (offline). Everything started is stopped at the end.
 """
 from __future__ import annotations
 
