@@ -35,6 +35,7 @@ cdef class ElementIndex:
     cdef readonly bint stopped_early      # stop_tag was reached
     cdef int max_depth
     cdef uint32_t stop_tag
+    cdef int only_group
     cdef object sq_tags
 
     cdef int _append(self, uint32_t tag, uint16_t vr, uint16_t flags, Py_ssize_t header,

@@ -107,7 +107,8 @@ cdef class ElementIndex:
     the data set within it. ``sq_tags`` is a container of tags the dictionary
     says are sequences (needed for Implicit VR, where the VR is not on the wire).
     Parsing stops before the first top-level tag >= ``stop_tag``. With ``items``
-    the range holds sequence items rather than data elements.
+    the range holds sequence items rather than data elements; with ``only_group``
+    parsing stops at the first top-level element of another group (File Meta).
     """
 
     def __cinit__(self):
@@ -117,7 +118,7 @@ cdef class ElementIndex:
 
     def __init__(self, source, Py_ssize_t start=0, end=None, *, bint implicit=False,
                  bint little=True, int max_depth=64, stop_tag=None, sq_tags=frozenset(),
-                 bint items=False):
+                 bint items=False, int only_group=-1):
         self.source = source
         self.buf = memoryview(source).cast("B")
         cdef Py_ssize_t size = self.buf.shape[0]
@@ -129,6 +130,7 @@ cdef class ElementIndex:
         self.start = start
         self.max_depth = max_depth
         self.stop_tag = UNDEFINED if stop_tag is None else <uint32_t>stop_tag
+        self.only_group = only_group
         self.sq_tags = sq_tags
         self.stopped_early = False
         if items:
@@ -188,7 +190,7 @@ cdef class ElementIndex:
                 raise _error("item delimiter outside an item of undefined length", pos, tag)
             if tag == ITEM or tag == SEQ_DELIM:
                 raise _error("item or sequence delimiter where a data element was expected", pos, tag)
-            if top and tag >= self.stop_tag:
+            if top and (tag >= self.stop_tag or (self.only_group >= 0 and (tag >> 16) != <uint32_t>self.only_group)):
                 self.stopped_early = True
                 return pos
             if implicit:
@@ -380,6 +382,12 @@ cdef class ElementIndex:
         self._check(i)
         cdef Entry* e = &self.entries[i]
         return bytes(self.buf[e.offset:e.offset + e.length])
+
+    def value_bytes_prefix(self, Py_ssize_t i, Py_ssize_t n):
+        """The first ``n`` bytes of the value (fewer when the value is shorter)."""
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        return bytes(self.buf[e.offset:e.offset + min(n, e.length)])
 
     def numeric(self, Py_ssize_t i, str vr, bint as_array=False):
         """Decode a binary numeric value (US SS UL SL FL FD SV UV AT, or OB/OW/... as arrays).

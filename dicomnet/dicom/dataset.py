@@ -9,6 +9,7 @@ untouched Dataset encodes back to exactly the bytes it was read from.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator
 
 from dicomnet.dicom import dictionary as _dict
@@ -18,6 +19,8 @@ from dicomnet.dicom.charset import parse_charsets
 from dicomnet.errors import DicomParseError
 
 __all__ = ["Dataset", "DataElement", "Sequence", "tag_of"]
+
+log = logging.getLogger("dicomnet")
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _PIXEL_DATA = 0x7FE00010
@@ -166,7 +169,12 @@ class Dataset:
             return "SQ"
         entry = _dict.lookup(tag)
         if entry is None:
-            return "UN" if wire_vr is None and not flags & _F_ENCAPSULATED else (wire_vr or "OB")
+            if flags & _F_ENCAPSULATED:
+                return "OB"
+            if self._index.value_bytes_prefix(idx, 4) == b"\xfe\xff\x00\xe0" and self._parses_as_items(idx):
+                # A private sequence sent as UN (or implicit): the value is Implicit VR LE items.
+                return "SQ"
+            return "UN"
         vrs = entry.vrs
         if len(vrs) == 1:
             vr = vrs[0]
@@ -178,10 +186,14 @@ class Dataset:
             vr = "SS" if self._pixel_representation() == 1 else "US"
         else:
             vr = vrs[0]
-        if wire_vr == "UN" and vr == "SQ" and not flags & _F_SEQUENCE:
-            # A defined-length UN whose dictionary VR is SQ: keep it raw.
-            return "UN"
         return vr
+
+    def _parses_as_items(self, idx: int) -> bool:
+        try:
+            self._reparse_un_sequence(idx)
+        except DicomParseError:
+            return False
+        return True
 
     def _bits_allocated(self) -> int:
         ds: Dataset | None = self
@@ -223,7 +235,13 @@ class Dataset:
         vr = self._vr(tag)
         if vr in _values.TEXT_VRS:
             charsets = self._charsets() if tag != _SPECIFIC_CHARACTER_SET else ()
-            return _values.decode_text_value(index.value_bytes(idx), vr, charsets)
+            raw = index.value_bytes(idx)
+            try:
+                return _values.decode_text_value(raw, vr, charsets)
+            except DicomParseError as exc:
+                # A malformed IS/DS (e.g. "1A") is kept as text rather than losing the element.
+                log.warning("%s: %s; keeping the text", _fmt(tag), exc)
+                return _values.decode_text_value(raw, "LO", charsets)
         if vr == "SQ":
             flags = index.flags(idx)
             if flags & _F_SEQUENCE:

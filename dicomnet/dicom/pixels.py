@@ -9,6 +9,7 @@ in pairs on the wire).
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from dicomnet.dicom.dataset import Dataset
 
 __all__ = ["pixel_array", "iter_frames", "PixelDataError"]
+
+log = logging.getLogger("dicomnet")
 
 PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = 0x7FE00008
@@ -38,7 +41,13 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
         if default is None:
             raise PixelDataError(f"{keyword} is missing: cannot shape the pixel data")
         return default
-    return int(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        if keyword == "NumberOfFrames" and default is not None:
+            log.warning("Number of Frames %r is not an integer: assuming %d", value, default)
+            return default
+        raise PixelDataError(f"{keyword} {value!r} is not an integer") from None
 
 
 def _pixel_tag(ds: Dataset) -> int:

@@ -22,7 +22,6 @@ log = logging.getLogger("dicomnet")
 PathOrBuffer = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 _PIXEL_DATA = 0x7FE00010
-_META_END = 0x00030000
 _TRANSFER_SYNTAX_UID = 0x00020010
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -126,7 +125,7 @@ def read_file(source: PathOrBuffer, *, stop_before_pixels: bool = False, max_dep
     ts_uid = None
     if len(buf) - pos >= 8 and buf[pos] == 0x02 and buf[pos + 1] == 0x00:
         meta_index = ElementIndex(src, pos, implicit=not _looks_explicit(buf, pos), little=True,
-                                  max_depth=max_depth, stop_tag=_META_END)
+                                  max_depth=max_depth, only_group=0x0002)
         file_meta = Dataset._from_index(meta_index, 0, len(meta_index), None, EXPLICIT_VR_LE)
         pos = meta_index.stop
         if _TRANSFER_SYNTAX_UID in file_meta:
