@@ -140,6 +140,7 @@ _ALIASES = {"ISO 2022 GBK": "GBK", "ISO 2022 58": "ISO 2022 IR 58"}
 _MISSPELT = re.compile(r"^ISO[ _-]?(2022)?[ _-]?IR[ _-]?(\d+)$", re.IGNORECASE)
 
 _warned: set[tuple[str, str]] = set()
+_RUNS = re.compile(rb"[\x00-\x7f]+|[\x80-\xff]+")
 
 
 def _warn_once(kind: str, detail: str, message: str) -> None:
@@ -238,15 +239,13 @@ class _Plan:
 @lru_cache(maxsize=64)
 def _plan(charsets: tuple[str, ...]) -> _Plan:
     first = (charsets[0] if charsets else "") or DEFAULT_CHARSET
-    iso2022 = len(charsets) > 1 or first.startswith("ISO 2022")
+    iso2022 = (len(charsets) > 1 or first.startswith("ISO 2022")) and first not in _STAND_ALONE
     g0, g1 = _TERM_SETS.get(first, (None, None))
     sets: list[_CodeSet] = []
     for term in charsets:
         for s in _TERM_SETS.get(term, (None, None)):
             if s is not None and s not in sets:
                 sets.append(s)
-    if first not in _TERM_SETS:
-        iso2022 = iso2022 and first not in _STAND_ALONE and first in _TERM_SETS
     return _Plan(python_codec(first), iso2022, g0 or _ASCII, g1, tuple(sets))
 
 
@@ -339,7 +338,16 @@ def _decode_iso2022(data: bytes, plan: _Plan, delims: bytes, vr: str) -> str:
             # 7-bit two-byte set in G0: every byte pair is a character, so a
             # 0x5C byte here is not a delimiter.  Python's ISO 2022 codecs want
             # the escape sequence in front.
-            out.append(_decode_plain(g0.escape + piece, g0.codec, vr))
+            if piece.isascii():
+                out.append(_decode_plain(g0.escape + piece, g0.codec, vr))
+            else:
+                # 8-bit bytes inside the run belong to G1 (e.g. katakana
+                # between kanji without a G0 switch): decode runs apart.
+                for run in _RUNS.findall(piece):
+                    if run[0] < 0x80:
+                        out.append(_decode_plain(g0.escape + run, g0.codec, vr))
+                    else:
+                        out.append(_decode_plain(run, _segment_codec(g1), vr))
             continue
         # ASCII-like G0: the first delimiter makes the initial sets active again.
         cut = _first_delimiter(piece, delims)
@@ -380,7 +388,11 @@ def encode_text(value: str, charsets: tuple[str, ...], vr: str) -> bytes:
         return _encode_plain(value, "ascii", vr)
     plan = _plan(charsets) if charsets else _plan((DEFAULT_CHARSET,))
     if not plan.iso2022:
-        return _encode_plain(value, plan.codec, vr)
+        encoded = _encode_plain(value, plan.codec, vr)
+        if plan.codec == "shift_jis" and len(encoded) != len(value):
+            # ISO_IR 13 is JIS X 0201 only: one byte per character, no kanji
+            raise DicomEncodeError(f"{value!r} has characters outside JIS X 0201 (ISO_IR 13)")
+        return encoded
     if value.isascii() and not plan.g0.multibyte_g0:
         return value.encode("ascii")
     return _encode_iso2022(value, plan, vr)

@@ -203,6 +203,12 @@ def _jis(char: str) -> bytes | None:
     return enc[3:5] if enc.startswith(b"\x1b$B") and len(enc) == 8 else None
 
 
+def test_g1_bytes_inside_a_kanji_run():
+    # another writer may put katakana (G1, 8-bit) between kanji without leaving JIS X 0208
+    charsets = parse_charsets(["ISO 2022 IR 13", "ISO 2022 IR 87"])
+    assert decode_text(b"\x1b$B;3\xd4ED\x1b(J", charsets, "LO") == "山ﾔ田"
+
+
 def test_jis_x_0212_via_extension():
     charsets = parse_charsets(["", "ISO 2022 IR 87", "ISO 2022 IR 159"])
     text = "丂^山"  # 丂 is only in JIS X 0212, 山 in JIS X 0208
@@ -326,6 +332,13 @@ def test_encode_unrepresentable_raises():
         encode_text("é", ("ISO_IR 192",), "CS")  # CS is default repertoire only
     with pytest.raises(DicomEncodeError):
         encode_text("한", ("ISO_IR 6", "ISO 2022 IR 87"), "PN")
+    with pytest.raises(DicomEncodeError):
+        encode_text("山", ("ISO_IR 13",), "PN")  # JIS X 0201 has no kanji
+
+
+def test_unknown_value_1_still_reads_escapes():
+    charsets = parse_charsets(["KLINGON", "ISO 2022 IR 87"])
+    assert decode_text(b"a\x1b$B;3\x1b(B", charsets, "LO") == "a山"
 
 
 def test_encode_switches_single_byte_sets():
