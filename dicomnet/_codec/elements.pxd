@@ -43,6 +43,6 @@ cdef class ElementIndex:
     cdef Py_ssize_t _parse_level(self, Py_ssize_t pos, Py_ssize_t end, int depth,
                                  bint until_delimiter, bint top) except -1
     cdef Py_ssize_t _parse_items(self, Py_ssize_t pos, Py_ssize_t end, bint undefined,
-                                 int depth) except -1
+                                 int depth, uint32_t seq_tag) except -1
     cdef Py_ssize_t _parse_fragments(self, Py_ssize_t pos, Py_ssize_t end) except -1
     cdef int _check(self, Py_ssize_t i) except -1

@@ -135,7 +135,7 @@ cdef class ElementIndex:
         self.stopped_early = False
         if items:
             # The range holds the items of a defined-length sequence (a UN value re-read as SQ).
-            self.stop = self._parse_items(start, stop, False, 1)
+            self.stop = self._parse_items(start, stop, False, 1, 0)
         else:
             self.stop = self._parse_level(start, stop, 0, False, True)
 
@@ -182,7 +182,9 @@ cdef class ElementIndex:
         while pos < end:
             header = pos
             if end - pos < 8:
-                raise _error(f"truncated element header ({end - pos} bytes left)", pos, None)
+                raise _error(f"truncated element header ({end - pos} bytes left)", pos,
+                             ((<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little))
+                             if end - pos >= 4 else None)
             tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
             if tag == ITEM_DELIM:
                 if until_delimiter:
@@ -213,13 +215,13 @@ cdef class ElementIndex:
             if raw_len == UNDEFINED:
                 if vr == VR_SQ or (implicit and tag != PIXEL_DATA):
                     idx = self._append(tag, vr, F_UNDEFINED | F_SEQUENCE, header, value, 0)
-                    pos = self._parse_items(value, end, True, depth + 1)
+                    pos = self._parse_items(value, end, True, depth + 1, tag)
                 elif vr == VR_UN:
                     # PS3.5 6.2.2: UN of undefined length holds an Implicit VR LE sequence.
                     idx = self._append(tag, vr, F_UNDEFINED | F_SEQUENCE | F_IMPLICIT_LE, header, value, 0)
                     self.implicit, self.little = True, True
                     try:
-                        pos = self._parse_items(value, end, True, depth + 1)
+                        pos = self._parse_items(value, end, True, depth + 1, tag)
                     finally:
                         self.implicit, self.little = implicit, little
                 elif tag == PIXEL_DATA and (vr == VR_OB or vr == VR_OW or vr == 0):
@@ -237,7 +239,7 @@ cdef class ElementIndex:
                              header, tag)
             if vr == VR_SQ or (implicit and tag in self.sq_tags):
                 idx = self._append(tag, vr, F_SEQUENCE, header, value, length)
-                self._parse_items(value, value + length, False, depth + 1)
+                self._parse_items(value, value + length, False, depth + 1, tag)
                 self.entries[idx].end = self.n
             else:
                 if vr != 0:
@@ -248,24 +250,25 @@ cdef class ElementIndex:
                 self._append(tag, vr, 0, header, value, length)
             pos = value + length
         if until_delimiter:
-            raise _error("item of undefined length has no Item Delimitation Item", pos, None)
+            raise _error("item of undefined length has no Item Delimitation Item", pos, ITEM)
         return pos
 
     cdef Py_ssize_t _parse_items(self, Py_ssize_t pos, Py_ssize_t end, bint undefined,
-                                 int depth) except -1:
-        """Parse the items of a sequence; return the position after the sequence."""
+                                 int depth, uint32_t seq_tag) except -1:
+        """Parse the items of the sequence ``seq_tag`` (0: unknown); return the position after it."""
         cdef const unsigned char* p = &self.buf[0] if self.buf.shape[0] else NULL
         cdef uint32_t tag, raw_len
         cdef int32_t idx
         cdef Py_ssize_t value
         cdef bint little = self.little
         if depth > self.max_depth:
-            raise _error(f"sequences nested deeper than {self.max_depth} levels", pos, None)
+            raise _error(f"sequences nested deeper than {self.max_depth} levels", pos, seq_tag or None)
         while True:
             if not undefined and pos >= end:
                 return pos
             if end - pos < 8:
-                raise _error("truncated sequence: item header missing", pos, None)
+                raise _error("truncated sequence: item header or Sequence Delimitation Item missing",
+                             pos, seq_tag or None)
             tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
             raw_len = rd32(p + pos + 4, little)
             if tag == SEQ_DELIM and undefined:
