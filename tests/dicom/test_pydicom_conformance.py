@@ -16,7 +16,15 @@ import dicomnet
 from dicomnet.dicom.pixels import PixelDataError
 
 pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_charset_files, get_testdata_files  # noqa: E402
+
+# pydicom's get_testdata_files() may try to download extra data (and hang with
+# no network): list the files that ship inside the wheel instead.
+_DATA = os.path.join(os.path.dirname(pydicom.__file__), "data")
+
+
+def _bundled(folder: str) -> list[str]:
+    root = os.path.join(_DATA, folder)
+    return [os.path.join(d, f) for d, _, names in os.walk(root) for f in names]
 
 NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
@@ -25,10 +33,10 @@ def _is_dicom_candidate(path: str) -> bool:
     name = os.path.basename(path)
     if os.path.isdir(path) or name.endswith((".json", ".txt", ".gz", ".icc", ".dump", ".py", ".bz2")):
         return False
-    return name != "README"
+    return name != "README" and not name.startswith("__")
 
 
-FILES = sorted(f for f in get_testdata_files() + get_charset_files() if _is_dicom_candidate(f))
+FILES = sorted(f for f in _bundled("test_files") + _bundled("charset_files") if _is_dicom_candidate(f))
 
 
 # Files cut short on purpose: pydicom reads what is there, dicomnet refuses
