@@ -1,10 +1,12 @@
 """DIMSE (PS3.7): command sets and message assembly, sans-IO.
 
 :mod:`dicomnet.dimse.commands` encodes and decodes command sets and builds the
-C-ECHO/C-STORE/C-FIND/C-MOVE/C-GET/C-CANCEL commands.
+C-ECHO/C-STORE/C-FIND/C-MOVE/C-GET/C-CANCEL commands;
+:mod:`dicomnet.dimse.assembler` turns received PDVs into :class:`Message` objects.
 """
 from __future__ import annotations
 
+from dicomnet.dimse.assembler import Message, MessageAssembler
 from dicomnet.dimse.commands import (
     DATASET_PRESENT,
     NO_DATASET,
@@ -30,6 +32,8 @@ __all__ = [
     "DATASET_PRESENT",
     "NO_DATASET",
     "Command",
+    "Message",
+    "MessageAssembler",
     "CommandField",
     "Priority",
     "c_cancel_rq",

@@ -1,0 +1,250 @@
+"""DIMSE messages from P-DATA values (PS3.7 9.1 and 6.3.1, PS3.8 9.3.5 and Annex E).
+
+A DIMSE message is a command set, optionally followed by a data set, each sent
+as one or more PDVs on one presentation context. The Message Control Header of
+every PDV (PS3.8 E.2) says whether it carries command or data set bytes and
+whether it is the last fragment of that part. :class:`MessageAssembler` takes
+the PDVs of :class:`dicomnet.pdu.events.PDataReceived` one by one and returns
+a :class:`Message` when one is complete.
+
+Buffer ownership: the ``data`` handed to :meth:`MessageAssembler.feed` is a
+view of the Upper Layer's receive buffer that is only valid during the call,
+so its bytes are copied exactly once -- into a small command buffer, or into
+the one growable buffer of the data set (doubled as it fills, never a list of
+fragments joined at the end), or straight into a streaming sink. A completed
+:class:`Message` owns its data set buffer; the assembler starts a new one for
+the next message.
+
+Sending needs no counterpart here: the Upper Layer fragments a whole part to
+the peer's maximum PDU length, so a message goes out as::
+
+    connection.send_pdata(context_id, True, encode_command(command))
+    if dataset_bytes is not None:
+        connection.send_pdata(context_id, False, dataset_bytes)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from dicomnet.dimse.commands import Command, decode_command
+from dicomnet.errors import DicomParseError, PDUError
+
+__all__ = ["Message", "MessageAssembler", "Writable", "SinkFactory"]
+
+_log = logging.getLogger("dicomnet")
+
+# Command sets are a few hundred bytes; anything far larger is not a command.
+DEFAULT_MAX_COMMAND_BYTES = 1 << 16
+# The first allocation of a data set buffer when its size is not known.
+_FIRST_CAPACITY = 1 << 16
+
+
+class Writable(Protocol):
+    """A binary file-like object a data set can be streamed to."""
+
+    def write(self, data: Any, /) -> Any: ...
+
+
+SinkFactory = Callable[[Command], "Writable | None"]
+
+
+@dataclass(slots=True)
+class Message:
+    """One complete DIMSE message.
+
+    ``dataset`` is a memoryview of the data set bytes (encoded in the
+    presentation context's transfer syntax), or None when the command says no
+    data set follows or when the data set was streamed to ``sink``.
+    """
+
+    context_id: int
+    command: Command
+    dataset: memoryview | None = None
+    sink: Writable | None = None
+
+
+class MessageAssembler:
+    """Collects PDVs into :class:`Message` objects (sans-IO; see the module docstring).
+
+    Protocol violations raise :class:`~dicomnet.errors.PDUError`, after which the
+    association should be aborted (the assembler is reset). A command set that
+    cannot be decoded raises PDUError too, with the
+    :class:`~dicomnet.errors.DicomParseError` as its cause.
+
+    ``max_dataset_bytes`` bounds a data set held in memory; a data set streamed
+    to a sink is not bounded here (the sink decides what it accepts).
+    """
+
+    def __init__(self, max_dataset_bytes: int | None = None, *,
+                 max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES) -> None:
+        if max_dataset_bytes is not None and max_dataset_bytes < 0:
+            raise ValueError("max_dataset_bytes must be >= 0 or None")
+        self.max_dataset_bytes = max_dataset_bytes
+        self.max_command_bytes = max_command_bytes
+        self._sink_factory: SinkFactory | None = None
+        self._reset()
+        # Context and command of the last message that completed without a
+        # data set, to name the fault if data set PDVs follow it anyway.
+        self._last_without_dataset: tuple[int, Command] | None = None
+
+    # ------------------------------------------------------------ state
+
+    def _reset(self) -> None:
+        self._context_id: int | None = None     # None: between messages
+        self._command_buf = bytearray()
+        self._command: Command | None = None    # set once the command set is complete
+        self._data: bytearray | None = None
+        self._size = 0                          # data set bytes received
+        self._sink: Writable | None = None
+
+    def reset(self) -> None:
+        """Drop a partly received message (e.g. after an abort)."""
+        self._reset()
+        self._last_without_dataset = None
+
+    @property
+    def in_progress(self) -> bool:
+        """True while a message has started but not completed."""
+        return self._context_id is not None
+
+    def set_sink(self, factory: SinkFactory | None) -> None:
+        """Stream data sets instead of buffering them.
+
+        Once a command set that announces a data set is complete, ``factory`` is
+        called with the :class:`Command`; when it returns a writable file the data
+        set fragments are written to it as they arrive and the :class:`Message`
+        carries ``sink`` instead of ``dataset``. Returning None keeps that data
+        set in memory. ``None`` removes the factory.
+        """
+        self._sink_factory = factory
+
+    def reserve(self, nbytes: int) -> None:
+        """Pre-size the data set buffer of the message in progress.
+
+        For a caller that knows how large the data set will be; the buffer still
+        grows if more arrives. Beyond ``max_dataset_bytes`` it is a PDUError (and
+        the message in progress is dropped, as for any violation).
+        """
+        if self._command is None or self._sink is not None:
+            return
+        try:
+            self._check_limit(nbytes)
+        except PDUError:
+            self._reset()
+            raise
+        if self._data is None:
+            self._data = bytearray(nbytes)
+        elif nbytes > len(self._data):
+            self._data += bytes(nbytes - len(self._data))
+
+    # ------------------------------------------------------------ input
+
+    def feed(self, context_id: int, is_command: bool, is_last: bool,
+             data: bytes | bytearray | memoryview) -> Message | None:
+        """Take one PDV; return the :class:`Message` it completes, else None."""
+        try:
+            if is_command:
+                return self._feed_command(context_id, is_last, data)
+            return self._feed_dataset(context_id, is_last, data)
+        except PDUError:
+            self._reset()
+            raise
+
+    def _start_or_check_context(self, context_id: int) -> None:
+        if self._context_id is None:
+            self._context_id = context_id
+            self._last_without_dataset = None
+        elif context_id != self._context_id:
+            # PS3.8 9.3.5 / PS3.7 9.1: a message's PDVs all use one presentation
+            # context, and messages are not interleaved.
+            raise PDUError(
+                f"PDV on presentation context {context_id} in the middle of a message "
+                f"on context {self._context_id}")
+
+    def _feed_command(self, context_id: int, is_last: bool,
+                      data: bytes | bytearray | memoryview) -> Message | None:
+        self._start_or_check_context(context_id)
+        if self._command is not None:
+            raise PDUError("command fragment after the last command fragment of the message")
+        if not self._command_buf and is_last:
+            source: bytes | bytearray | memoryview = data     # one PDV: decode in place
+        else:
+            if len(self._command_buf) + len(data) > self.max_command_bytes:
+                raise PDUError(f"command set longer than {self.max_command_bytes} bytes")
+            self._command_buf += data
+            if not is_last:
+                return None
+            source = self._command_buf
+        if len(source) > self.max_command_bytes:
+            raise PDUError(f"command set longer than {self.max_command_bytes} bytes")
+        try:
+            command = decode_command(source)
+        except DicomParseError as exc:
+            raise PDUError(f"undecodable command set: {exc}") from exc
+        self._command_buf = bytearray()
+        if not command.has_dataset:
+            message = Message(context_id, command)
+            self._reset()
+            self._last_without_dataset = (context_id, command)
+            return message
+        self._command = command
+        if self._sink_factory is not None:
+            self._sink = self._sink_factory(command)
+        return None
+
+    def _feed_dataset(self, context_id: int, is_last: bool,
+                      data: bytes | bytearray | memoryview) -> Message | None:
+        if self._context_id is None:
+            last = self._last_without_dataset
+            if last is not None and last[0] == context_id:
+                raise PDUError(f"data set PDV after {last[1]!r}, whose CommandDataSetType "
+                               "says no data set follows")
+            raise PDUError("data set PDV before any command set")
+        self._start_or_check_context(context_id)
+        if self._command is None:
+            raise PDUError("data set PDV before the command set is complete")
+        n = len(data)
+        if self._sink is not None:
+            self._sink.write(data)
+            self._size += n
+        else:
+            self._append(data, n, is_last)
+        if not is_last:
+            return None
+        message = Message(context_id, self._command)
+        if self._sink is not None:
+            message.sink = self._sink
+        else:
+            buf = self._data if self._data is not None else bytearray()
+            if len(buf) > self._size:
+                del buf[self._size:]           # give back the spare capacity
+            message.dataset = memoryview(buf)
+        _log.debug("DIMSE message complete: %r, %d data set bytes", message.command, self._size)
+        self._reset()
+        return message
+
+    def _check_limit(self, size: int) -> None:
+        limit = self.max_dataset_bytes
+        if limit is not None and size > limit:
+            raise PDUError(f"data set larger than max_dataset_bytes ({limit})")
+
+    def _append(self, data: bytes | bytearray | memoryview, n: int, is_last: bool) -> None:
+        end = self._size + n
+        self._check_limit(end)
+        buf = self._data
+        if buf is None:
+            # The first fragment: exact when it is also the last, else room to grow.
+            buf = self._data = bytearray(n if is_last else max(_FIRST_CAPACITY, 2 * n))
+        elif end > len(buf):
+            capacity = max(end, 2 * len(buf))
+            if self.max_dataset_bytes is not None:
+                capacity = min(capacity, max(end, self.max_dataset_bytes))
+            # Grow in place: bytes(k) is zeroed memory, and a large bytearray is
+            # resized by realloc, which need not copy what is already there.
+            buf += bytes(capacity - len(buf))
+        buf[self._size:end] = data
+        self._size = end

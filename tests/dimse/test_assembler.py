@@ -1,0 +1,244 @@
+"""MessageAssembler: fragmented messages, PS3.8 interleaving rules, sinks, limits."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dicomnet.dimse import commands as C
+from dicomnet.dimse.assembler import Message, MessageAssembler
+from dicomnet.dimse.commands import encode_command
+from dicomnet.errors import PDUError
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+STORE = encode_command(C.c_store_rq(7, CT, "1.2.3.4"))
+ECHO = encode_command(C.c_echo_rq(3))
+
+
+def pieces(data: bytes, cuts: list[int]) -> list[memoryview]:
+    """Split ``data`` at the given offsets into memoryviews (like PDVs of a receive buffer)."""
+    points = sorted({c for c in cuts if 0 < c < len(data)})
+    view = memoryview(data)
+    bounds = [0, *points, len(data)]
+    return [view[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
+def feed_all(asm: MessageAssembler, ctx: int, command: bytes, dataset: bytes | None,
+             cmd_cuts: list[int] = [], ds_cuts: list[int] = []) -> list[Message]:
+    out = []
+    parts = pieces(command, cmd_cuts)
+    for i, p in enumerate(parts):
+        m = asm.feed(ctx, True, i == len(parts) - 1, p)
+        if m is not None:
+            out.append(m)
+    if dataset is not None:
+        parts = pieces(dataset, ds_cuts) if dataset else [memoryview(b"")]
+        for i, p in enumerate(parts):
+            m = asm.feed(ctx, False, i == len(parts) - 1, p)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def test_echo_in_one_pdv_completes_at_once() -> None:
+    asm = MessageAssembler()
+    msg = asm.feed(1, True, True, memoryview(ECHO))
+    assert msg is not None and msg.context_id == 1
+    assert msg.command == C.c_echo_rq(3) and msg.dataset is None and msg.sink is None
+    assert not asm.in_progress
+
+
+def test_command_in_fragments_waits_for_the_last() -> None:
+    asm = MessageAssembler()
+    assert asm.feed(5, True, False, ECHO[:10]) is None
+    assert asm.in_progress
+    assert asm.feed(5, True, False, ECHO[10:11]) is None
+    msg = asm.feed(5, True, True, ECHO[11:])
+    assert msg is not None and msg.command.message_id == 3
+
+
+def test_store_with_dataset() -> None:
+    asm = MessageAssembler()
+    payload = bytes(range(256)) * 10
+    assert asm.feed(3, True, True, STORE) is None
+    assert asm.in_progress
+    assert asm.feed(3, False, False, payload[:1000]) is None
+    msg = asm.feed(3, False, True, payload[1000:])
+    assert msg is not None and msg.dataset is not None
+    assert bytes(msg.dataset) == payload and len(msg.dataset) == len(payload)
+    assert msg.command["AffectedSOPInstanceUID"] == "1.2.3.4"
+
+
+def test_fragment_views_are_copied_not_kept() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, True, STORE)
+    receive_buffer = bytearray(b"A" * 100)
+    asm.feed(1, False, False, memoryview(receive_buffer)[:50])
+    receive_buffer[:] = b"B" * 100                  # the Upper Layer reuses its buffer
+    msg = asm.feed(1, False, True, memoryview(receive_buffer)[:50])
+    assert msg is not None and bytes(msg.dataset) == b"A" * 50 + b"B" * 50
+
+
+def test_consecutive_messages_own_their_buffers() -> None:
+    asm = MessageAssembler()
+    first = feed_all(asm, 1, STORE, b"x" * 70000, ds_cuts=[1, 40000])[0]
+    second = feed_all(asm, 1, STORE, b"y" * 10, ds_cuts=[5])[0]
+    echo = feed_all(asm, 3, ECHO, None)[0]
+    assert bytes(first.dataset) == b"x" * 70000
+    assert bytes(second.dataset) == b"y" * 10
+    assert echo.dataset is None and echo.context_id == 3
+
+
+def test_empty_dataset_pdv() -> None:
+    asm = MessageAssembler()
+    msg = feed_all(asm, 1, STORE, b"")[0]
+    assert msg.dataset is not None and len(msg.dataset) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=0, max_size=3000),
+       st.lists(st.integers(0, len(STORE)), max_size=12),
+       st.lists(st.integers(0, 3000), max_size=30),
+       st.integers(1, 255))
+def test_any_fragmentation_reassembles(payload: bytes, cmd_cuts: list[int],
+                                       ds_cuts: list[int], ctx: int) -> None:
+    asm = MessageAssembler()
+    out = feed_all(asm, ctx, STORE, payload, cmd_cuts, ds_cuts)
+    out += feed_all(asm, ctx, ECHO, None, cmd_cuts)
+    assert len(out) == 2
+    assert out[0].command == C.c_store_rq(7, CT, "1.2.3.4") and out[0].context_id == ctx
+    assert bytes(out[0].dataset) == payload
+    assert out[1].command == C.c_echo_rq(3) and out[1].dataset is None
+    assert not asm.in_progress
+
+
+# ------------------------------------------------------------ violations
+
+
+def test_dataset_before_command_is_complete() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, False, STORE[:20])
+    with pytest.raises(PDUError, match="before the command set is complete"):
+        asm.feed(1, False, True, b"data")
+    assert not asm.in_progress                     # reset after the violation
+
+
+def test_dataset_with_no_command_at_all() -> None:
+    with pytest.raises(PDUError, match="before any command"):
+        MessageAssembler().feed(1, False, True, b"data")
+
+
+def test_other_context_mid_message() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, False, STORE[:20])
+    with pytest.raises(PDUError, match="context 3"):
+        asm.feed(3, True, True, STORE[20:])
+    asm.feed(1, True, True, STORE)
+    with pytest.raises(PDUError, match="context"):
+        asm.feed(3, False, True, b"data")
+
+
+def test_command_fragment_after_the_last() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, True, STORE)
+    with pytest.raises(PDUError, match="after the last command fragment"):
+        asm.feed(1, True, True, ECHO)
+
+
+def test_dataset_for_a_command_without_one() -> None:
+    asm = MessageAssembler()
+    assert asm.feed(1, True, True, ECHO) is not None
+    with pytest.raises(PDUError, match="no data set follows"):
+        asm.feed(1, False, True, b"data")
+
+
+def test_undecodable_command_is_a_pdu_error() -> None:
+    asm = MessageAssembler()
+    with pytest.raises(PDUError, match="undecodable") as info:
+        asm.feed(1, True, True, ECHO[:-2])
+    assert info.value.__cause__ is not None
+    assert asm.feed(1, True, True, ECHO) is not None   # usable again
+
+
+def test_command_size_limit() -> None:
+    asm = MessageAssembler(max_command_bytes=100)
+    with pytest.raises(PDUError, match="longer than 100"):
+        asm.feed(1, True, True, STORE + b"\0" * 100)
+    asm.feed(1, True, False, b"\0" * 60)
+    with pytest.raises(PDUError, match="longer than 100"):
+        asm.feed(1, True, False, b"\0" * 60)
+
+
+def test_max_dataset_bytes() -> None:
+    asm = MessageAssembler(max_dataset_bytes=1000)
+    msg = feed_all(asm, 1, STORE, b"z" * 1000, ds_cuts=[300, 999])[0]
+    assert len(msg.dataset) == 1000
+    asm.feed(1, True, True, STORE)
+    asm.feed(1, False, False, b"z" * 600)
+    with pytest.raises(PDUError, match="max_dataset_bytes"):
+        asm.feed(1, False, False, b"z" * 401)
+    with pytest.raises(PDUError):
+        feed_all(asm, 1, STORE, b"z" * 1001)
+
+
+def test_growth_is_geometric_and_trimmed() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, True, STORE)
+    sizes = []
+    for _ in range(200):
+        asm.feed(1, False, False, b"q" * 4000)
+        sizes.append(len(asm._data))
+    msg = asm.feed(1, False, True, b"end")
+    assert len(set(sizes)) <= 6                     # 64 KiB doubling to 1 MiB: few reallocations
+    assert bytes(msg.dataset) == b"q" * 800000 + b"end"
+    assert msg.dataset.obj is not None and len(msg.dataset.obj) == 800003   # spare capacity returned
+
+
+def test_reserve_presizes() -> None:
+    asm = MessageAssembler(max_dataset_bytes=10_000)
+    asm.feed(1, True, True, STORE)
+    asm.reserve(5000)
+    assert len(asm._data) == 5000
+    with pytest.raises(PDUError):
+        asm.reserve(20_000)
+    assert not asm.in_progress
+    asm.feed(1, True, True, STORE)
+    asm.reserve(5000)
+    for _ in range(5):
+        asm.feed(1, False, False, b"r" * 1000)
+    assert len(asm._data) == 5000                   # no growth needed
+    msg = asm.feed(1, False, True, b"!")
+    assert bytes(msg.dataset) == b"r" * 5000 + b"!"
+
+
+# ------------------------------------------------------------ streaming
+
+
+def test_sink_receives_the_dataset() -> None:
+    asm = MessageAssembler(max_dataset_bytes=10)    # the limit is for memory, not sinks
+    seen = []
+    files: list[io.BytesIO] = []
+
+    def factory(command: C.Command) -> io.BytesIO | None:
+        seen.append(command)
+        if command["AffectedSOPInstanceUID"] == "1.2.3.4":
+            files.append(io.BytesIO())
+            return files[-1]
+        return None
+
+    asm.set_sink(factory)
+    msg = feed_all(asm, 1, STORE, b"s" * 5000, ds_cuts=[7, 4000])[0]
+    assert msg.dataset is None and msg.sink is files[0]
+    assert files[0].getvalue() == b"s" * 5000
+    assert seen == [C.c_store_rq(7, CT, "1.2.3.4")]
+    # The factory declines: the data set stays in memory (and the limit applies).
+    other = encode_command(C.c_store_rq(8, CT, "9.9"))
+    msg = feed_all(asm, 1, other, b"m" * 10)[0]
+    assert msg.sink is None and bytes(msg.dataset) == b"m" * 10
+    # No data set: the factory is not asked.
+    feed_all(asm, 1, ECHO, None)
+    assert len(seen) == 2
+    asm.set_sink(None)
+    assert feed_all(asm, 1, STORE, b"n")[0].dataset is not None
