@@ -16,6 +16,7 @@ length field merely claims. The index itself grows geometrically and can never
 hold more entries than there are 8-byte headers in the input.
 """
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 from libc.string cimport memcpy
 
@@ -40,12 +41,19 @@ cdef uint16_t VR_OW = _vr(b'O', b'W')
 
 # VRs whose explicit header is VR + 2 reserved bytes + 4-byte length (PS3.5 7.1.2).
 LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "UC", "UN", "UR", "UT", "SV", "UV"})
-cdef set _LONG = {_vr(v[0].encode()[0], v[1].encode()[0]) for v in LONG_VRS}
 
 # Fixed-size binary VRs: the value length must be a multiple of this.
 _ITEM_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, "SV": 8, "UV": 8,
               "OW": 2, "OF": 4, "OD": 8, "OL": 4, "OV": 8}
-cdef dict _SIZE = {_vr(k[0].encode()[0], k[1].encode()[0]): v for k, v in _ITEM_SIZE.items()}
+
+# Per-VR-code lookup tables (indexed by the 16-bit code) so the parse loop
+# never boxes a VR into a Python object: bit 7 = long header, bits 0-3 = item size.
+cdef uint8_t _VR_TABLE[65536]
+_VR_TABLE[:] = [0] * 65536
+for _name in LONG_VRS:
+    _VR_TABLE[_vr(_name.encode()[0], _name.encode()[1])] |= 0x80
+for _name, _size in _ITEM_SIZE.items():
+    _VR_TABLE[_vr(_name.encode()[0], _name.encode()[1])] |= _size
 
 _NUMPY_CODE = {"US": "u2", "SS": "i2", "UL": "u4", "SL": "i4", "FL": "f4", "FD": "f8",
                "SV": "i8", "UV": "u8", "OB": "u1", "OW": "u2", "OF": "f4", "OD": "f8",
@@ -94,6 +102,87 @@ cdef inline uint64_t rd64(const unsigned char* p, bint little) noexcept nogil:
 
 cdef inline bint _is_vr_letter(unsigned char c) noexcept:
     return 65 <= c <= 90   # 'A'..'Z'
+
+
+# Text VR kinds for the bulk decoder (see ElementIndex.decode_level).
+cdef enum:
+    K_TEXT = 1          # a text VR the bulk decoder handles
+    K_CHARSET = 2       # affected by Specific Character Set
+    K_SINGLE = 4        # single-valued (no backslash split)
+    K_IS = 8
+    K_DS = 16
+    K_PN = 32
+    K_RSTRIP = 64       # each value loses trailing spaces/NULs
+    K_STRIP = 128       # each value loses leading and trailing spaces/NULs
+
+cdef int _TEXT_KIND[65536]
+_TEXT_KIND[:] = [0] * 65536
+for _name, _kind in {
+    "AE": K_TEXT | K_STRIP, "AS": K_TEXT, "CS": K_TEXT, "DA": K_TEXT, "DT": K_TEXT, "TM": K_TEXT,
+    "UI": K_TEXT, "IS": K_TEXT | K_IS, "DS": K_TEXT | K_DS,
+    "SH": K_TEXT | K_CHARSET | K_RSTRIP, "LO": K_TEXT | K_CHARSET | K_RSTRIP,
+    "UC": K_TEXT | K_CHARSET | K_RSTRIP, "PN": K_TEXT | K_CHARSET | K_PN,
+    "LT": K_TEXT | K_CHARSET | K_SINGLE, "ST": K_TEXT | K_CHARSET | K_SINGLE,
+    "UT": K_TEXT | K_CHARSET | K_SINGLE,
+}.items():
+    _TEXT_KIND[_vr(_name.encode()[0], _name.encode()[1])] = _kind
+
+cdef uint16_t _AT = _vr(b'A', b'T')
+cdef object _SKIP = object()
+
+
+cdef bint _is_int_text(str s):
+    cdef Py_ssize_t i, n = len(s)
+    cdef Py_UCS4 c
+    cdef bint digits = False
+    for i in range(n):
+        c = s[i]
+        if 48 <= c <= 57:
+            digits = True
+        elif not ((c == 43 or c == 45) and not digits) and c != 32:
+            return False
+    return digits
+
+
+cdef bint _is_float_text(str s):
+    cdef Py_UCS4 c
+    cdef bint digits = False
+    for c in s:
+        if 48 <= c <= 57:
+            digits = True
+        elif c not in "+-.eE ":
+            return False
+    return digits
+
+
+cdef object _convert_one(str text, int kind, object person_name):
+    cdef object value
+    if kind & K_IS:
+        if not text.strip(" \x00"):
+            return None
+        if not _is_int_text(text.strip(" \x00")):
+            return _SKIP
+        try:
+            return int(text)
+        except ValueError:
+            return _SKIP
+    if kind & K_DS:
+        if not text.strip(" \x00"):
+            return None
+        if not _is_float_text(text.strip(" \x00")):
+            return _SKIP
+        try:
+            value = float(text)
+        except ValueError:
+            return _SKIP
+        return value if value == value and value not in (float("inf"), float("-inf")) else _SKIP
+    if kind & K_PN:
+        return person_name(text.rstrip("\x00 ").rstrip("="))
+    if kind & K_RSTRIP:
+        return text.rstrip("\x00 ")
+    if kind & K_STRIP:
+        return text.strip("\x00 ")
+    return text
 
 
 def _error(msg, offset, tag):
@@ -178,7 +267,7 @@ cdef class ElementIndex:
         cdef Py_ssize_t header, value, length
         cdef int32_t idx
         cdef bint implicit = self.implicit, little = self.little
-        cdef object size
+        cdef Py_ssize_t size
         while pos < end:
             header = pos
             if end - pos < 8:
@@ -204,7 +293,7 @@ cdef class ElementIndex:
                     raise _error(f"invalid VR bytes {bytes(self.buf[pos + 4:pos + 6])!r} in explicit VR data",
                                  pos + 4, tag)
                 vr = (<uint16_t>p[pos + 4] << 8) | p[pos + 5]
-                if vr in _LONG:
+                if _VR_TABLE[vr] & 0x80:
                     if end - pos < 12:
                         raise _error("truncated element header", pos, tag)
                     raw_len = rd32(p + pos + 8, little)
@@ -242,11 +331,10 @@ cdef class ElementIndex:
                 self._parse_items(value, value + length, False, depth + 1, tag)
                 self.entries[idx].end = self.n
             else:
-                if vr != 0:
-                    size = _SIZE.get(vr)
-                    if size is not None and length % <Py_ssize_t>size:
-                        raise _error(f"value length {length} is not a multiple of {size} for VR {vr_str(vr)}",
-                                     header, tag)
+                size = _VR_TABLE[vr] & 0x0F
+                if size > 1 and length % size:
+                    raise _error(f"value length {length} is not a multiple of {size} for VR {vr_str(vr)}",
+                                 header, tag)
                 self._append(tag, vr, 0, header, value, length)
             pos = value + length
         if until_delimiter:
@@ -391,6 +479,109 @@ cdef class ElementIndex:
         self._check(i)
         cdef Entry* e = &self.entries[i]
         return bytes(self.buf[e.offset:e.offset + min(n, e.length)])
+
+    def text(self, Py_ssize_t i, int codec):
+        """Decode a text value without trailing spaces/NULs: codec 0 ASCII, 1 Latin-1, 2 UTF-8.
+
+        Returns None when the bytes do not decode with that codec, so the caller
+        can take the general path (character set extensions, replacement).
+        """
+        self._check(i)
+        cdef Entry* e = &self.entries[i]
+        cdef Py_ssize_t n = e.length
+        cdef const char* p
+        if n == 0:
+            return ""
+        p = <const char*>&self.buf[e.offset]
+        while n > 0 and (p[n - 1] == 32 or p[n - 1] == 0):
+            n -= 1
+        try:
+            if codec == 0:
+                return PyUnicode_DecodeASCII(p, n, NULL)
+            if codec == 1:
+                return PyUnicode_DecodeLatin1(p, n, NULL)
+            return PyUnicode_DecodeUTF8(p, n, NULL)
+        except UnicodeDecodeError:
+            return None
+
+    def decode_level(self, Py_ssize_t first, Py_ssize_t stop, int codec, object person_name,
+                     dict into):
+        """Decode in one pass every simple value of a level into ``into`` (tag -> value).
+
+        The fast path behind iterating a Dataset: explicit-VR text elements in
+        a character set the core decodes itself (``codec`` as in :meth:`text`;
+        -1 leaves charset VRs alone), and single binary numbers. Anything
+        else — sequences, bulk data, AT, implicit VR, text that needs the
+        general decoder or does not parse — is left out of ``into`` for the
+        per-element path, which gives the same values. Tags already in
+        ``into`` are not touched.
+        """
+        cdef Py_ssize_t i = first
+        cdef Entry* e
+        cdef uint16_t vr
+        cdef str text
+        cdef object value
+        if first < 0 or stop > self.n:
+            raise IndexError("level range out of the index")
+        while i < stop:
+            e = &self.entries[i]
+            i = e.end
+            vr = e.vr
+            if vr == 0 or e.flags != 0 or e.tag in into:
+                continue
+            if _VR_TABLE[vr] & 0x0F:
+                if vr == _AT or e.length != (_VR_TABLE[vr] & 0x0F) or (vr >> 8) == 79:  # 'O' bulk VRs
+                    continue
+                into[e.tag] = _scalar(&self.buf[e.offset], vr_str(vr), self.little)
+                continue
+            value = self._text_value(e, vr, codec, person_name)
+            if value is not _SKIP:
+                into[e.tag] = value
+
+    cdef object _text_value(self, Entry* e, uint16_t vr, int codec, object person_name):
+        cdef int kind = _TEXT_KIND[vr]
+        cdef Py_ssize_t n = e.length
+        cdef const char* p
+        cdef str text
+        if kind == 0:
+            return _SKIP
+        if kind & K_CHARSET:
+            if codec < 0:
+                return _SKIP
+        else:
+            codec = 0
+        if n:
+            p = <const char*>&self.buf[e.offset]
+            while n > 0 and (p[n - 1] == 32 or p[n - 1] == 0):
+                n -= 1
+        try:
+            if n == 0:
+                text = ""
+            elif codec == 0:
+                text = PyUnicode_DecodeASCII(p, n, NULL)
+            elif codec == 1:
+                text = PyUnicode_DecodeLatin1(p, n, NULL)
+            else:
+                text = PyUnicode_DecodeUTF8(p, n, NULL)
+        except UnicodeDecodeError:
+            return _SKIP
+        if kind & K_SINGLE:
+            return text
+        if not text:
+            if kind & (K_IS | K_DS):
+                return None
+            if kind & K_PN:
+                return person_name("")
+            return ""
+        if "\\" not in text:
+            return _convert_one(text, kind, person_name)
+        out = []
+        for part in text.split("\\"):
+            value = _convert_one(part, kind, person_name)
+            if value is _SKIP:
+                return _SKIP
+            out.append(value)
+        return out
 
     def numeric(self, Py_ssize_t i, str vr, bint as_array=False):
         """Decode a binary numeric value (US SS UL SL FL FD SV UV AT, or OB/OW/... as arrays).

@@ -16,6 +16,8 @@ from dicomnet.dicom import dictionary as _dict
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
 from dicomnet.dicom import values as _values
 from dicomnet.dicom.charset import parse_charsets
+from dicomnet.dicom.valuerep import PersonName
+from dicomnet.dicom.valuerep import decode_value_text as _decode_value_text
 from dicomnet.errors import DicomParseError
 
 __all__ = ["Dataset", "DataElement", "Sequence", "tag_of"]
@@ -26,6 +28,10 @@ _SPECIFIC_CHARACTER_SET = 0x00080005
 _PIXEL_DATA = 0x7FE00010
 _F_SEQUENCE, _F_ITEM, _F_ENCAPSULATED, _F_IMPLICIT_LE = 2, 4, 8, 32
 _DEFAULT_CHARSETS = ("ISO_IR 6",)
+
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
+# Character sets whose text the compiled core decodes in one call (0 ASCII, 1 Latin-1, 2 UTF-8).
+_FAST_CODECS = {("ISO_IR 6",): 0, ("ISO_IR 100",): 1, ("ISO_IR 192",): 2}
 
 #: Tags the dictionary knows as sequences: Implicit VR data needs them to find items.
 SQ_TAGS = frozenset(tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ")
@@ -137,6 +143,7 @@ class Dataset:
         d = ds.__dict__
         d["_index"] = index
         d["_raw"] = index.level(first, stop)
+        d["_range"] = (first, stop)
         d["_vals"] = {}
         d["_vrs"] = {}
         d["_dirty"] = False
@@ -212,12 +219,27 @@ class Dataset:
         return 0
 
     def _charsets(self) -> tuple[str, ...]:
+        cached = self.__dict__.get("_cs")
+        if cached is not None:
+            return cached
         ds: Dataset | None = self
+        charsets = _DEFAULT_CHARSETS
         while ds is not None:
             if _SPECIFIC_CHARACTER_SET in ds:
-                return parse_charsets(ds._value(_SPECIFIC_CHARACTER_SET))
+                charsets = parse_charsets(ds._value(_SPECIFIC_CHARACTER_SET))
+                break
             ds = ds._parent
-        return _DEFAULT_CHARSETS
+        self.__dict__["_cs"] = charsets
+        self.__dict__["_codec"] = _FAST_CODECS.get(charsets, -1)
+        return charsets
+
+    def _text_codec(self) -> int:
+        """The compiled fast-path codec for this dataset's character set (-1: none)."""
+        codec = self.__dict__.get("_codec")
+        if codec is None:
+            self._charsets()
+            codec = self.__dict__["_codec"]
+        return codec
 
     def _value(self, tag: int) -> Any:
         vals = self._vals
@@ -232,8 +254,20 @@ class Dataset:
 
     def _decode(self, tag: int, idx: int) -> Any:
         index = self._index
-        vr = self._vr(tag)
+        vr = index.vr(idx)
+        if vr is None or vr == "UN":
+            vr = self._implicit_vr(tag, idx, vr)
         if vr in _values.TEXT_VRS:
+            if vr not in _CHARSET_VRS:
+                text = index.text(idx, 0) if vr != "UR" else None
+            else:
+                codec = self._text_codec()
+                text = index.text(idx, codec) if codec >= 0 else None
+            if text is not None:
+                try:
+                    return _decode_value_text(vr, text)
+                except DicomParseError:
+                    pass
             charsets = self._charsets() if tag != _SPECIFIC_CHARACTER_SET else ()
             raw = index.value_bytes(idx)
             try:
@@ -346,6 +380,11 @@ class Dataset:
         return sorted(raw.keys() | self._vals.keys())
 
     def __iter__(self) -> Iterator[DataElement]:
+        d = self.__dict__
+        if not d["_dirty"] and d["_index"] is not None and not d.get("_bulk"):
+            # Walking every element: decode the simple values in one compiled pass.
+            d["_bulk"] = True
+            self._index.decode_level(*d["_range"], self._text_codec(), PersonName, self._vals)
         for tag in self.tags():
             yield DataElement(tag, self._vr(tag), self)
 
@@ -384,6 +423,9 @@ class Dataset:
                 if not isinstance(item, Dataset):
                     raise TypeError("sequence items must be Datasets")
                 item.__dict__["_parent"] = self
+        if tag == _SPECIFIC_CHARACTER_SET:
+            self.__dict__.pop("_cs", None)
+            self.__dict__.pop("_codec", None)
         self._raw.pop(tag, None)
         self._vals[tag] = value
         self._vrs[tag] = vr
