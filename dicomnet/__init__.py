@@ -1,5 +1,7 @@
 """dicomnet: fast DICOM networking and datasets for Python, with a compiled core."""
 from dicomnet._version import __version__
+from dicomnet.client import Client
+from dicomnet.server import Server
 from dicomnet.dicom import DataElement, Dataset, Sequence, read_dataset, read_file, write_file
 from dicomnet.errors import (
     ARTIMTimeout,
@@ -18,6 +20,7 @@ from dicomnet.errors import (
 
 __all__ = [
     "__version__",
+    "Client", "Server",
     "Dataset",
     "DataElement",
     "Sequence",

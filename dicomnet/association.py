@@ -1,0 +1,340 @@
+"""An established association, seen from either end, over the blocking driver.
+
+:class:`Association` is what :meth:`dicomnet.Client.associate` returns (and what
+the :class:`dicomnet.Server` drives for each peer). It owns one
+:class:`~dicomnet.transport.sync.SyncDriver` and the
+:class:`~dicomnet.dimse.assembler.MessageAssembler` that turns received PDVs
+into DIMSE messages.
+
+The DIMSE services build on two internal methods:
+
+* :meth:`Association._send_message` -- one command (and optionally its data
+  set) on one presentation context, written before it returns;
+* :meth:`Association._receive_message` -- the next complete message, within a
+  timeout; anything else the peer does (release, abort, closing the
+  connection) raises.
+
+Errors: an A-ABORT or a lost connection is
+:class:`~dicomnet.errors.AssociationAborted`; waiting longer than the DIMSE
+timeout aborts the association and raises :class:`~dicomnet.errors.ReadTimeout`;
+a failure status in a response is :class:`~dicomnet.errors.DimseStatusError`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .dimse.assembler import Message, MessageAssembler
+from .dimse.commands import Command, c_echo_rq, decode_command, encode_command  # noqa: F401
+from .errors import (
+    AssociationAborted,
+    AssociationError,
+    DicomTimeoutError,
+    DimseStatusError,
+    PDUError,
+    ReadTimeout,
+)
+from .pdu import events as ev
+from .transport.sync import SyncDriver
+from .types.status import is_failure, status_meaning
+
+if TYPE_CHECKING:
+    from .pdu.negotiation import NegotiatedAssociation, NegotiatedContext
+    from .pdu.pdus import AAssociateAC, AAssociateRQ
+
+__all__ = ["Association", "VERIFICATION"]
+
+VERIFICATION = "1.2.840.10008.1.1"
+
+_DEBUG = logging.DEBUG
+
+
+class Association:
+    """An established association (Sta6) and the DIMSE messages on it.
+
+    A context manager: leaving the ``with`` block normally releases the
+    association, leaving it with an exception aborts it.
+
+    Attributes: ``negotiated`` (the accepted presentation contexts, the peer's
+    maximum PDU length, implementation class UID / version name and user
+    identity server response), ``rq``/``ac`` (the A-ASSOCIATE PDUs exchanged),
+    ``peer_address``.
+    """
+
+    def __init__(
+        self,
+        driver: SyncDriver,
+        negotiated: NegotiatedAssociation,
+        *,
+        rq: AAssociateRQ,
+        ac: AAssociateAC,
+        dimse_timeout: float = 30.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._driver = driver
+        self._conn = driver.conn
+        self.negotiated = negotiated
+        self.rq = rq
+        self.ac = ac
+        self.dimse_timeout = float(dimse_timeout)
+        self.peer_address = driver.peer_address
+        self._log = logger or logging.getLogger("dicomnet")
+        self._assembler = MessageAssembler()
+        self._ready: deque[Message] = deque()
+        self._message_id = 0
+        self._pending_collision = False
+
+    # -------------------------------------------------------------- status
+    @property
+    def is_established(self) -> bool:
+        """True while DIMSE messages may be exchanged."""
+        return self._conn.is_established and not self._driver.closed
+
+    @property
+    def is_closed(self) -> bool:
+        """True once the association is over and its socket closed."""
+        return self._driver.closed
+
+    def __repr__(self) -> str:
+        state = "established" if self.is_established else ("closed" if self.is_closed else self._conn.state)
+        return (f"<Association {self.negotiated.calling_ae!r} -> {self.negotiated.called_ae!r} "
+                f"{state}, {len(self.negotiated.contexts)} context(s)>")
+
+    def __enter__(self) -> Association:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.is_closed:
+            return
+        if exc_type is None and self.is_established:
+            self.release()
+        else:
+            self.abort()
+
+    # ------------------------------------------------------------ services
+    def echo(self, *, timeout: float | None = None) -> int:
+        """C-ECHO (PS3.7 9.1.5): the response status (0x0000 on success).
+
+        Raises :class:`DimseStatusError` for a failure status, ``AssociationError``
+        when no Verification context was accepted.
+        """
+        ctx = self.context_for(VERIFICATION)
+        message_id = self._next_message_id()
+        self._send_message(ctx.context_id, c_echo_rq(message_id))
+        rsp = self._receive_response(message_id, timeout)
+        status = rsp.status
+        if status is None:
+            raise DimseStatusError(0xC000, "C-ECHO-RSP without a Status", None)
+        if is_failure(status):
+            raise DimseStatusError(status, status_meaning(status), rsp.get("ErrorComment"))
+        return status
+
+    def context_for(self, abstract_syntax: str, transfer_syntax: str | None = None, *,
+                    role: str = "scu") -> NegotiatedContext:
+        """The accepted context for ``abstract_syntax`` in which we act as ``role``;
+        raises ``AssociationError`` if there is none."""
+        ctx = self.negotiated.context_for(abstract_syntax, transfer_syntax, role=role)
+        if ctx is None:
+            raise AssociationError(f"no accepted presentation context for {abstract_syntax}"
+                                   + (f" with {transfer_syntax}" if transfer_syntax else "")
+                                   + f" in the {role.upper()} role")
+        return ctx
+
+    # ------------------------------------------------------------- release
+    def release(self, timeout: float | None = None) -> None:
+        """A-RELEASE (PS3.8 7.2): ask the peer to release and wait for its answer.
+
+        Waits at most ``timeout`` (default: the driver's read timeout); if the
+        peer does not answer the association is aborted and ReadTimeout raised.
+        Messages still arriving meanwhile are dropped (logged).
+        """
+        if self.is_closed:
+            return
+        self._log.info("releasing association with %s", self.negotiated.called_ae
+                       if self.negotiated.is_requestor else self.negotiated.calling_ae)
+        self._conn.request_release()
+        self._driver.flush()
+        limit = time.monotonic() + (self._driver.read_timeout if timeout is None else timeout)
+        confirmed = False
+        while True:
+            remaining = limit - time.monotonic()
+            try:
+                event = self._driver.receive_event(max(remaining, 0.0))
+            except ReadTimeout:
+                self._log.warning("no A-RELEASE-RP in time; aborting")
+                self.abort()
+                raise
+            if isinstance(event, ev.ReleaseConfirm):
+                confirmed = True
+            elif isinstance(event, ev.ReleaseRequest):
+                # Release collision (PS3.8 9.2, Sta9/Sta10): both ends asked.
+                if self.negotiated.is_requestor:
+                    self._conn.confirm_release(time.monotonic())
+                    self._driver.flush()
+                else:
+                    self._pending_collision = True
+            elif isinstance(event, ev.PDataReceived):
+                self._log.debug("dropping P-DATA received while releasing")
+            elif isinstance(event, ev.Abort):
+                self._driver.close()
+                raise AssociationAborted(event.source, event.reason, event.description)
+            elif isinstance(event, ev.ConnectionClosed):
+                self._driver.close()
+                if not confirmed:
+                    raise AssociationAborted(description="connection closed before A-RELEASE-RP")
+                self._log.info("association released")
+                return
+            if confirmed and self._pending_collision:
+                # Acceptor side of a collision answers after its own confirmation.
+                self._pending_collision = False
+                self._conn.confirm_release(time.monotonic())
+                self._driver.flush()
+
+    def abort(self) -> None:
+        """A-ABORT (PS3.8 7.3): send an A-ABORT and close the connection.
+
+        Never raises for a connection that is already gone. Waits briefly
+        (at most half a second) for the peer to close first, so the A-ABORT is
+        not lost to a TCP reset.
+        """
+        if self.is_closed:
+            return
+        self._log.info("aborting association")
+        try:
+            if not self._conn.closed:
+                self._conn.abort(now=time.monotonic())
+            self._driver.flush()
+            self._driver.linger(0.5)
+        except (DicomTimeoutError, OSError, AssociationError) as exc:
+            self._log.debug("while aborting: %s", exc)
+        finally:
+            self._driver.close()
+
+    # ---------------------------------------------------- message plumbing
+    def _next_message_id(self) -> int:
+        """A fresh Message ID (1..65535, wrapping) for a request on this association."""
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def _send_message(self, context_id: int, command: Command | dict[str, Any], dataset: Any = None) -> None:
+        """Send one DIMSE message: ``command`` (a command-set mapping, encoded
+        here) and, if given, ``dataset`` (any bytes-like object, already encoded
+        in the context's transfer syntax; it is referenced, not copied, until
+        written). Returns once everything is written.
+
+        The command's CommandDataSetType must agree with ``dataset``.
+        """
+        has_dataset = dataset is not None
+        if isinstance(command, Command) and command.has_dataset != has_dataset:
+            raise ValueError("CommandDataSetType says " + ("a" if command.has_dataset else "no")
+                             + " data set follows, but " + ("one" if has_dataset else "none") + " was given")
+        if self._log.isEnabledFor(_DEBUG):
+            self._log.debug("-> %r on context %d%s", command, context_id,
+                            f" + data set of {len(memoryview(dataset).cast('B'))} bytes" if has_dataset else "")
+        conn = self._conn
+        if not conn.is_established:
+            self._raise_not_established()
+        conn.send_pdata(context_id, True, encode_command(command))
+        if has_dataset:
+            conn.send_pdata(context_id, False, dataset)
+        self._driver.flush()
+
+    def _receive_message(self, timeout: float | None = None) -> Message:
+        """The next complete DIMSE message, waiting at most ``timeout`` seconds
+        (default: ``dimse_timeout``).
+
+        Raises :class:`AssociationAborted` (A-ABORT or lost connection),
+        :class:`AssociationError` (the peer released the association), and
+        :class:`ReadTimeout` -- after aborting the association -- if no message
+        completes in time. A PDV sequence or command set that breaks PS3.7/PS3.8
+        aborts the association and raises :class:`PDUError`.
+        """
+        wait = self.dimse_timeout if timeout is None else timeout
+        try:
+            item = self._next(wait)
+        except ReadTimeout:
+            self._log.warning("no DIMSE message within %.1f s; aborting the association", wait)
+            self.abort()
+            raise ReadTimeout(f"no DIMSE message from the peer within {wait:g} s") from None
+        except PDUError:
+            self.abort()
+            raise
+        if isinstance(item, Message):
+            return item
+        self._on_other_event(item)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _next(self, timeout: float) -> Message | ev.Event:
+        """The next complete message, or the first event that is not P-DATA
+        (release request, abort, connection closed). Raises ReadTimeout after
+        ``timeout`` seconds, PDUError for a malformed message; the association
+        is left as it is (the caller decides whether to abort)."""
+        if self._ready:
+            return self._ready.popleft()
+        limit = time.monotonic() + timeout
+        receive = self._driver.receive_event
+        while True:
+            event = receive(max(limit - time.monotonic(), 0.0))
+            if type(event) is ev.PDataReceived:
+                message = self._feed(event)
+                if message is not None:
+                    return message
+                continue
+            return event
+
+    def _feed(self, event: ev.PDataReceived) -> Message | None:
+        """Hand each PDV to the assembler; return the first completed message
+        (later ones, if a PDU completes several, wait in a queue)."""
+        feed = self._assembler.feed
+        first: Message | None = None
+        for pdv in event.pdvs:
+            message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
+            if message is not None:
+                if self._log.isEnabledFor(_DEBUG):
+                    self._log.debug("<- %r on context %d%s", message.command, message.context_id,
+                                    "" if message.dataset is None else " + data set")
+                if first is None:
+                    first = message
+                else:
+                    self._ready.append(message)
+        return first
+
+    def _on_other_event(self, event: ev.Event) -> None:
+        """Anything but P-DATA while a message is awaited: always raises."""
+        if isinstance(event, ev.Abort):
+            self._log.info("association %s", event.description)
+            self._driver.close()
+            raise AssociationAborted(event.source, event.reason, event.description)
+        if isinstance(event, ev.ConnectionClosed):
+            self._driver.close()
+            raise AssociationAborted(description="the connection closed while a DIMSE message was awaited")
+        if isinstance(event, ev.ReleaseRequest):
+            self._log.info("peer released the association")
+            self._conn.confirm_release(time.monotonic())
+            self._driver.flush()
+            raise AssociationError("the peer released the association while a DIMSE message was awaited")
+        raise AssociationError(f"unexpected {type(event).__name__} on an established association")
+
+    def _receive_response(self, message_id: int, timeout: float | None = None) -> Command:
+        """The response to our request ``message_id`` (its command set); other
+        messages arriving meanwhile are an error for a single-operation service."""
+        message = self._receive_message(timeout)
+        command = message.command
+        if not command.is_response or command.get("MessageIDBeingRespondedTo") != message_id:
+            self.abort()
+            raise AssociationAborted(description=f"expected the response to message {message_id}, "
+                                                 f"got {command!r}")
+        return command
+
+    def _raise_not_established(self) -> None:
+        if self._conn.closed or self._driver.closed:
+            raise AssociationAborted(description="the association is closed")
+        raise AssociationError(f"the association is not established (state {self._conn.state})")

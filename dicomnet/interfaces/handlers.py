@@ -1,0 +1,129 @@
+"""What an application implements to serve DICOM requests with :class:`dicomnet.Server`.
+
+A handler is any object; the server looks each ``on_*`` method up by name and
+uses only those that exist, so implement just the services you need:
+
+* ``on_association(info: AssociationInfo) -> None`` -- called once an
+  association has been accepted, with what was negotiated (and the
+  A-ASSOCIATE-RQ's role selections, extended negotiation and user identity
+  items). An exception here is logged; the association goes on.
+* ``on_echo(ctx: ServiceContext) -> int | None`` -- C-ECHO. Return the status
+  (None means 0x0000 Success). Without the method the server answers Success.
+
+Planned, for the DIMSE services (not called yet -- the server answers such
+requests with 0x0211 "unrecognized operation" until they land):
+
+* ``on_store(ctx, dataset) -> int`` -- C-STORE;
+* ``on_find(ctx, identifier) -> Iterable[(status, identifier)]`` -- C-FIND;
+* ``on_move(ctx, identifier, destination_ae) -> ...`` -- C-MOVE;
+* ``on_get(ctx, identifier) -> ...`` -- C-GET.
+
+A handler method that raises becomes a failure response (0x0110 "processing
+failure") whose ErrorComment carries the exception text. Handlers run on the
+association's own thread: two associations may call the same handler at once.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..dimse.commands import Command
+    from ..pdu.items import (
+        RoleSelection,
+        SOPClassCommonExtendedNegotiation,
+        SOPClassExtendedNegotiation,
+        UserIdentityRQ,
+    )
+    from ..pdu.negotiation import NegotiatedAssociation, NegotiatedContext
+    from ..pdu.pdus import AAssociateAC, AAssociateRQ
+
+__all__ = ["Handler", "ServiceContext", "AssociationInfo"]
+
+
+@dataclass(frozen=True)
+class AssociationInfo:
+    """One accepted association as the server saw it.
+
+    ``negotiated`` is the acceptor's view (our roles, both maximum PDU
+    lengths, the requestor's implementation class UID and version name);
+    ``rq``/``ac`` are the A-ASSOCIATE PDUs. The ``repr`` never shows a passcode.
+    """
+
+    calling_ae: str
+    called_ae: str
+    peer_address: tuple[str, int] | None
+    negotiated: NegotiatedAssociation
+    rq: AAssociateRQ
+    ac: AAssociateAC
+
+    @property
+    def role_selections(self) -> tuple[RoleSelection, ...]:
+        """The SCP/SCU Role Selection items the requestor proposed."""
+        return self.rq.user_information.role_selections
+
+    @property
+    def extended_negotiations(self) -> tuple[SOPClassExtendedNegotiation, ...]:
+        """The SOP Class Extended Negotiation items the requestor sent."""
+        return self.rq.user_information.extended_negotiations
+
+    @property
+    def common_extended_negotiations(self) -> tuple[SOPClassCommonExtendedNegotiation, ...]:
+        """The SOP Class Common Extended Negotiation items the requestor sent."""
+        return self.rq.user_information.common_extended_negotiations
+
+    @property
+    def user_identity(self) -> UserIdentityRQ | None:
+        """The requestor's User Identity item, if any (handle its passcode with care)."""
+        identity = self.rq.user_information.user_identity
+        from ..pdu.items import UserIdentityRQ as _RQ
+
+        return identity if isinstance(identity, _RQ) else None
+
+
+@dataclass
+class ServiceContext:
+    """Everything a handler method knows about the request it serves.
+
+    ``context`` is the presentation context the request came on (its
+    ``abstract_syntax`` and ``transfer_syntax``); ``command`` the request's
+    command set. ``cancelled`` turns True when the peer sends C-CANCEL for this
+    request (long-running C-FIND/C-MOVE/C-GET handlers should check it).
+    """
+
+    calling_ae: str
+    called_ae: str
+    peer_address: tuple[str, int] | None
+    context: NegotiatedContext
+    message_id: int
+    command: Command
+    association: AssociationInfo
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("dicomnet"))
+    cancelled: bool = False
+
+    @property
+    def abstract_syntax(self) -> str:
+        """The SOP class UID of the presentation context."""
+        return self.context.abstract_syntax
+
+    @property
+    def transfer_syntax(self) -> str:
+        """The transfer syntax negotiated for the presentation context."""
+        return self.context.transfer_syntax
+
+
+@runtime_checkable
+class Handler(Protocol):
+    """The methods a handler *may* implement (see the module docstring).
+
+    Every method is optional: :class:`dicomnet.Server` calls only those the
+    handler object has, so do not inherit this just to satisfy a type checker
+    for methods you leave out -- it documents the signatures.
+    """
+
+    def on_association(self, info: AssociationInfo) -> None:
+        """An association was accepted."""
+
+    def on_echo(self, ctx: ServiceContext) -> int | None:
+        """A C-ECHO request; return its status (None: 0x0000 Success)."""

@@ -1,0 +1,426 @@
+"""The DICOM server (association acceptor, usually the SCP).
+
+>>> from dicomnet import Server
+>>> with Server("MY_SCP").start("127.0.0.1", 0) as server:   # doctest: +SKIP
+...     print(server.port)
+
+Threads: one accepts connections; each association is served on its own
+thread by the blocking driver (:mod:`dicomnet.transport.sync`). Every wait is
+bounded (``artim_timeout`` for the A-ASSOCIATE-RQ and for the peer to close
+after a release or rejection, ``read_timeout`` for an idle association,
+``write_timeout`` for a peer that stops reading). :meth:`Server.shutdown`
+wakes every thread through one socketpair, aborts the open associations and
+joins all threads.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from .association import Association
+from .dimse.assembler import Message
+from .dimse.commands import NO_DATASET, Command, CommandField, c_echo_rsp
+from .errors import DicomNetError, PDUError
+from .interfaces.handlers import AssociationInfo, ServiceContext
+from .pdu import events as ev
+from .pdu.connection import Connection
+from .pdu.items import SOPClassExtendedNegotiation, UserIdentityRQ
+from .pdu.negotiation import (
+    DEFAULT_MAX_PDU,
+    UNCOMPRESSED_TRANSFER_SYNTAXES,
+    AcceptorPolicy,
+    IdentityVerdict,
+    negotiate,
+)
+from .pdu.pdus import AAssociateRJ, validate_ae_title
+from .transport.sync import Interrupted, SyncDriver, prepare_socket
+
+__all__ = ["Server"]
+
+#: Status codes the server itself answers with (PS3.7 C.4, C.5).
+STATUS_SUCCESS = 0x0000
+STATUS_PROCESSING_FAILURE = 0x0110
+STATUS_UNRECOGNIZED_OPERATION = 0x0211
+_MAX_ERROR_COMMENT = 64  # ErrorComment is LO: 64 characters at most (PS3.5 6.2)
+
+# How many connections beyond max_associations may wait at once for their
+# A-ASSOCIATE-RJ (local limit exceeded); past that a connection is just closed.
+_MAX_REJECTORS = 16
+
+
+def _supported(contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None) -> Mapping[str, Sequence[str]] | None:
+    """``contexts`` as the acceptor policy's ``supported`` mapping."""
+    if contexts is None or isinstance(contexts, Mapping):
+        return contexts
+    out: dict[str, Sequence[str]] = {}
+    for spec in contexts:
+        if isinstance(spec, str):
+            out[spec] = UNCOMPRESSED_TRANSFER_SYNTAXES
+        else:
+            out[str(spec[0])] = tuple(spec[1])
+    return out
+
+
+class Server:
+    """Accepts associations and serves DIMSE requests through ``handler``.
+
+    ``handler`` is any object with some of the ``on_*`` methods of
+    :class:`dicomnet.interfaces.Handler`; without one the server still answers
+    C-ECHO. Negotiation: ``ae_title`` (checked against the called AE when
+    ``require_called_ae``), ``allowed_calling_aes`` (None: any), ``contexts``
+    (abstract syntax -> transfer syntaxes, or a list of abstract syntaxes or
+    ``(abstract, [syntaxes])``; None: every storage and Q/R class plus
+    Verification, uncompressed), ``max_pdu`` (largest P-DATA-TF we receive),
+    ``authenticate(UserIdentityRQ) -> bool | bytes`` (False rejects; bytes is
+    the server response), ``accept_scp_role`` and ``extended_negotiation`` as in
+    :class:`dicomnet.pdu.negotiation.AcceptorPolicy`. More than
+    ``max_associations`` open at once are rejected (transient, local limit
+    exceeded).
+    """
+
+    def __init__(
+        self,
+        ae_title: str = "DICOMNET",
+        handler: object | None = None,
+        *,
+        logger: logging.Logger | None = None,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        artim_timeout: float = 30.0,
+        dimse_timeout: float = 30.0,
+        max_associations: int = 64,
+        require_called_ae: bool = True,
+        allowed_calling_aes: Collection[str] | None = None,
+        max_pdu: int = DEFAULT_MAX_PDU,
+        contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None = None,
+        authenticate: Callable[[UserIdentityRQ], IdentityVerdict] | None = None,
+        accept_scp_role: Collection[str] | Callable[[str], bool] = (),
+        extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None,
+    ) -> None:
+        self.ae_title = validate_ae_title(ae_title, "ae_title")
+        for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
+                            ("artim_timeout", artim_timeout), ("dimse_timeout", dimse_timeout)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if max_associations < 1:
+            raise ValueError("max_associations must be at least 1")
+        self.handler = handler
+        self.logger = logger or logging.getLogger("dicomnet")
+        self.read_timeout = float(read_timeout)
+        self.write_timeout = float(write_timeout)
+        self.artim_timeout = float(artim_timeout)
+        self.dimse_timeout = float(dimse_timeout)
+        self.max_associations = max_associations
+        self.max_pdu = max_pdu
+        self.policy = AcceptorPolicy(
+            self.ae_title,
+            require_called_ae=require_called_ae,
+            allowed_calling_aes=allowed_calling_aes,
+            supported=_supported(contexts),
+            max_pdu=max_pdu,
+            accept_scp_role=accept_scp_role,
+            authenticate=authenticate,
+            extended_negotiation=extended_negotiation,
+        )
+        self.host: str | None = None
+        self.port: int | None = None
+        self._listener: socket.socket | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._serving: set[threading.Thread] = set()     # association threads
+        self._rejecting: set[threading.Thread] = set()   # over-limit connections being refused
+        self._accept_thread: threading.Thread | None = None
+        self._accept_done = threading.Event()
+
+    def __repr__(self) -> str:
+        where = f" on {self.host}:{self.port}" if self.port is not None else ""
+        return f"<Server {self.ae_title!r}{where}, {self.active_associations} association(s)>"
+
+    # --------------------------------------------------------------- control
+    @property
+    def active_associations(self) -> int:
+        """How many associations are being served right now."""
+        with self._lock:
+            return len(self._serving)
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> Server:
+        """Listen on ``host:port`` (0: any free port, then see :attr:`port`) and
+        serve on a background thread. Returns the server (a context manager)."""
+        self._bind(host, port)
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"dicomnet-accept-{self.port}",
+                                               daemon=True)
+        self._accept_thread.start()
+        return self
+
+    def listen_and_serve(self, host: str = "127.0.0.1", port: int = 11112) -> None:
+        """Listen on ``host:port`` and serve on this thread until :meth:`shutdown`
+        (from another thread) or KeyboardInterrupt."""
+        self._bind(host, port)
+        try:
+            self._accept_loop()
+        finally:
+            self.shutdown()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop accepting, abort the open associations (a handler that is running
+        finishes first), and join every thread, waiting at most ``timeout`` s
+        per thread. Idempotent."""
+        if not self._stopping.is_set():
+            self._stopping.set()
+            try:
+                self._wake_w.send(b"x")  # stays readable: wakes every waiting thread
+            except OSError:
+                pass
+        if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
+            self._accept_thread.join(timeout)
+        self._accept_done.wait(timeout if self._accept_thread is None else 0)
+        with self._lock:
+            threads = list(self._serving | self._rejecting)
+        for thread in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                self.logger.warning("%s did not stop within %.1f s", thread.name, timeout)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if not any(t.is_alive() for t in threads):
+            for sock in (self._wake_r, self._wake_w):
+                sock.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.shutdown()
+
+    # -------------------------------------------------------------- accepting
+    def _bind(self, host: str, port: int) -> None:
+        if self._listener is not None:
+            raise RuntimeError("the server is already listening")
+        if self._stopping.is_set():
+            raise RuntimeError("the server was shut down; create a new one")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((host, port))
+            listener.listen(128)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
+        self.host, self.port = listener.getsockname()[:2]
+        self.logger.info("%s listening on %s:%d", self.ae_title, self.host, self.port)
+
+    def _accept_loop(self) -> None:
+        import selectors
+
+        listener = self._listener
+        assert listener is not None
+        selector = selectors.DefaultSelector()
+        selector.register(listener, selectors.EVENT_READ)
+        selector.register(self._wake_r, selectors.EVENT_READ)
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self._wake_r or self._stopping.is_set():
+                        return
+                    try:
+                        sock, address = listener.accept()
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError as exc:  # e.g. EMFILE: back off a little, keep serving
+                        self.logger.warning("accept failed: %s", exc)
+                        time.sleep(0.05)
+                        continue
+                    self._dispatch_connection(sock, address)
+        finally:
+            selector.close()
+            self._accept_done.set()
+            self.logger.info("%s stopped accepting connections", self.ae_title)
+
+    def _dispatch_connection(self, sock: socket.socket, address: Any) -> None:
+        prepare_socket(sock)
+        peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        with self._lock:
+            over_limit = len(self._serving) >= self.max_associations
+            pool = self._rejecting if over_limit else self._serving
+            if over_limit and len(self._rejecting) >= _MAX_REJECTORS:
+                self.logger.warning("connection from %s closed: too many associations", peer)
+                sock.close()
+                return
+            thread = threading.Thread(target=self._run_connection, args=(sock, peer, over_limit),
+                                      name=f"dicomnet-assoc-{peer}", daemon=True)
+            pool.add(thread)
+        thread.start()
+
+    # ------------------------------------------------------- one association
+    def _run_connection(self, sock: socket.socket, peer: str, over_limit: bool) -> None:
+        log = self.logger
+        conn = Connection("acceptor", max_pdu=self.max_pdu, artim_timeout=self.artim_timeout, logger=log)
+        driver = SyncDriver(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
+                            logger=log, interrupt_fd=self._wake_r.fileno())
+        assoc: Association | None = None
+        try:
+            conn.transport_connected(time.monotonic())
+            event = driver.receive_event(self.artim_timeout + 1.0)  # ARTIM (Sta2) fires first
+            if not isinstance(event, ev.AssociateRequest):
+                log.info("connection from %s ended before an A-ASSOCIATE-RQ (%s)", peer,
+                         "ARTIM expired" if driver.timer_expired else type(event).__name__)
+                return
+            rq = event.rq
+            if over_limit:
+                self._reject(driver, AAssociateRJ(AAssociateRJ.RESULT_REJECTED_TRANSIENT,
+                                                  AAssociateRJ.SOURCE_SERVICE_PROVIDER_PRESENTATION,
+                                                  AAssociateRJ.REASON_LOCAL_LIMIT_EXCEEDED), rq.calling_ae, peer)
+                return
+            try:
+                answer = negotiate(rq, self.policy)
+            except Exception:  # an authenticate / extended_negotiation callback failed
+                log.exception("negotiating with %s failed; rejecting", peer)
+                answer = AAssociateRJ(AAssociateRJ.RESULT_REJECTED_PERMANENT, AAssociateRJ.SOURCE_SERVICE_USER,
+                                      AAssociateRJ.REASON_NO_REASON_GIVEN)
+            if isinstance(answer, AAssociateRJ):
+                self._reject(driver, answer, rq.calling_ae, peer)
+                return
+            negotiated = conn.accept(answer)
+            driver.flush()
+            log.info("association accepted: %s -> %s from %s (%d of %d context(s))", rq.calling_ae,
+                     rq.called_ae, peer, len(negotiated.contexts), len(rq.presentation_contexts))
+            assoc = Association(driver, negotiated, rq=rq, ac=answer, dimse_timeout=self.dimse_timeout,
+                                logger=log)
+            info = AssociationInfo(rq.calling_ae, rq.called_ae, driver.peer_address, negotiated, rq, answer)
+            hook = getattr(self.handler, "on_association", None)
+            if hook is not None:
+                try:
+                    hook(info)
+                except Exception:
+                    log.exception("on_association handler failed (the association goes on)")
+            self._serve(assoc, info)
+        except Interrupted:
+            log.info("server shutting down: aborting the association with %s", peer)
+            if assoc is not None:
+                assoc.abort()
+            elif not driver.closed and not conn.closed:
+                conn.abort(now=time.monotonic())
+                driver.flush()
+        except (DicomNetError, OSError) as exc:
+            log.warning("association with %s ended: %s: %s", peer, type(exc).__name__, exc)
+            if assoc is not None:
+                assoc.abort()
+        except Exception:
+            log.exception("unexpected error serving %s; aborting", peer)
+            if assoc is not None:
+                assoc.abort()
+        finally:
+            driver.close()
+            with self._lock:
+                self._serving.discard(threading.current_thread())
+                self._rejecting.discard(threading.current_thread())
+
+    def _reject(self, driver: SyncDriver, rj: AAssociateRJ, calling_ae: str, peer: str) -> None:
+        """Send A-ASSOCIATE-RJ and wait (ARTIM) for the requestor to close (PS3.8 AE-8, Sta13)."""
+        self.logger.info("association from %r at %s rejected: %s", calling_ae, peer, rj.description)
+        driver.conn.reject(rj, time.monotonic())
+        driver.flush()
+        self._wait_closed(driver)
+
+    def _wait_closed(self, driver: SyncDriver) -> None:
+        """In Sta13: read until the peer closes or ARTIM expires (then we close)."""
+        while not driver.closed:
+            event = driver.receive_event(self.artim_timeout + 1.0)
+            if isinstance(event, ev.ConnectionClosed):
+                break
+        driver.close()
+
+    def _serve(self, assoc: Association, info: AssociationInfo) -> None:
+        """The data-transfer loop: answer each message until release or abort."""
+        log = self.logger
+        driver = assoc._driver
+        conn = driver.conn
+        while True:
+            try:
+                item = assoc._next(self.read_timeout)
+            except PDUError as exc:  # a PDV sequence or command set that breaks PS3.7/PS3.8
+                log.warning("invalid DIMSE message from %s: %s; aborting", info.calling_ae, exc)
+                assoc.abort()
+                return
+            if isinstance(item, Message):
+                self._dispatch(assoc, info, item)
+            elif isinstance(item, ev.ReleaseRequest):
+                conn.confirm_release(time.monotonic())
+                driver.flush()
+                log.info("association with %s released", info.calling_ae)
+                self._wait_closed(driver)
+                return
+            elif isinstance(item, ev.Abort):
+                log.info("association with %s %s", info.calling_ae, item.description)
+                return
+            elif isinstance(item, ev.ConnectionClosed):
+                log.info("association with %s: connection closed by the peer", info.calling_ae)
+                return
+
+    # ------------------------------------------------------------ dispatching
+    def _dispatch(self, assoc: Association, info: AssociationInfo, message: Message) -> None:
+        command = message.command
+        field = command.get("CommandField")
+        if field == CommandField.C_ECHO_RQ:
+            self._on_echo(assoc, info, message)
+        elif field == CommandField.C_CANCEL_RQ:
+            # Nothing runs concurrently on this thread: a C-CANCEL can only
+            # name an operation that has already finished (PS3.7 9.3.2.3).
+            self.logger.debug("C-CANCEL for message %s: no such operation running", command.message_id)
+        elif command.is_response:
+            self.logger.warning("unexpected %r from %s; ignored", command, info.calling_ae)
+        else:
+            self._unrecognized(assoc, message)
+
+    def _service_context(self, assoc: Association, info: AssociationInfo, message: Message) -> ServiceContext:
+        return ServiceContext(info.calling_ae, info.called_ae, info.peer_address,
+                              assoc.negotiated.contexts[message.context_id], message.command.message_id or 0,
+                              message.command, info, self.logger)
+
+    def _on_echo(self, assoc: Association, info: AssociationInfo, message: Message) -> None:
+        message_id = message.command.message_id or 0
+        handler = getattr(self.handler, "on_echo", None)
+        status, comment = STATUS_SUCCESS, None
+        if handler is not None:
+            try:
+                result = handler(self._service_context(assoc, info, message))
+                if result is not None:
+                    if not isinstance(result, int) or not 0 <= result <= 0xFFFF:
+                        raise TypeError(f"on_echo returned {result!r}, not a status (int) or None")
+                    status = int(result)
+            except Exception as exc:
+                self.logger.exception("on_echo handler failed")
+                status, comment = STATUS_PROCESSING_FAILURE, _error_comment(exc)
+        rsp = c_echo_rsp(message_id, status)
+        if comment is not None:
+            rsp["ErrorComment"] = comment
+        assoc._send_message(message.context_id, rsp)
+
+    def _unrecognized(self, assoc: Association, message: Message) -> None:
+        command = message.command
+        field = command.get("CommandField")
+        self.logger.warning("unsupported command %r; answering 0x%04X", command, STATUS_UNRECOGNIZED_OPERATION)
+        rsp = Command(CommandField=(int(field or 0) | 0x8000) & 0xFFFF,
+                      MessageIDBeingRespondedTo=command.message_id or 0,
+                      CommandDataSetType=NO_DATASET, Status=STATUS_UNRECOGNIZED_OPERATION)
+        sop_class = command.get("AffectedSOPClassUID") or command.get("RequestedSOPClassUID")
+        if sop_class:
+            rsp["AffectedSOPClassUID"] = sop_class
+        assoc._send_message(message.context_id, rsp)
+
+
+def _error_comment(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    text = text.encode("ascii", "replace").decode("ascii")
+    return text[:_MAX_ERROR_COMMENT]

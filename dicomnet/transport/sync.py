@@ -1,0 +1,336 @@
+"""The blocking driver: one sans-IO :class:`~dicomnet.pdu.connection.Connection`
+over one TCP socket, on the calling thread.
+
+The socket is kept non-blocking; every wait is a ``poll``/``select`` bounded by
+a deadline, so nothing here waits forever:
+
+* reading: :meth:`SyncDriver.receive_event` waits for the next event at most
+  ``timeout`` seconds (:class:`~dicomnet.errors.ReadTimeout`), and fires the
+  Connection's own timer (ARTIM, or the requestor's wait for an A-ASSOCIATE
+  answer) when :meth:`Connection.deadline` passes first;
+* writing: :meth:`SyncDriver.flush` writes ``conn.data_to_send()`` with
+  ``socket.sendmsg`` (scatter/gather: the small PDU headers and the caller's
+  memoryviews go out without being joined) and raises
+  :class:`~dicomnet.errors.WriteTimeout` when the peer takes nothing for
+  ``write_timeout`` seconds.
+
+Bytes are received straight into the Connection's buffer
+(``recv_into(conn.get_buffer())``). When the Connection is back in Sta1 the
+driver closes the socket itself; :meth:`SyncDriver.close` is idempotent.
+
+An optional ``interrupt_fd`` (the read end of a socketpair that a server makes
+readable when it shuts down) wakes a wait at once with :class:`Interrupted`.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import time
+from collections.abc import Sequence
+
+from ..errors import ConnectTimeout, ReadTimeout, WriteTimeout
+from ..pdu import events as ev
+from ..pdu.connection import Connection
+
+__all__ = ["SyncDriver", "Interrupted", "open_connection"]
+
+_monotonic = time.monotonic
+_IOV_MAX = 1024  # POSIX minimum for sendmsg's iovec count; batches never exceed it
+_HAS_POLL = hasattr(select, "poll")
+_HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
+_POLLIN = getattr(select, "POLLIN", 1) | getattr(select, "POLLPRI", 2)
+_POLLOUT = getattr(select, "POLLOUT", 4)
+_POLLERR = getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
+
+
+class Interrupted(Exception):
+    """The driver's ``interrupt_fd`` became readable (the owner is shutting down)."""
+
+
+def open_connection(host: str, port: int, timeout: float) -> socket.socket:
+    """Open a TCP connection to ``(host, port)`` within ``timeout`` seconds.
+
+    Returns a non-blocking socket with TCP_NODELAY set. A connection that is not
+    established in time raises :class:`ConnectTimeout`; a refused connection
+    raises the ``OSError`` (``ConnectionRefusedError``) from the socket.
+    """
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except socket.timeout as exc:
+        raise ConnectTimeout(f"no TCP connection to {host}:{port} within {timeout:g} s") from exc
+    prepare_socket(sock)
+    return sock
+
+
+def prepare_socket(sock: socket.socket) -> None:
+    """TCP_NODELAY on (a DIMSE exchange is many small PDUs), non-blocking mode."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:  # pragma: no cover - not a TCP socket (e.g. a socketpair in tests)
+        pass
+    sock.setblocking(False)
+
+
+class SyncDriver:
+    """Moves bytes between ``sock`` and ``conn`` on the calling thread.
+
+    Not thread-safe: one thread drives one association. ``read_timeout`` is the
+    default for :meth:`receive_event`; ``write_timeout`` bounds each stall of
+    :meth:`flush` (the deadline restarts whenever the peer takes bytes).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        conn: Connection,
+        *,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        logger: logging.Logger | None = None,
+        interrupt_fd: int | None = None,
+    ) -> None:
+        if read_timeout <= 0 or write_timeout <= 0:
+            raise ValueError("read_timeout and write_timeout must be positive")
+        self.sock: socket.socket | None = sock
+        self.conn = conn
+        self.read_timeout = float(read_timeout)
+        self.write_timeout = float(write_timeout)
+        self._log = logger or logging.getLogger("dicomnet")
+        self._interrupt_fd = interrupt_fd
+        self._fd = sock.fileno()
+        #: True once the Connection's own timer fired (ARTIM / A-ASSOCIATE answer).
+        self.timer_expired = False
+        try:
+            self.peer_address: tuple[str, int] | None = sock.getpeername()[:2]
+        except OSError:
+            self.peer_address = None
+        if _HAS_POLL:
+            self._poll_in = select.poll()
+            self._poll_in.register(self._fd, _POLLIN)
+            if interrupt_fd is not None:
+                self._poll_in.register(interrupt_fd, _POLLIN)
+            self._poll_out = select.poll()
+            self._poll_out.register(self._fd, _POLLOUT)
+            if interrupt_fd is not None:
+                self._poll_out.register(interrupt_fd, _POLLIN)
+
+    # ------------------------------------------------------------ lifetime
+    @property
+    def closed(self) -> bool:
+        """True once the socket is closed."""
+        return self.sock is None
+
+    def close(self) -> None:
+        """Close the socket (idempotent). The Connection is told if it still
+        thought the transport was open, so its state stays consistent."""
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            sock.close()
+        finally:
+            if not self.conn.closed and self.conn.state not in ("Sta1", "Sta4"):
+                self.conn.connection_lost()
+
+    def linger(self, seconds: float) -> None:
+        """After our last PDU (an A-ABORT, say): half-close, give the peer up to
+        ``seconds`` to close its end (what it still sends is read and dropped),
+        then close. Closing at once could turn unread input into a TCP reset
+        that destroys the PDU just sent."""
+        sock = self.sock
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        scratch = bytearray(4096)
+        deadline = _monotonic() + seconds
+        try:
+            while True:
+                remaining = deadline - _monotonic()
+                if remaining <= 0 or not self._wait(remaining, writing=False):
+                    if remaining <= 0:
+                        break
+                    continue
+                try:
+                    if sock.recv_into(scratch) == 0:
+                        break
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    break
+        except Interrupted:
+            pass
+        finally:
+            self.close()
+
+    def _close_if_done(self) -> None:
+        if self.conn.wants_close and self.sock is not None:
+            self.close()
+
+    # ------------------------------------------------------------- writing
+    def flush(self) -> None:
+        """Write everything the Connection has queued; close the socket if the
+        Connection is done. Raises :class:`WriteTimeout` if the peer stalls."""
+        buffers = self.conn.data_to_send()
+        if buffers:
+            if self.sock is None:
+                self._log.debug("dropping %d buffer(s): the transport is closed", len(buffers))
+            else:
+                self._write_all(buffers)
+        self._close_if_done()
+
+    def _write_all(self, buffers: Sequence[bytes | memoryview]) -> None:
+        sock = self.sock
+        assert sock is not None
+        if len(buffers) == 1 or not _HAS_SENDMSG:
+            for buf in buffers:
+                self._write_one(sock, buf)
+            return
+        # Scatter/gather: at most _IOV_MAX buffers per sendmsg; a partial write
+        # replaces the first unfinished buffer by a memoryview of its rest
+        # (a view, never a copy of the payload).
+        pending: list[bytes | memoryview] = [b for b in buffers if len(b)]
+        index = 0
+        deadline = _monotonic() + self.write_timeout
+        while index < len(pending):
+            batch = pending[index:index + _IOV_MAX]
+            try:
+                sent = sock.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                deadline = self._wait_writable(deadline)
+                continue
+            except OSError as exc:
+                self._transport_failed(exc)
+                return
+            deadline = _monotonic() + self.write_timeout
+            while sent:
+                size = _nbytes(pending[index])
+                if sent >= size:
+                    sent -= size
+                    index += 1
+                else:
+                    pending[index] = memoryview(pending[index]).cast("B")[sent:]
+                    sent = 0
+
+    def _write_one(self, sock: socket.socket, buf: bytes | memoryview) -> None:
+        view: bytes | memoryview = buf
+        remaining = _nbytes(view)
+        deadline = _monotonic() + self.write_timeout
+        while remaining:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                deadline = self._wait_writable(deadline)
+                continue
+            except OSError as exc:
+                self._transport_failed(exc)
+                return
+            deadline = _monotonic() + self.write_timeout
+            remaining -= sent
+            if remaining:
+                view = memoryview(view).cast("B")[sent:]
+
+    def _wait_writable(self, deadline: float) -> float:
+        remaining = deadline - _monotonic()
+        if remaining <= 0:
+            self._log.warning("peer took no data for %.1f s; closing the connection", self.write_timeout)
+            self.close()
+            raise WriteTimeout(f"the peer took no data for {self.write_timeout:g} s")
+        self._wait(remaining, writing=True)
+        return deadline
+
+    # ------------------------------------------------------------- reading
+    def receive_event(self, timeout: float | None = None) -> ev.Event:
+        """The Connection's next event, reading from the socket as needed.
+
+        Waits at most ``timeout`` seconds (default ``read_timeout``) and raises
+        :class:`ReadTimeout` when nothing arrives; if the Connection's timer
+        (:meth:`Connection.deadline`) falls due first it fires, which yields an
+        event (:attr:`timer_expired` is then True). Anything the Connection
+        queues for the peer meanwhile (an A-ABORT, say) is written at once.
+        """
+        conn = self.conn
+        event = conn.next_event()
+        if event is not None:
+            return event
+        limit = _monotonic() + (self.read_timeout if timeout is None else timeout)
+        while True:
+            self.flush()  # whatever the state machine answered meanwhile (AA-7, AR-4, ...)
+            event = conn.next_event()
+            if event is not None:
+                return event
+            if self.sock is None:
+                # Closed under us without the Connection noticing: report it once.
+                if not conn.closed:
+                    conn.connection_lost()
+                    continue
+                return ev.ConnectionClosed()
+            now = _monotonic()
+            due = conn.deadline()
+            wake = limit if due is None or due > limit else due
+            if now >= wake:
+                if due is not None and now >= due:
+                    self.timer_expired = True
+                    conn.timeout(now)
+                    continue
+                raise ReadTimeout(f"nothing arrived from the peer for "
+                                  f"{self.read_timeout if timeout is None else timeout:g} s")
+            if not self._wait(wake - now, writing=False):
+                continue
+            self._receive_some()
+
+    def _receive_some(self) -> None:
+        """One ``recv_into`` straight into the Connection's buffer."""
+        sock = self.sock
+        assert sock is not None
+        try:
+            n = sock.recv_into(self.conn.get_buffer(-1))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._transport_failed(exc)
+            return
+        if n == 0:
+            self._log.debug("peer closed the TCP connection")
+            self.close()  # tells the Connection (Evt17)
+            return
+        self.conn.buffer_updated(n, _monotonic())
+
+    def _transport_failed(self, exc: OSError) -> None:
+        self._log.info("transport failed: %s", exc if exc.strerror else errno.errorcode.get(exc.errno or 0, exc))
+        self.close()
+
+    def _interrupted(self, writing: bool) -> None:
+        # Mid-write the stream may end inside a PDU: nothing more can be sent
+        # on it, so close now rather than let the caller append an A-ABORT.
+        if writing:
+            self.close()
+        raise Interrupted()
+
+    def _wait(self, seconds: float, *, writing: bool) -> bool:
+        """Wait until the socket is ready (True) or ``seconds`` pass (False).
+        Raises :class:`Interrupted` if the interrupt fd became readable."""
+        if _HAS_POLL:
+            poller = self._poll_out if writing else self._poll_in
+            # poll() takes milliseconds; round up so a tiny remainder is not a busy loop.
+            ready = poller.poll(seconds * 1000.0 + 1.0)
+            for fd, _ in ready:
+                if fd == self._interrupt_fd:
+                    self._interrupted(writing)
+            return bool(ready)
+        rlist = [] if writing else [self._fd]
+        wlist = [self._fd] if writing else []
+        if self._interrupt_fd is not None:
+            rlist.append(self._interrupt_fd)
+        r, w, x = select.select(rlist, wlist, [self._fd], seconds)
+        if self._interrupt_fd is not None and self._interrupt_fd in r:
+            self._interrupted(writing)
+        return bool(r or w or x)
+
+
+def _nbytes(buf: bytes | memoryview) -> int:
+    return buf.nbytes if isinstance(buf, memoryview) else len(buf)

@@ -1,0 +1,233 @@
+"""dicomnet.client / dicomnet.association against our own Server on loopback."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from dicomnet.client import Client
+from dicomnet.errors import (
+    ARTIMTimeout,
+    AssociationAborted,
+    AssociationError,
+    AssociationRejected,
+    ConnectTimeout,
+    DimseStatusError,
+    ReadTimeout,
+)
+from dicomnet.pdu.items import RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation, UserIdentityRQ
+from dicomnet.server import Server
+
+VERIFICATION = "1.2.840.10008.1.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+IMPLICIT = "1.2.840.10008.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+@pytest.fixture
+def server():
+    with Server("SCP", read_timeout=5, artim_timeout=2).start("127.0.0.1", 0) as srv:
+        yield srv
+
+
+def test_echo_on_loopback(server):
+    client = Client("SCU")
+    with client.associate("127.0.0.1", server.port, "SCP", contexts=[VERIFICATION]) as assoc:
+        assert assoc.is_established
+        assert assoc.echo() == 0x0000
+        assert assoc.echo() == 0x0000
+        n = assoc.negotiated
+        assert n.peer_max_pdu == 16384
+        assert n.peer_implementation_version_name == "DICOMNET_010"
+        assert [c.abstract_syntax for c in n.contexts.values()] == [VERIFICATION]
+    assert assoc.is_closed and not assoc.is_established
+
+
+def test_many_echoes_message_ids_wrap():
+    with Server("SCP").start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assoc._message_id = 0xFFFD
+            for _ in range(5):
+                assert assoc.echo() == 0
+            assert assoc._message_id == 3  # 0xFFFE, 0xFFFF, 1, 2, 3
+
+
+def test_wrong_called_ae_is_rejected_with_reason(server):
+    with pytest.raises(AssociationRejected) as info:
+        Client("SCU").associate("127.0.0.1", server.port, "NOT-THE-SCP", contexts=[VERIFICATION])
+    exc = info.value
+    assert (exc.result, exc.source, exc.reason) == (1, 1, 7)
+    assert "called-AE-title-not-recognized" in str(exc)
+
+
+def test_no_verification_context_is_an_association_error(server):
+    with Client().associate("127.0.0.1", server.port, "SCP", contexts=[(CT, [EXPLICIT])]) as assoc:
+        with pytest.raises(AssociationError, match="Verification|1.2.840.10008.1.1"):
+            assoc.echo()
+
+
+def test_context_spec_forms_and_rejected_transfer_syntax():
+    with Server("SCP", contexts={CT: (EXPLICIT,), VERIFICATION: (IMPLICIT,)}).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP",
+                                contexts=[VERIFICATION, (CT, [IMPLICIT])]) as assoc:
+            assert assoc.negotiated.contexts[1].transfer_syntax == IMPLICIT
+            assert 3 in assoc.negotiated.rejected  # CT only with explicit on the server
+
+
+def test_failure_status_raises_dimse_status_error():
+    class Failing:
+        def on_echo(self, ctx):
+            raise RuntimeError("disk on fire")
+
+    with Server("SCP", Failing()).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            with pytest.raises(DimseStatusError) as info:
+                assoc.echo()
+            assert info.value.status == 0x0110
+            assert "disk on fire" in (info.value.comment or "")
+            # the association is still usable
+            with pytest.raises(DimseStatusError):
+                assoc.echo()
+
+
+def test_warning_status_is_returned_not_raised():
+    class Warn:
+        def on_echo(self, ctx):
+            return 0x0001
+
+    with Server("SCP", Warn()).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0x0001
+
+
+def test_exception_in_with_block_aborts():
+    seen = []
+
+    class Recorder:
+        def on_association(self, info):
+            seen.append(info)
+
+    with Server("SCP", Recorder()).start() as srv:
+        with pytest.raises(KeyError):
+            with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+                raise KeyError("boom")
+        assert assoc.is_closed
+        deadline = time.monotonic() + 5
+        while srv.active_associations and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert srv.active_associations == 0
+        assert len(seen) == 1
+
+
+def test_explicit_abort_then_use_raises(server):
+    assoc = Client().associate("127.0.0.1", server.port, "SCP", contexts=[VERIFICATION])
+    assoc.abort()
+    assert assoc.is_closed
+    with pytest.raises(AssociationAborted):
+        assoc.echo()
+    assoc.abort()  # idempotent
+    assoc.release()  # no-op once closed
+
+
+def _stalling_acceptor(answer_rq: bool):
+    """A TCP server that answers the A-ASSOCIATE-RQ with an AC (or not at all), then stalls."""
+    from dicomnet.pdu import events as ev
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.pdu.negotiation import AcceptorPolicy, negotiate
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def run():
+        conn_sock, _ = listener.accept()
+        with conn_sock:
+            conn = Connection("acceptor")
+            conn.transport_connected(0.0)
+            while not stop.is_set():
+                conn_sock.settimeout(0.05)
+                try:
+                    data = conn_sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                conn.receive_data(data)
+                event = conn.next_event()
+                if isinstance(event, ev.AssociateRequest) and answer_rq:
+                    conn.accept(negotiate(event.rq, AcceptorPolicy("SCP")))
+                    for buf in conn.data_to_send():
+                        conn_sock.sendall(buf)
+                # Everything else (the C-ECHO-RQ) is read and ignored.
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, stop, thread
+
+
+def test_stalling_server_gives_read_timeout():
+    listener, stop, thread = _stalling_acceptor(answer_rq=True)
+    try:
+        client = Client(dimse_timeout=0.3)
+        assoc = client.associate("127.0.0.1", listener.getsockname()[1], "SCP", contexts=[VERIFICATION])
+        t0 = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            assoc.echo()
+        assert 0.25 < time.monotonic() - t0 < 2.0
+        assert assoc.is_closed  # a DIMSE timeout aborts the association
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_no_associate_answer_gives_artim_timeout():
+    listener, stop, thread = _stalling_acceptor(answer_rq=False)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ARTIMTimeout):
+            Client(artim_timeout=0.3).associate("127.0.0.1", listener.getsockname()[1], "SCP")
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_connect_refused_and_connect_timeout():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    with pytest.raises(ConnectionRefusedError):
+        Client().associate("127.0.0.1", port)
+    # 192.0.2.0/24 (TEST-NET-1) is not routed: the SYN goes unanswered or fails at once.
+    try:
+        with pytest.raises((ConnectTimeout, OSError)):
+            Client(connect_timeout=0.2).associate("192.0.2.1", 104)
+    except Exception:  # pragma: no cover
+        raise
+
+
+def test_peer_closing_mid_association_raises_aborted():
+    listener, stop, thread = _stalling_acceptor(answer_rq=True)
+    try:
+        assoc = Client(dimse_timeout=5).associate("127.0.0.1", listener.getsockname()[1], "SCP",
+                                                  contexts=[VERIFICATION])
+        stop.set()  # the fake server returns and closes its socket
+        thread.join(5)
+        with pytest.raises(AssociationAborted):
+            assoc.echo()
+        assert assoc.is_closed
+    finally:
+        listener.close()
+
+
+def test_client_validates_arguments():
+    with pytest.raises(ValueError):
+        Client(read_timeout=0)
+    with pytest.raises(Exception):
+        Client("THIS-AE-TITLE-IS-WAY-TOO-LONG")
