@@ -14,6 +14,7 @@ import argparse
 import io
 import time
 from collections.abc import Callable
+from typing import Any
 
 from dicomnet.dimse import c_echo_rq, c_store_rq, encode_command
 from dicomnet.dimse.assembler import MessageAssembler
@@ -57,7 +58,8 @@ def ours_store() -> None:
     asm = MessageAssembler()
     asm.feed(1, True, True, memoryview(data))
     message = asm.feed(1, False, True, memoryview(DATASET))
-    assert message is not None and len(message.dataset) == len(DATASET)
+    assert message is not None and message.dataset is not None
+    assert len(message.dataset) == len(DATASET)
 
 
 # ------------------------------------------------------------ pynetdicom
@@ -67,7 +69,7 @@ def make_theirs() -> tuple[Callable[[], None], Callable[[], None]]:
     from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
     from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 
-    def roundtrip(message_cls: type, primitive: object) -> object:
+    def roundtrip(message_cls: type, primitive: Any) -> Any:
         message = message_cls()
         message.primitive_to_message(primitive)
         received = message_cls()

@@ -232,9 +232,11 @@ def _encode_element(keyword: str, vr: str, word: int, value: Any) -> bytes:
         if vr in _TEXT_VRS:
             raw = _text(keyword, vr, value)
         elif vr == "US":
-            raw = struct.pack(f"<{len(v := _ints(value))}H", *v)
+            numbers = _ints(value)
+            raw = struct.pack(f"<{len(numbers)}H", *numbers)
         elif vr == "UL":
-            raw = struct.pack(f"<{len(v := _ints(value))}I", *v)
+            numbers = _ints(value)
+            raw = struct.pack(f"<{len(numbers)}I", *numbers)
         elif vr == "AT":
             v = _ints(value)
             raw = struct.pack(f"<{2 * len(v)}H", *(h for t in v for h in (t >> 16, t & 0xFFFF)))
@@ -266,9 +268,9 @@ def encode_command(command: Mapping[str, Any]) -> bytes:
     us1, ul1 = _US1.pack, _UL1.pack
     for (tag, vr, word), key, value in items:
         try:
-            if vr == "US" and type(value) is int:
+            if vr == "US" and isinstance(value, int):
                 chunk = us1(word, 2, value)
-            elif vr == "UL" and type(value) is int:
+            elif vr == "UL" and isinstance(value, int):
                 chunk = ul1(word, 4, value)
             elif vr == "RAW":
                 raw = bytes(value)

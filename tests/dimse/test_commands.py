@@ -221,18 +221,16 @@ def test_garbage_never_crashes(data: bytes) -> None:
         pass
 
 
-@given(st.binary(min_size=1, max_size=len(ECHO_RQ)).map(lambda b: b[: len(ECHO_RQ)]),
-       st.integers(0, len(ECHO_RQ) - 1))
-def test_corrupted_echo_is_rejected_or_consistent(noise: bytes, at: int) -> None:
-    data = bytearray(ECHO_RQ)
+@given(st.binary(min_size=1, max_size=8), st.integers(0, len(STORE_RQ) - 1))
+def test_corrupted_store_is_rejected_or_decoded(noise: bytes, at: int) -> None:
+    data = bytearray(STORE_RQ)
     data[at:at + len(noise)] = noise
-    data = data[: len(ECHO_RQ)]
     try:
-        cmd = decode_command(bytes(data))
+        cmd = decode_command(bytes(data[: len(STORE_RQ)]))
     except DicomParseError:
         return
-    # Whatever decodes re-encodes to a group of the same length.
-    assert len(encode_command(cmd)) == len(data) or "00000000" not in cmd
+    assert isinstance(cmd["CommandField"], int)
+    assert all(isinstance(k, str) for k in cmd)
 
 
 _uid = st.from_regex(r"[1-9][0-9]{0,5}(\.[1-9][0-9]{0,5}){1,6}", fullmatch=True)
