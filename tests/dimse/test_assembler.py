@@ -242,3 +242,53 @@ def test_sink_receives_the_dataset() -> None:
     assert len(seen) == 2
     asm.set_sink(None)
     assert feed_all(asm, 1, STORE, b"n")[0].dataset is not None
+
+
+# ------------------------------------------------------------ with the Upper Layer
+
+
+def test_messages_through_a_connection_pair() -> None:
+    """send_pdata(command) + send_pdata(dataset) on one side, feed() on the other."""
+    from dicomnet.pdu import events as ev
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
+
+    verification, implicit = "1.2.840.10008.1.1", "1.2.840.10008.1.2"
+    req = Connection("requestor", max_pdu=16384)
+    acc = Connection("acceptor", max_pdu=4096)             # forces many PDVs for the data set
+
+    def flush(src: Connection, dst: Connection) -> list[object]:
+        data = b"".join(bytes(b) for b in src.data_to_send())
+        dst.receive_data(data, now=0.0)
+        events = []
+        while (event := dst.next_event()) is not None:
+            events.append(event)
+        return events
+
+    acc.transport_connected(0.0)
+    req.request_association(build_associate_rq(
+        "SCU", "SCP", [(verification, [implicit]), (CT, [implicit])], max_pdu=16384), 0.0)
+    (request,) = flush(req, acc)
+    policy = AcceptorPolicy("SCP", supported={verification: (implicit,), CT: (implicit,)},
+                            max_pdu=4096)
+    acc.accept(negotiate(request.rq, policy))
+    flush(acc, req)
+    assert req.is_established and acc.is_established
+
+    payload = bytes(range(256)) * 100                      # 25,600 bytes: 7 PDUs at 4 KiB
+    req.send_pdata(3, True, encode_command(C.c_store_rq(9, CT, "1.2.3.9")))
+    req.send_pdata(3, False, payload)
+    req.send_pdata(1, True, encode_command(C.c_echo_rq(10)))
+    asm = MessageAssembler()
+    messages = []
+    events = flush(req, acc)
+    assert all(isinstance(e, ev.PDataReceived) for e in events) and len(events) >= 7
+    for event in events:
+        for pdv in event.pdvs:
+            message = asm.feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
+            if message is not None:
+                messages.append(message)
+    store, echo = messages
+    assert store.context_id == 3 and store.command == C.c_store_rq(9, CT, "1.2.3.9")
+    assert bytes(store.dataset) == payload
+    assert echo.context_id == 1 and echo.command.message_id == 10 and echo.dataset is None
