@@ -1,0 +1,209 @@
+"""C-ECHO throughput: dicomnet against pynetdicom and dcmtk, measured in one run.
+
+(a) N echoes on one association, dicomnet client -> dicomnet server (separate processes)
+(b) the same with pynetdicom -> pynetdicom
+(c) dcmtk ``echoscu --repeat N`` -> dcmtk ``storescp`` (TCP_NODELAY=1 for both)
+(d) associate + echo + release cycles per second, dicomnet vs pynetdicom
+
+Every server runs in its own process (``_echo_server.py`` or ``storescp``) on a
+free loopback port; the client runs in this process. Prints a table with rates
+and the ratios the project targets. ``--quick`` finishes in well under 60 s.
+
+    python benchmarks/bench_echo.py [--quick] [--echoes N] [--cycles N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+# ------------------------------------------------------------------ servers
+@contextmanager
+def echo_server(kind: str, ae: str = "ECHOSCP") -> Iterator[int]:
+    """Start ``_echo_server.py kind`` in its own process; yield its port."""
+    proc = subprocess.Popen([sys.executable, str(HERE / "_echo_server.py"), kind, ae],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"{kind} echo server did not start: {line!r}")
+        yield int(line.split()[1])
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def dcmtk_storescp() -> Iterator[int]:
+    port = _free_port()
+    out = tempfile.mkdtemp(prefix="bench-storescp-")
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    proc = subprocess.Popen(["storescp", "-aet", "ECHOSCP", "-od", out, str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("storescp did not start")
+            time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ clients
+def dicomnet_echoes(port: int, n: int) -> float:
+    from dicomnet import Client
+
+    with Client("BENCH").associate("127.0.0.1", port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
+        for _ in range(min(200, n)):  # warm up
+            assoc.echo()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            if assoc.echo() != 0:
+                raise RuntimeError("echo failed")
+        return time.perf_counter() - t0
+
+
+def pynetdicom_echoes(port: int, n: int) -> float:
+    from pynetdicom import AE
+
+    ae = AE("BENCH")
+    ae.add_requested_context(VERIFICATION)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ECHOSCP")
+    if not assoc.is_established:
+        raise RuntimeError("pynetdicom could not associate")
+    try:
+        for _ in range(min(20, n)):
+            assoc.send_c_echo()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            if assoc.send_c_echo().Status != 0:
+                raise RuntimeError("echo failed")
+        return time.perf_counter() - t0
+    finally:
+        assoc.release()
+
+
+def dcmtk_echoes(port: int, n: int) -> float:
+    env = {**os.environ, "TCP_NODELAY": "1"}
+    # Subtract one echoscu run with a single echo: process start and association.
+    base = []
+    for repeat in (1, n):
+        t0 = time.perf_counter()
+        subprocess.run(["echoscu", "-aec", "ECHOSCP", "--repeat", str(repeat), "127.0.0.1", str(port)],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base.append(time.perf_counter() - t0)
+    return max(base[1] - base[0], 1e-9) * n / max(n - 1, 1)
+
+
+def dicomnet_cycles(port: int, n: int) -> float:
+    from dicomnet import Client
+
+    client = Client("BENCH")
+    t0 = time.perf_counter()
+    for _ in range(n):
+        with client.associate("127.0.0.1", port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
+            assoc.echo()
+    return time.perf_counter() - t0
+
+
+def pynetdicom_cycles(port: int, n: int) -> float:
+    from pynetdicom import AE
+
+    ae = AE("BENCH")
+    ae.add_requested_context(VERIFICATION)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        assoc = ae.associate("127.0.0.1", port, ae_title="ECHOSCP")
+        if not assoc.is_established:
+            raise RuntimeError("pynetdicom could not associate")
+        assoc.send_c_echo()
+        assoc.release()
+    return time.perf_counter() - t0
+
+
+# -------------------------------------------------------------------- main
+def _rate(fn: Callable[[int, int], float], port: int, n: int) -> float:
+    return n / fn(port, n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, < 60 s")
+    parser.add_argument("--echoes", type=int, default=2000, help="echoes on one association (a, b, c)")
+    parser.add_argument("--cycles", type=int, default=None, help="associate/echo/release cycles (d)")
+    args = parser.parse_args(argv)
+    echoes = args.echoes
+    dn_cycles = args.cycles or (300 if args.quick else 1000)
+    pn_cycles = args.cycles or (30 if args.quick else 100)
+    pn_echoes = min(echoes, 500) if args.quick else echoes
+
+    rates: dict[str, float | None] = {}
+    with echo_server("dicomnet") as port:
+        rates["a"] = _rate(dicomnet_echoes, port, echoes)
+        rates["d_dicomnet"] = _rate(dicomnet_cycles, port, dn_cycles)
+    with echo_server("pynetdicom") as port:
+        rates["b"] = _rate(pynetdicom_echoes, port, pn_echoes)
+        rates["d_pynetdicom"] = _rate(pynetdicom_cycles, port, pn_cycles)
+    if shutil.which("echoscu") and shutil.which("storescp"):
+        with dcmtk_storescp() as port:
+            rates["c"] = _rate(dcmtk_echoes, port, echoes)
+    else:
+        rates["c"] = None
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:,.0f}"
+
+    def ratio(a: float | None, b: float | None) -> str:
+        return "n/a" if not a or not b else f"{a / b:.1f}x"
+
+    rows = [
+        ("(a) dicomnet -> dicomnet, echoes/s", fmt(rates["a"]), ""),
+        ("(b) pynetdicom -> pynetdicom, echoes/s", fmt(rates["b"]), ""),
+        ("(c) dcmtk echoscu -> storescp, echoes/s", fmt(rates["c"]), ""),
+        ("(a)/(b) vs pynetdicom  [target >= 30x]", ratio(rates["a"], rates["b"]), ""),
+        ("(a)/(c) vs dcmtk       [target >= 1x]", ratio(rates["a"], rates["c"]), ""),
+        ("(d) dicomnet assoc+echo+release, cycles/s", fmt(rates["d_dicomnet"]), ""),
+        ("(d) pynetdicom assoc+echo+release, cycles/s", fmt(rates["d_pynetdicom"]), ""),
+        ("(d) dicomnet/pynetdicom [target >= 10x]", ratio(rates["d_dicomnet"], rates["d_pynetdicom"]), ""),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"C-ECHO benchmark ({echoes} echoes per association; cycles: dicomnet {dn_cycles}, "
+          f"pynetdicom {pn_cycles}; Python {sys.version.split()[0]}, {os.cpu_count()} CPUs)")
+    for name, value, _ in rows:
+        print(f"  {name:<{width}}  {value:>10}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
