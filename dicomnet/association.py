@@ -209,7 +209,7 @@ class Association:
             return
         self._log.info("aborting association")
         try:
-            if not self._conn.closed:
+            if self._conn.state not in ("Sta1", "Sta13"):  # Sta13: the association is already gone
                 self._conn.abort(now=time.monotonic())
             self._driver.flush()
             self._driver.linger(0.5)

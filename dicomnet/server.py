@@ -309,7 +309,7 @@ class Server:
             log.info("server shutting down: aborting the association with %s", peer)
             if assoc is not None:
                 assoc.abort()
-            elif not driver.closed and not conn.closed:
+            elif not driver.closed and conn.state not in ("Sta1", "Sta13"):
                 conn.abort(now=time.monotonic())
                 driver.flush()
         except (DicomNetError, OSError) as exc:

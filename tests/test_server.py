@@ -1,0 +1,293 @@
+"""dicomnet.server: negotiation outcomes, limits, handlers, robustness, clean shutdown."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from dicomnet.client import Client
+from dicomnet.dimse.commands import Command, CommandField, NO_DATASET, decode_command
+from dicomnet.errors import AssociationAborted, AssociationRejected, DimseStatusError
+from dicomnet.interfaces import AssociationInfo, Handler, ServiceContext
+from dicomnet.pdu.items import (
+    RoleSelection,
+    SOPClassCommonExtendedNegotiation,
+    SOPClassExtendedNegotiation,
+    UserIdentityRQ,
+)
+from dicomnet.server import Server
+
+VERIFICATION = "1.2.840.10008.1.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.associations: list[AssociationInfo] = []
+        self.echoes: list[ServiceContext] = []
+
+    def on_association(self, info: AssociationInfo) -> None:
+        self.associations.append(info)
+
+    def on_echo(self, ctx: ServiceContext) -> int:
+        self.echoes.append(ctx)
+        return 0
+
+
+def test_echo_reaches_handler_with_context():
+    rec = Recorder()
+    with Server("SCP", rec).start() as srv:
+        with Client("SCU").associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+    (ctx,) = rec.echoes
+    assert (ctx.calling_ae, ctx.called_ae) == ("SCU", "SCP")
+    assert ctx.abstract_syntax == VERIFICATION and ctx.transfer_syntax == EXPLICIT
+    assert ctx.message_id == 1 and ctx.command.command_field == CommandField.C_ECHO_RQ
+    assert ctx.peer_address[0] == "127.0.0.1" and not ctx.cancelled
+    assert ctx.association is rec.associations[0]
+
+
+def test_handler_status_is_returned():
+    class Busy:
+        def on_echo(self, ctx):
+            return 0xA700
+
+    with Server("SCP", Busy()).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            with pytest.raises(DimseStatusError) as info:
+                assoc.echo()
+            assert info.value.status == 0xA700
+
+
+def test_called_ae_check_can_be_disabled():
+    with Server("SCP", require_called_ae=False).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "WHATEVER", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+
+
+def test_allowed_calling_aes():
+    with Server("SCP", allowed_calling_aes=["GOOD"]).start() as srv:
+        with Client("GOOD").associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+        with pytest.raises(AssociationRejected) as info:
+            Client("BAD").associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        assert (info.value.result, info.value.source, info.value.reason) == (1, 1, 3)
+        assert "calling-AE-title-not-recognized" in str(info.value)
+
+
+def test_max_associations_rejects_transient_local_limit():
+    with Server("SCP", max_associations=2).start() as srv:
+        client = Client()
+        a1 = client.associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        a2 = client.associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        with pytest.raises(AssociationRejected) as info:
+            client.associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        assert (info.value.result, info.value.source, info.value.reason) == (2, 3, 2)
+        assert "local-limit-exceeded" in str(info.value)
+        assert a1.echo() == 0 and a2.echo() == 0  # the open ones are undisturbed
+        a1.release()
+        assert wait_for(lambda: srv.active_associations == 1)
+        with client.associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as a3:
+            assert a3.echo() == 0
+        a2.release()
+
+
+def test_negotiation_items_reach_the_acceptor():
+    rec = Recorder()
+    identity = UserIdentityRQ(UserIdentityRQ.USERNAME_PASSCODE, True, b"alice", b"s3cret")
+    ext = SOPClassExtendedNegotiation(STUDY_FIND, b"\x01\x01")
+    common = SOPClassCommonExtendedNegotiation(CT, "1.2.840.10008.4.2")
+    seen_identities = []
+
+    def authenticate(item):
+        seen_identities.append(item)
+        return b"welcome"
+
+    with Server("SCP", rec, authenticate=authenticate, accept_scp_role=[CT],
+                extended_negotiation=lambda item: item.info).start() as srv:
+        with Client("SCU").associate(
+            "127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION, CT, STUDY_FIND],
+            user_identity=identity, role_selections=[(CT, True, True)],
+            extended_negotiations=[ext], common_extended_negotiations=[common],
+        ) as assoc:
+            assert assoc.negotiated.user_identity_response == b"welcome"
+            ct = assoc.negotiated.context_for(CT)
+            assert ct.as_scu and ct.as_scp
+            assert assoc.negotiated.extended_negotiations == (ext,)
+    (info,) = rec.associations
+    assert info.role_selections == (RoleSelection(CT, True, True),)
+    assert info.extended_negotiations == (ext,)
+    assert info.common_extended_negotiations == (common,)
+    assert info.user_identity == identity and seen_identities == [identity]
+    acc_ct = info.negotiated.context_for(CT)
+    assert acc_ct.as_scu and acc_ct.as_scp  # the acceptor sees the mirror image
+    assert info.negotiated.peer_implementation_version_name == "DICOMNET_010"
+    assert "s3cret" not in repr(info)
+
+
+def test_authentication_refused_rejects():
+    with Server("SCP", authenticate=lambda item: False).start() as srv:
+        with pytest.raises(AssociationRejected) as info:
+            Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION],
+                               user_identity=UserIdentityRQ(1, False, b"mallory"))
+        assert info.value.source == 1
+
+
+def test_passcode_is_never_logged(caplog):
+    identity = UserIdentityRQ(UserIdentityRQ.USERNAME_PASSCODE, False, b"alice", b"hunter2-secret")
+    caplog.set_level(logging.DEBUG, logger="dicomnet")
+    with Server("SCP", authenticate=lambda item: True).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION],
+                                user_identity=identity) as assoc:
+            assoc.echo()
+    assert caplog.records  # logging is on ...
+    assert "hunter2-secret" not in caplog.text  # ... without the passcode
+
+
+def test_unknown_command_gets_unrecognized_operation_status():
+    with Server("SCP").start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            # N-GET is not served here: PS3.7 C.5.5 "unrecognized operation".
+            cmd = Command(CommandField=CommandField.N_GET_RQ, MessageID=7,
+                          RequestedSOPClassUID=VERIFICATION, RequestedSOPInstanceUID="1.2.3",
+                          CommandDataSetType=NO_DATASET)
+            assoc._send_message(1, cmd)
+            rsp = assoc._receive_message(5).command
+            assert rsp.command_field == CommandField.N_GET_RSP
+            assert rsp.status == 0x0211 and rsp.message_id == 7
+            assert assoc.echo() == 0  # still usable
+
+
+def test_release_and_abort_from_the_client_side():
+    rec = Recorder()
+    with Server("SCP", rec).start() as srv:
+        a = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        a.release()
+        assert a.is_closed
+        b = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        b.abort()
+        assert b.is_closed
+        assert wait_for(lambda: srv.active_associations == 0)
+        assert len(rec.associations) == 2
+
+
+def test_server_shutdown_aborts_open_associations_and_joins_threads():
+    before_threads = threading.active_count()
+    srv = Server("SCP").start()
+    assoc = Client(dimse_timeout=5).associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+    assert assoc.echo() == 0
+    t0 = time.monotonic()
+    srv.shutdown()
+    assert time.monotonic() - t0 < 2.0
+    assert threading.active_count() == before_threads
+    with pytest.raises(AssociationAborted) as info:
+        assoc.echo()
+    assert "service-user" in str(info.value)  # the server's A-ABORT arrived
+    assert assoc.is_closed
+
+
+def test_server_release_answers_and_closes():
+    # The server's side: a release answered with A-RELEASE-RP, then its thread ends.
+    with Server("SCP").start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assoc.echo()
+            assert srv.active_associations == 1
+        assert wait_for(lambda: srv.active_associations == 0)
+
+
+def test_peer_vanishing_leaves_no_thread_or_fd():
+    with Server("SCP").start() as srv:
+        Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]).release()
+        assert wait_for(lambda: srv.active_associations == 0)
+        threads, fds = threading.active_count(), fd_count()
+        for _ in range(5):
+            assoc = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+            assoc.echo()
+            assoc._driver.sock.close()  # vanish: no release, no abort
+            assoc._driver.sock = None
+        assert wait_for(lambda: srv.active_associations == 0)
+        assert wait_for(lambda: threading.active_count() == threads)
+        assert fd_count() == fds
+
+
+def test_garbage_bytes_closed_and_server_still_answers():
+    with Server("SCP", artim_timeout=0.3).start() as srv:
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:
+            s.sendall(b"\xff\x00\x00\x00\x00\x10" + b"garbage!" * 2)
+            s.settimeout(5)
+            data = b""
+            while chunk := s.recv(100):
+                data += chunk
+            # An A-ABORT (07H, 10 bytes), then the server closed the connection.
+            assert data[:1] == b"\x07" and len(data) == 10
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+
+
+def test_silent_connection_closed_after_artim():
+    with Server("SCP", artim_timeout=0.3).start() as srv:
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:
+            s.settimeout(5)
+            t0 = time.monotonic()
+            assert s.recv(100) == b""  # the server closed after ARTIM
+            assert 0.2 < time.monotonic() - t0 < 3
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+
+
+def test_idle_association_aborted_after_read_timeout():
+    with Server("SCP", read_timeout=0.3).start() as srv:
+        assoc = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        time.sleep(0.6)
+        with pytest.raises(AssociationAborted):
+            assoc.echo()
+
+
+def test_one_bad_association_does_not_disturb_another():
+    with Server("SCP").start() as srv:
+        good = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        bad = Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        # A P-DATA-TF whose PDV claims an unaccepted context: the server aborts that one only.
+        bad._driver.sock.sendall(b"\x04\x00\x00\x00\x00\x08\x00\x00\x00\x04\x09\x03\x00\x00")
+        with pytest.raises(AssociationAborted):
+            bad.echo()
+        assert good.echo() == 0
+        good.release()
+
+
+def test_listen_and_serve_blocks_until_shutdown():
+    srv = Server("SCP")
+    thread = threading.Thread(target=srv.listen_and_serve, args=("127.0.0.1", 0))
+    thread.start()
+    assert wait_for(lambda: srv.port is not None)
+    with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+        assert assoc.echo() == 0
+    srv.shutdown()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_server_validates_arguments():
+    with pytest.raises(ValueError):
+        Server(max_associations=0)
+    with pytest.raises(ValueError):
+        Server(read_timeout=-1)
