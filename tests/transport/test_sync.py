@@ -1,0 +1,152 @@
+"""dicomnet.transport.sync: the blocking driver over real sockets (no peers needed)."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from dicomnet.errors import ReadTimeout, WriteTimeout
+from dicomnet.pdu import events as ev
+from dicomnet.pdu.connection import Connection
+from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
+from dicomnet.transport.sync import Interrupted, SyncDriver, open_connection, prepare_socket
+
+VERIFICATION = "1.2.840.10008.1.1"
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+def tcp_pair():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = open_connection("127.0.0.1", listener.getsockname()[1], 5)
+    server, _ = listener.accept()
+    listener.close()
+    prepare_socket(server)
+    return client, server
+
+
+def associated_pair(req_max_pdu=16384, acc_max_pdu=16384, **driver_kw):
+    """Two drivers over loopback TCP, association established."""
+    a, b = tcp_pair()
+    req = SyncDriver(a, Connection("requestor", max_pdu=req_max_pdu), **driver_kw)
+    acc = SyncDriver(b, Connection("acceptor", max_pdu=acc_max_pdu), **driver_kw)
+    acc.conn.transport_connected(time.monotonic())
+    req.conn.request_association(
+        build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=req_max_pdu), time.monotonic())
+    req.flush()
+    request = acc.receive_event(5)
+    assert isinstance(request, ev.AssociateRequest)
+    acc.conn.accept(negotiate(request.rq, AcceptorPolicy("SCP", max_pdu=acc_max_pdu)))
+    acc.flush()
+    assert isinstance(req.receive_event(5), ev.AssociateAccept)
+    return req, acc
+
+
+def test_tcp_nodelay_and_nonblocking():
+    a, b = tcp_pair()
+    with a, b:
+        assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert a.gettimeout() == 0.0
+
+
+def test_large_message_crosses_with_partial_sends():
+    # 8 MB in PDUs of 4 KB: ~2000 buffers, more than one sendmsg batch, and far
+    # more than the socket buffers hold, so sendmsg returns partial counts.
+    req, acc = associated_pair(acc_max_pdu=4096, write_timeout=10)
+    payload = bytes(range(256)) * (8 * 4096)
+    received = bytearray()
+    errors = []
+
+    def reader():
+        try:
+            while True:
+                event = acc.receive_event(10)
+                assert isinstance(event, ev.PDataReceived)
+                for pdv in event.pdvs:
+                    received.extend(pdv.data)
+                    if pdv.is_last:
+                        return
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    req.conn.send_pdata(1, False, payload)
+    req.flush()
+    thread.join(20)
+    assert not errors
+    assert received == payload
+    req.close(), acc.close()
+
+
+def test_write_timeout_when_peer_does_not_read():
+    req, acc = associated_pair(write_timeout=0.3)
+    req.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    req.conn.send_pdata(1, False, b"\0" * (32 << 20))
+    t0 = time.monotonic()
+    with pytest.raises(WriteTimeout):
+        req.flush()
+    assert time.monotonic() - t0 < 3
+    assert req.closed
+    acc.close()
+
+
+def test_read_timeout_and_peer_close():
+    req, acc = associated_pair(read_timeout=0.2)
+    t0 = time.monotonic()
+    with pytest.raises(ReadTimeout):
+        req.receive_event()
+    assert 0.15 < time.monotonic() - t0 < 2
+    acc.close()  # the peer vanishes: A-P-ABORT, then the connection is closed
+    events = [req.receive_event(2), req.receive_event(2)]
+    assert isinstance(events[0], ev.Abort) and events[0].local
+    assert isinstance(events[1], ev.ConnectionClosed)
+    assert req.closed
+
+
+def test_artim_expiry_closes_an_acceptor_that_never_gets_a_request():
+    a, b = tcp_pair()
+    acc = SyncDriver(b, Connection("acceptor", artim_timeout=0.2))
+    acc.conn.transport_connected(time.monotonic())
+    event = acc.receive_event(5)
+    assert isinstance(event, ev.ConnectionClosed) and acc.timer_expired and acc.closed
+    a.settimeout(2)
+    assert a.recv(10) == b""
+    a.close()
+
+
+def test_interrupt_fd_wakes_a_waiting_reader():
+    r, w = socket.socketpair()
+    a, b = tcp_pair()
+    acc = SyncDriver(b, Connection("acceptor"), interrupt_fd=r.fileno())
+    acc.conn.transport_connected(time.monotonic())
+    threading.Timer(0.1, lambda: w.send(b"x")).start()
+    t0 = time.monotonic()
+    with pytest.raises(Interrupted):
+        acc.receive_event(5)
+    assert time.monotonic() - t0 < 2
+    for s in (a, r, w):
+        s.close()
+    acc.close()
+
+
+def test_linger_waits_for_the_peer_then_closes():
+    req, acc = associated_pair()
+    req.conn.abort(now=time.monotonic())
+    req.flush()
+    t0 = time.monotonic()
+    threading.Timer(0.05, acc.close).start()
+    req.linger(2)
+    assert req.closed and time.monotonic() - t0 < 1.5
+
+
+def test_close_is_idempotent_and_tells_the_connection():
+    req, acc = associated_pair()
+    req.close()
+    req.close()
+    assert req.conn.closed
+    assert isinstance(req.receive_event(1), ev.Abort)
+    acc.close()
