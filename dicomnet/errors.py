@@ -21,6 +21,7 @@ __all__ = [
     "DimseStatusError",
     "DicomEncodeError",
     "LocalProtocolError",
+    "NoPresentationContext",
 ]
 
 
@@ -119,3 +120,25 @@ class DicomEncodeError(DicomNetError, ValueError):
 class LocalProtocolError(AssociationError):
     """The local user asked for something the association's state does not allow
     (a primitive whose PS3.8 Table 9-10 cell is blank in the current state)."""
+
+
+class NoPresentationContext(AssociationError):
+    """No accepted presentation context can carry a data set: its SOP class was
+    not accepted, or not with a transfer syntax the data set is in or can be
+    transcoded to. ``sop_class``, ``transfer_syntax`` (the data set's own, None
+    if unknown), ``accepted`` (the syntaxes accepted for that SOP class) and
+    ``requested`` (a syntax the caller asked for, or None)."""
+
+    def __init__(self, sop_class: str, transfer_syntax: str | None, accepted: list[str],
+                 requested: str | None = None):
+        self.sop_class = sop_class
+        self.transfer_syntax = transfer_syntax
+        self.accepted = list(accepted)
+        self.requested = requested
+        if not accepted:
+            text = f"no presentation context was accepted for SOP class {sop_class}"
+        else:
+            text = (f"SOP class {sop_class}: the data set is in {transfer_syntax or 'an unknown syntax'}"
+                    + (f", {requested} was requested" if requested else "")
+                    + f", but only {', '.join(accepted)} were accepted and it cannot be transcoded to them")
+        super().__init__(text)

@@ -1,0 +1,392 @@
+"""The SCP side of C-STORE (PS3.4 B.2, PS3.7 9.1.1) and C-FIND (PS3.4 C.4.1, PS3.7 9.1.2).
+
+:class:`dicomnet.Server` calls :func:`attach` once per association and
+:func:`handle_store` / :func:`handle_find` for each request; the handler's
+methods (see :mod:`dicomnet.interfaces.handlers`) do the application's part.
+
+C-STORE, in memory: the data set arrives in the assembler's one buffer and the
+handler gets ``read_dataset`` over a view of it -- lazily decoded, not copied.
+
+C-STORE, streamed: when the handler has ``store_destination(ctx, command)`` and
+it returns a path, the assembler's sink writes the Part 10 file as the PDVs
+arrive: preamble, ``DICM``, a File Meta group built for the command's SOP
+Class/Instance and the negotiated transfer syntax, then the data set bytes as
+received. The file is written under a temporary name in the destination's
+folder and renamed into place only once the whole data set is in, so nothing
+half-written ever stands under the final name (an association that dies
+mid-transfer leaves no file: the temporary one is removed when the sink is
+dropped). The handler's ``on_store`` then gets the file, memory-mapped.
+
+Statuses the SCP chooses itself (PS3.4 B.2.3, C.4.1.1.4; PS3.7 C.5):
+
+* a handler that raises: ``MemoryError``/``OSError`` -> 0xA700 (Refused: out of
+  resources), anything else -> 0xC000 (cannot understand / unable to process);
+  ErrorComment is the exception text cut to 64 characters (LO). The
+  association goes on.
+* a handler without ``on_store`` (and without ``store_destination``), or
+  without ``on_find``: 0x0122 "Refused: SOP Class not supported" -- a PS3.7
+  9.1.1.1.9 / 9.1.2.1.6 status that says exactly that this SCP does not provide
+  the service, even though the (default) negotiation accepted the context.
+  (pynetdicom answers 0xC211 / 0xC311 in that case.)
+* C-FIND: each match is a Pending response (0xFF00, or what the handler
+  yields with it); a C-CANCEL-RQ for the request sets ``ctx.cancelled``, no
+  further match is sent and the final status is Cancel (0xFE00).
+"""
+from __future__ import annotations
+
+import os
+import select
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dicomnet.dicom.dataset import Dataset
+from dicomnet.dicom.reader import read_dataset, read_file
+from dicomnet.dicom.writer import encode_dataset, encode_file_meta
+from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp
+from dicomnet.errors import ReadTimeout
+from dicomnet.interfaces.handlers import ServiceContext
+from dicomnet.pdu import events as ev
+from dicomnet.types import status as st
+
+if TYPE_CHECKING:
+    from dicomnet.association import Association
+    from dicomnet.dimse.assembler import Message
+    from dicomnet.interfaces.handlers import AssociationInfo
+    from dicomnet.server import Server
+
+__all__ = ["attach", "handle_store", "handle_find", "StoreSink", "error_comment"]
+
+_MAX_ERROR_COMMENT = 64          # ErrorComment is LO (PS3.5 6.2)
+_PREAMBLE = bytes(128) + b"DICM"
+_WRITE_BUFFER = 1 << 18
+_POLLIN = getattr(select, "POLLIN", 1)
+
+
+def error_comment(exc: BaseException) -> str:
+    """An exception as an ErrorComment: ASCII, at most 64 characters."""
+    text = f"{type(exc).__name__}: {exc}".encode("ascii", "replace").decode("ascii")
+    return text[:_MAX_ERROR_COMMENT]
+
+
+def _failure_status(exc: BaseException, *, store: bool) -> int:
+    if isinstance(exc, (MemoryError, OSError)):
+        return st.OUT_OF_RESOURCES
+    return st.CANNOT_UNDERSTAND if store else st.UNABLE_TO_PROCESS
+
+
+def _check_status(result: Any, name: str) -> int:
+    if result is None:
+        return st.SUCCESS
+    if isinstance(result, bool) or not isinstance(result, int) or not 0 <= result <= 0xFFFF:
+        raise TypeError(f"{name} returned {result!r}, not a status (int) or None")
+    return int(result)
+
+
+def service_context(server: Server, assoc: Association, info: AssociationInfo, context_id: int,
+                    command: Command) -> ServiceContext:
+    """The :class:`ServiceContext` a handler gets for ``command`` on ``context_id``."""
+    return ServiceContext(info.calling_ae, info.called_ae, info.peer_address,
+                          assoc.negotiated.contexts[context_id], command.message_id or 0, command,
+                          info, server.logger)
+
+
+# ------------------------------------------------------------ streaming sink
+def _discard(file: Any, path: str) -> None:
+    """Close and remove a temporary file that never became a complete one."""
+    try:
+        file.close()
+    except OSError:
+        pass
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class StoreSink:
+    """Writes one incoming C-STORE data set as a Part 10 file (see the module
+    docstring). Write errors are remembered (``error``), not raised: the rest
+    of the data set is read and dropped, and the response says 0xA700."""
+
+    def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,
+                 error: BaseException | None = None) -> None:
+        self.ctx = ctx
+        self.path = os.fspath(destination) if destination is not None else None
+        self.error = error
+        self.size = 0
+        self._file: Any = None
+        self._tmp: str | None = None
+        self._finalizer: weakref.finalize | None = None
+        if self.path is not None and error is None:
+            try:
+                self._open()
+            except (OSError, ValueError) as exc:
+                self._fail(exc)
+
+    def _open(self) -> None:
+        assert self.path is not None
+        command = self.ctx.command
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".dicomnet-", suffix=".part", dir=folder)
+        self._tmp = tmp
+        self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
+        self._finalizer = weakref.finalize(self, _discard, self._file, tmp)
+        # File Meta (PS3.10 7.1) for what the command says arrives, in the
+        # negotiated transfer syntax: the data set bytes follow unchanged.
+        ident = Dataset()
+        ident.SOPClassUID = str(command.get("AffectedSOPClassUID") or self.ctx.abstract_syntax)
+        ident.SOPInstanceUID = str(command.get("AffectedSOPInstanceUID") or "")
+        meta = Dataset()
+        meta.SourceApplicationEntityTitle = self.ctx.calling_ae
+        ident.__dict__["file_meta"] = meta
+        self._file.write(_PREAMBLE)
+        self._file.write(encode_file_meta(ident, self.ctx.transfer_syntax))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        if self._finalizer is not None:
+            self._finalizer()           # close and unlink the temporary file
+            self._finalizer = None
+        self._file = None
+
+    def write(self, data: Any) -> None:
+        """One fragment of the data set (a view valid only during the call)."""
+        if self._file is None:
+            return
+        try:
+            self._file.write(data)
+            self.size += len(data)
+        except (OSError, ValueError) as exc:
+            self._fail(exc)
+
+    def commit(self) -> str:
+        """Flush, close and rename the complete file into place; its final path."""
+        if self.error is not None:
+            raise self.error
+        assert self._file is not None and self._tmp is not None and self.path is not None
+        try:
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self._fail(exc)
+            raise
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._file = None
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the temporary file (the message will not be answered)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._file = None
+
+
+def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
+    """Prepare a new association: stream C-STORE data sets to files when the
+    handler has ``store_destination``."""
+    destination = getattr(server.handler, "store_destination", None)
+    if destination is None:
+        return
+    # Weak references: the assembler holds this closure, so strong ones would
+    # make a cycle and an aborted association's half-written temporary file
+    # would wait for the cycle collector instead of going with the association.
+    assoc_ref = weakref.ref(assoc)
+    assembler_ref = weakref.ref(assoc._assembler)
+
+    def factory(command: Command) -> StoreSink | None:
+        owner, assembler = assoc_ref(), assembler_ref()
+        if command.get("CommandField") != CommandField.C_STORE_RQ or owner is None or assembler is None:
+            return None
+        # The assembler calls us once the command set is complete, before the
+        # data set's first PDV; its current context is the message's.
+        context_id = assembler._context_id
+        if context_id is None or context_id not in owner.negotiated.contexts:  # pragma: no cover
+            return None
+        ctx = service_context(server, owner, info, context_id, command)
+        try:
+            path = destination(ctx, command)
+        except Exception as exc:  # noqa: BLE001 - answered as a failure status
+            server.logger.exception("store_destination handler failed")
+            return StoreSink(ctx, None, exc)
+        if path is None:
+            return None
+        return StoreSink(ctx, path)
+
+    assoc._assembler.set_sink(factory)
+
+
+# ------------------------------------------------------------------ C-STORE
+def handle_store(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
+    """Answer one C-STORE-RQ (the data set is in ``message``)."""
+    command = message.command
+    log = server.logger
+    on_store = getattr(server.handler, "on_store", None)
+    sink = message.sink if isinstance(message.sink, StoreSink) else None
+    ctx = sink.ctx if sink is not None else service_context(server, assoc, info, message.context_id, command)
+    status, comment = st.SUCCESS, None
+    try:
+        if sink is not None:
+            path = sink.commit()
+            if on_store is not None:
+                status = _check_status(on_store(ctx, read_file(path)), "on_store")
+        elif on_store is None:
+            status = st.SOP_CLASS_NOT_SUPPORTED
+            comment = "this SCP has no C-STORE handler"
+        elif message.dataset is None:
+            status, comment = st.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set"
+        else:
+            # The handler's Dataset is a lazy view of the assembler's buffer.
+            ds = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+            status = _check_status(on_store(ctx, ds), "on_store")
+    except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
+        log.exception("C-STORE of %s failed", command.get("AffectedSOPInstanceUID"))
+        status, comment = _failure_status(exc, store=True), error_comment(exc)
+    rsp = c_store_rsp(command.message_id or 0, command.get("AffectedSOPClassUID"),
+                      command.get("AffectedSOPInstanceUID"), status, error_comment=comment)
+    assoc._send_message(message.context_id, rsp)
+
+
+# ------------------------------------------------------------------- C-FIND
+class _CancelWatch:
+    """Notices a C-CANCEL-RQ for one request without blocking (checked between
+    matches). Other messages and events that arrive meanwhile are queued on the
+    association for the server loop, in order."""
+
+    def __init__(self, assoc: Association, message_id: int) -> None:
+        self.assoc = assoc
+        self.message_id = message_id
+        self.gone = False
+        sock = assoc._driver.sock
+        self._poll: Any = None
+        if sock is not None and hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), _POLLIN)
+
+    def _readable(self) -> bool:
+        sock = self.assoc._driver.sock
+        if sock is None:
+            return False
+        if self._poll is not None:
+            return bool(self._poll.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+
+    def check(self) -> bool:
+        """True once a C-CANCEL for our request arrived (or the association is gone)."""
+        assoc = self.assoc
+        driver = assoc._driver
+        conn = driver.conn
+        if self._readable():
+            try:
+                event: ev.Event | None = driver.receive_event(0.01)
+            except ReadTimeout:      # part of a PDU so far: it stays buffered
+                event = None
+        else:
+            event = conn.next_event()
+        cancelled = False
+        while event is not None:
+            if type(event) is ev.PDataReceived:
+                message = assoc._feed(event)
+                if message is not None:
+                    assoc._ready.append(message)
+            else:
+                assoc._ready.append(event)  # type: ignore[arg-type]  # the server loop sees it next
+                if isinstance(event, (ev.Abort, ev.ConnectionClosed)):
+                    self.gone = True
+            event = conn.next_event()
+        for item in list(assoc._ready):
+            command = getattr(item, "command", None)
+            if (command is not None and command.get("CommandField") == CommandField.C_CANCEL_RQ
+                    and command.get("MessageIDBeingRespondedTo") == self.message_id):
+                assoc._ready.remove(item)
+                cancelled = True
+        return cancelled or self.gone
+
+
+def _match(item: Any) -> tuple[int, Dataset]:
+    """A yielded match: a Dataset, a mapping (keyword -> value) or (status, either)."""
+    status = st.PENDING
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], int):
+        status, item = item
+        if not st.is_pending(status):
+            raise ValueError(f"on_find yielded status 0x{status:04X}; matches are Pending (0xFF00/0xFF01)")
+    if isinstance(item, Dataset):
+        return status, item
+    if isinstance(item, Mapping):
+        from dicomnet.dimse.scu import query_dataset
+
+        return status, query_dataset(item)
+    raise TypeError(f"on_find yielded {type(item).__name__}, not a Dataset")
+
+
+def handle_find(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
+    """Answer one C-FIND-RQ: a Pending response per match, then the final one."""
+    command = message.command
+    log = server.logger
+    message_id = command.message_id or 0
+    sop_class = command.get("AffectedSOPClassUID")
+    context_id = message.context_id
+    ctx = service_context(server, assoc, info, context_id, command)
+    on_find = getattr(server.handler, "on_find", None)
+    if on_find is None:
+        assoc._send_message(context_id, c_find_rsp(message_id, sop_class, st.SOP_CLASS_NOT_SUPPORTED,
+                                                   error_comment="this SCP has no C-FIND handler"))
+        return
+    final, comment = st.SUCCESS, None
+    watch = _CancelWatch(assoc, message_id)
+    matches: Iterator[Any] | None = None
+    sent = 0
+    try:
+        if message.dataset is None:
+            raise ValueError("C-FIND-RQ without an Identifier")
+        query = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+        results = on_find(ctx, query)
+        matches = iter(results if results is not None else ())
+        while True:
+            if watch.check():
+                ctx.cancelled = True
+            if ctx.cancelled:
+                break
+            try:
+                item = next(matches)
+            except StopIteration:
+                break
+            status, ds = _match(item)
+            data = encode_dataset(ds, ctx.transfer_syntax)
+            # Sending is outside the handler's fault: a transport error ends the association.
+            try:
+                assoc._send_message(context_id, c_find_rsp(message_id, sop_class, status), data)
+            except BaseException as exc:
+                raise _SendFailed() from exc
+            sent += 1
+        if ctx.cancelled:
+            final = st.CANCEL
+    except _SendFailed as failed:
+        _close(matches)
+        assert failed.__cause__ is not None
+        raise failed.__cause__
+    except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
+        log.exception("C-FIND handler failed")
+        final, comment = _failure_status(exc, store=False), error_comment(exc)
+    _close(matches)
+    if watch.gone:
+        log.info("association gone during C-FIND %d after %d match(es)", message_id, sent)
+        return
+    log.debug("C-FIND %d: %d match(es), final 0x%04X", message_id, sent, final)
+    assoc._send_message(context_id, c_find_rsp(message_id, sop_class, final, error_comment=comment))
+
+
+class _SendFailed(Exception):
+    """Internal: sending a response failed (re-raised as its cause)."""
+
+
+def _close(matches: Any) -> None:
+    close = getattr(matches, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - the handler's cleanup failing changes nothing here
+            pass

@@ -1,0 +1,422 @@
+"""The SCU side of C-STORE (PS3.4 B, PS3.7 9.1.1) and C-FIND (PS3.4 C, PS3.7 9.1.2).
+
+:class:`~dicomnet.association.Association` exposes these as ``assoc.store(...)``
+and ``assoc.find(...)``; the logic lives here so the association stays small.
+
+C-STORE picks the presentation context and the bytes to send in
+:func:`prepare_store`, which needs no socket and is tested on its own:
+
+* a *path* is never decoded: only the File Meta group is indexed (over an
+  ``mmap`` of the file) to learn the SOP Class/Instance and the transfer
+  syntax, and the data set goes out as a ``memoryview`` of that mapping -- the
+  Upper Layer slices it into PDVs and the driver hands the slices to
+  ``sendmsg``, so the pixel data is never copied into Python bytes;
+* a :class:`~dicomnet.dicom.Dataset` goes out in its own transfer syntax when a
+  context accepted it (an unmodified dataset encodes to a view of its source
+  buffer, again without a copy), else it is transcoded among the native
+  (uncompressed) syntaxes with :func:`~dicomnet.dicom.writer.encode_dataset`;
+* anything else raises :class:`~dicomnet.errors.NoPresentationContext`.
+
+C-FIND returns a :class:`FindResult`, an iterable of the matches as their
+pending responses arrive. Leaving the ``for`` loop early (or calling
+:meth:`FindResult.cancel`) sends C-CANCEL-RQ and reads up to the final
+response, so the association can carry the next request.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dicomnet._codec.elements import ElementIndex
+from dicomnet.dicom.dataset import SQ_TAGS, Dataset
+from dicomnet.dicom.reader import read_dataset, read_file
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.commands import CommandField, c_cancel_rq, c_find_rq, c_store_rq
+from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError, NoPresentationContext
+from dicomnet.types.status import is_failure, is_pending, is_warning, status_meaning
+from dicomnet.types.transfer_syntax import transfer_syntax as _ts_info
+
+if TYPE_CHECKING:
+    from dicomnet.association import Association
+    from dicomnet.pdu.negotiation import NegotiatedAssociation, NegotiatedContext
+
+__all__ = ["FIND_MODELS", "PreparedStore", "prepare_store", "send_store", "FindResult", "start_find",
+           "query_dataset"]
+
+#: ``model=`` of :func:`start_find` -> the FIND SOP class (PS3.4 C.6.1, C.6.2, K.6.1).
+FIND_MODELS: dict[str, str] = {
+    "patient": "1.2.840.10008.5.1.4.1.2.1.1",   # Patient Root Q/R Information Model - FIND
+    "study": "1.2.840.10008.5.1.4.1.2.2.1",     # Study Root Q/R Information Model - FIND
+    "worklist": "1.2.840.10008.5.1.4.31",        # Modality Worklist Information Model - FIND
+}
+
+_MEDIA_SOP_CLASS = 0x00020002
+_MEDIA_SOP_INSTANCE = 0x00020003
+_TRANSFER_SYNTAX = 0x00020010
+_EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
+
+# ------------------------------------------------------------------ C-STORE
+@dataclass
+class PreparedStore:
+    """What :func:`send_store` puts on the wire: the context, the UIDs for the
+    command and the data set bytes (already in the context's transfer syntax).
+
+    ``dataset`` may be a memoryview of an ``mmap`` (``mapping``); call
+    :meth:`close` once it has been sent.
+    """
+
+    context: NegotiatedContext
+    sop_class_uid: str
+    sop_instance_uid: str
+    dataset: Any
+    source_transfer_syntax: str | None
+    mapping: mmap.mmap | None = None
+
+    @property
+    def transcoded(self) -> bool:
+        """True when the data set was re-encoded for the accepted transfer syntax."""
+        return self.source_transfer_syntax != self.context.transfer_syntax
+
+    def close(self) -> None:
+        """Release the view and the file mapping (a no-op for in-memory data)."""
+        if isinstance(self.dataset, memoryview):
+            try:
+                self.dataset.release()
+            except BufferError:  # pragma: no cover - someone still holds a slice
+                pass
+        if self.mapping is not None:
+            try:
+                self.mapping.close()
+            except BufferError:  # pragma: no cover - a slice is still exported; GC closes it
+                pass
+            self.mapping = None
+
+
+def _native(uid: str | None) -> bool:
+    """True for a transfer syntax we can transcode from/to (not encapsulated)."""
+    if uid is None:
+        return True
+    try:
+        return not _ts_info(uid).encapsulated
+    except KeyError:
+        return False
+
+
+def _choose_context(negotiated: NegotiatedAssociation, sop_class: str, own: str | None,
+                    wanted: str | None) -> NegotiatedContext:
+    """The context to send in: ``wanted`` if given, else the data's own syntax
+    ``own``, else the first accepted native syntax when ``own`` is native."""
+    accepted = [c for c in sorted(negotiated.contexts.values(), key=lambda c: c.context_id)
+                if c.abstract_syntax == sop_class and c.as_scu]
+    if wanted is not None:
+        for ctx in accepted:
+            if ctx.transfer_syntax == wanted and (wanted == own or (_native(own) and _native(wanted))):
+                return ctx
+    else:
+        for ctx in accepted:
+            if own is not None and ctx.transfer_syntax == own:
+                return ctx
+        if _native(own):
+            # Explicit VR LE first when there is a choice (keeps VRs as they are).
+            for ctx in sorted(accepted, key=lambda c: c.transfer_syntax != _EXPLICIT_LE):
+                if _native(ctx.transfer_syntax):
+                    return ctx
+    raise NoPresentationContext(sop_class, own, [c.transfer_syntax for c in accepted], wanted)
+
+
+def _read_meta(path: str) -> tuple[mmap.mmap, int, Dataset | None]:
+    """Map ``path`` and index only its File Meta group: (mapping, offset of the
+    data set, File Meta or None)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise DicomParseError(f"{path} is empty", offset=0)
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        buf = memoryview(mapping)
+        try:
+            pos = 0
+            if len(buf) >= 132 and buf[128:132] == b"DICM":
+                pos = 132
+            elif len(buf) >= 4 and buf[:4] == b"DICM":
+                pos = 4
+            if len(buf) - pos < 8 or buf[pos] != 0x02 or buf[pos + 1] != 0x00:
+                return mapping, pos, None
+            explicit = 65 <= buf[pos + 4] <= 90 and 65 <= buf[pos + 5] <= 90
+        finally:
+            buf.release()
+        index = ElementIndex(mapping, pos, implicit=not explicit, little=True, only_group=0x0002)
+        meta = Dataset._from_index(index, 0, len(index), None, _EXPLICIT_LE)
+        return mapping, index.stop, meta
+    except BaseException:
+        mapping.close()
+        raise
+
+
+def _dataset_uids(mapping: mmap.mmap, offset: int, uid: str) -> tuple[str | None, str | None]:
+    """SOP Class and Instance UID (0008,0016/0018) from the start of the data set;
+    only the elements before (0008,0019) are indexed. (None, None) when the
+    data set is deflated or cannot be read that far."""
+    try:
+        info = _ts_info(uid)
+    except KeyError:
+        return None, None
+    if info.deflated or len(mapping) <= offset:
+        return None, None
+    try:
+        index = ElementIndex(mapping, offset, implicit=info.implicit_vr, little=info.little_endian,
+                             stop_tag=0x00080019, sq_tags=SQ_TAGS)
+        head = Dataset._from_index(index, 0, len(index), None, uid)
+        return _meta_text(head, 0x00080016), _meta_text(head, 0x00080018)
+    except DicomParseError:
+        return None, None
+
+
+def _meta_text(meta: Dataset, tag: int) -> str | None:
+    if tag not in meta:
+        return None
+    return str(meta._value(tag) or "").strip("\0 ") or None
+
+
+def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.PathLike[str], *,
+                  transfer_syntax: str | None = None) -> PreparedStore:
+    """Choose the context and the bytes for one C-STORE (see the module docstring).
+
+    Raises :class:`NoPresentationContext` when no accepted context can carry
+    the data set, :class:`DicomParseError` for an unreadable file and
+    ``ValueError`` when the SOP Class or Instance UID is missing.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        mapping, offset, meta = _read_meta(path)
+        keep = False
+        try:
+            if meta is not None:
+                sop_class = _meta_text(meta, _MEDIA_SOP_CLASS)
+                sop_instance = _meta_text(meta, _MEDIA_SOP_INSTANCE)
+                own = _meta_text(meta, _TRANSFER_SYNTAX)
+                if own:
+                    # The command names the data set's own UIDs (as storescu does), read
+                    # from its first elements; the File Meta's are the fallback.
+                    head = _dataset_uids(mapping, offset, own)
+                    sop_class = head[0] or sop_class
+                    sop_instance = head[1] or sop_instance
+                if sop_class and sop_instance and own:
+                    ctx = _choose_context(negotiated, sop_class, own, transfer_syntax)
+                    if ctx.transfer_syntax == own:
+                        # Zero copy: the data set is everything after the File Meta,
+                        # sent as a view of the mapping (closed by PreparedStore.close).
+                        keep = True
+                        return PreparedStore(ctx, sop_class, sop_instance, memoryview(mapping)[offset:],
+                                             own, mapping)
+        finally:
+            meta = None             # its index holds a view of the mapping
+            if not keep:
+                try:
+                    mapping.close()
+                except BufferError:  # pragma: no cover - still exported somewhere; GC closes it
+                    pass
+        # No usable File Meta, or the data set must be transcoded: decode it.
+        source = read_file(path)
+    if not isinstance(source, Dataset):
+        raise TypeError(f"store() takes a Dataset or a path, not {type(source).__name__}")
+    ds = source
+    meta = ds.file_meta
+    sop_class = str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else "") or "")
+    sop_instance = str(ds.get("SOPInstanceUID") or (meta.get("MediaStorageSOPInstanceUID") if meta else "") or "")
+    if not sop_class or not sop_instance:
+        raise ValueError("the data set has no SOP Class UID / SOP Instance UID to store it under")
+    own = ds.transfer_syntax
+    ctx = _choose_context(negotiated, sop_class, own, transfer_syntax)
+    data = encode_dataset(ds, ctx.transfer_syntax)
+    return PreparedStore(ctx, sop_class, sop_instance, data, own)
+
+
+def send_store(assoc: Association, source: Dataset | str | os.PathLike[str], *,
+               transfer_syntax: str | None = None, timeout: float | None = None,
+               priority: int = 0, move_originator_ae: str | None = None,
+               move_originator_message_id: int | None = None) -> int:
+    """One C-STORE on ``assoc``: the response status.
+
+    A failure status raises :class:`DimseStatusError`; a warning is logged and
+    returned.
+    """
+    _finish_open_operation(assoc)
+    prepared = prepare_store(assoc.negotiated, source, transfer_syntax=transfer_syntax)
+    log = assoc._log
+    try:
+        if prepared.transcoded:
+            log.debug("C-STORE %s: transcoding %s -> %s", prepared.sop_instance_uid,
+                      prepared.source_transfer_syntax, prepared.context.transfer_syntax)
+        message_id = assoc._next_message_id()
+        rq = c_store_rq(message_id, prepared.sop_class_uid, prepared.sop_instance_uid, priority,
+                        move_originator_ae, move_originator_message_id)
+        assoc._send_message(prepared.context.context_id, rq, prepared.dataset)
+    finally:
+        prepared.close()
+    rsp = assoc._receive_response(message_id, timeout)
+    if rsp.get("CommandField") != CommandField.C_STORE_RSP:
+        assoc.abort()
+        raise AssociationAborted(description=f"expected a C-STORE-RSP, got {rsp!r}")
+    status = rsp.status
+    if status is None:
+        raise DimseStatusError(0xC000, "C-STORE-RSP without a Status", None)
+    if is_failure(status):
+        raise DimseStatusError(status, status_meaning(status, "storage"), rsp.get("ErrorComment"))
+    if is_warning(status):
+        log.warning("C-STORE of %s: status 0x%04X (%s)%s", prepared.sop_instance_uid, status,
+                    status_meaning(status, "storage"),
+                    f": {rsp.get('ErrorComment')}" if rsp.get("ErrorComment") else "")
+    return status
+
+
+# ------------------------------------------------------------------- C-FIND
+def query_dataset(query: Dataset | Mapping[str, Any]) -> Dataset:
+    """A query Identifier from a Dataset (returned as is) or a mapping of
+    keyword (or tag) -> value; None or "" asks for the attribute (universal match)."""
+    if isinstance(query, Dataset):
+        return query
+    if not isinstance(query, Mapping):
+        raise TypeError(f"a query is a Dataset or a mapping of keyword -> value, not {type(query).__name__}")
+    ds = Dataset()
+    for key, value in query.items():
+        ds.set(key, value)
+    return ds
+
+
+def _find_sop_class(model: str) -> str:
+    uid = FIND_MODELS.get(model.lower()) if isinstance(model, str) else None
+    if uid is not None:
+        return uid
+    if isinstance(model, str) and model[:1].isdigit():
+        return model                       # a FIND SOP class UID given directly
+    raise ValueError(f"model must be one of {sorted(FIND_MODELS)} or a FIND SOP Class UID, not {model!r}")
+
+
+def _finish_open_operation(assoc: Association) -> None:
+    """A C-FIND left unfinished on ``assoc`` (its loop was left while the
+    iterator was still referenced) is cancelled and drained first."""
+    pending = getattr(assoc, "_open_find", None)
+    if pending is not None:
+        pending.cancel()
+
+
+class FindResult:
+    """The matches of one C-FIND, as they arrive (iterate once).
+
+    ``status`` is the final status once the responses are exhausted (None
+    before). A failure status raises :class:`DimseStatusError` from the
+    iteration; Cancel (0xFE00) after :meth:`cancel` ends it quietly.
+    Leaving a ``for`` loop early cancels the query (C-CANCEL-RQ) and reads the
+    remaining responses, so the association stays usable.
+    """
+
+    def __init__(self, assoc: Association, context: NegotiatedContext, message_id: int,
+                 timeout: float | None) -> None:
+        self._assoc = assoc
+        self.context = context
+        self.message_id = message_id
+        self.timeout = timeout
+        self.status: int | None = None
+        self.error_comment: str | None = None
+        self.cancelled = False
+        self.matches = 0
+        self._started = False
+        self._done = False
+
+    @property
+    def done(self) -> bool:
+        """True once the final response has been received."""
+        return self._done
+
+    def __iter__(self) -> Iterator[Dataset]:
+        if self._started:
+            raise RuntimeError("a FindResult can be iterated only once")
+        self._started = True
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Dataset]:
+        # A generator: when the caller's loop ends early, CPython closes it at
+        # once (the loop held the only reference) and ``finally`` cancels.
+        try:
+            while not self._done:
+                ds = self._next_response()
+                if ds is not None:
+                    yield ds
+        finally:
+            if not self._done and self._assoc.is_established:
+                try:
+                    self.cancel()
+                except Exception as exc:  # noqa: BLE001 - reported, the loop is over anyway
+                    self._assoc._log.warning("cancelling C-FIND %d failed: %s", self.message_id, exc)
+
+    def _next_response(self) -> Dataset | None:
+        """Read one C-FIND-RSP: the match of a pending one, None for the final one."""
+        assoc = self._assoc
+        message = assoc._receive_message(self.timeout)
+        command = message.command
+        if (command.get("CommandField") != CommandField.C_FIND_RSP
+                or command.get("MessageIDBeingRespondedTo") != self.message_id):
+            assoc.abort()
+            self._done = True
+            raise AssociationAborted(description=f"expected a C-FIND-RSP to message {self.message_id}, "
+                                                 f"got {command!r}")
+        status = command.status
+        if status is None:
+            status = 0xC000
+        if is_pending(status):
+            if message.dataset is None:
+                assoc._log.warning("pending C-FIND-RSP without an Identifier; skipped")
+                return None
+            self.matches += 1
+            return read_dataset(message.dataset, transfer_syntax=self.context.transfer_syntax)
+        self._finish(status, command.get("ErrorComment"))
+        if is_failure(status) and not self.cancelled:
+            raise DimseStatusError(status, status_meaning(status, "find"), self.error_comment)
+        if is_warning(status):
+            assoc._log.warning("C-FIND final status 0x%04X (%s)", status, status_meaning(status, "find"))
+        return None
+
+    def _finish(self, status: int, comment: str | None) -> None:
+        self.status = status
+        self.error_comment = comment
+        self._done = True
+        if getattr(self._assoc, "_open_find", None) is self:
+            self._assoc._open_find = None  # type: ignore[attr-defined]
+
+    def cancel(self) -> int | None:
+        """Send C-CANCEL-RQ (PS3.7 9.3.2.3) and read responses up to the final
+        one (matches still in flight are dropped). Returns the final status."""
+        if self._done:
+            return self.status
+        assoc = self._assoc
+        if not self.cancelled:
+            self.cancelled = True
+            assoc._log.debug("C-CANCEL for C-FIND %d", self.message_id)
+            assoc._send_message(self.context.context_id, c_cancel_rq(self.message_id))
+        while not self._done:
+            self._next_response()
+        return self.status
+
+    def __repr__(self) -> str:
+        state = f"status 0x{self.status:04X}" if self.status is not None else "in progress"
+        return f"<FindResult message {self.message_id}, {self.matches} match(es), {state}>"
+
+
+def start_find(assoc: Association, query: Dataset | Mapping[str, Any], *, model: str = "study",
+               timeout: float | None = None, priority: int = 0) -> FindResult:
+    """Send a C-FIND-RQ on ``assoc`` and return the :class:`FindResult` to iterate."""
+    _finish_open_operation(assoc)
+    sop_class = _find_sop_class(model)
+    identifier = query_dataset(query)
+    ctx = assoc.context_for(sop_class)
+    data = encode_dataset(identifier, ctx.transfer_syntax)
+    message_id = assoc._next_message_id()
+    assoc._send_message(ctx.context_id, c_find_rq(message_id, sop_class, priority), data)
+    result = FindResult(assoc, ctx, message_id, timeout)
+    assoc._open_find = result  # type: ignore[attr-defined]
+    return result
+
