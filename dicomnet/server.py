@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from .association import Association
+from .dimse import scp as _scp
 from .dimse.assembler import Message
 from .dimse.commands import NO_DATASET, Command, CommandField, c_echo_rsp
 from .errors import DicomNetError, PDUError
@@ -343,6 +344,7 @@ class Server:
 
     def _serve(self, assoc: Association, info: AssociationInfo) -> None:
         """The data-transfer loop: answer each message until release or abort."""
+        _scp.attach(self, assoc, info)  # C-STORE streaming sinks, if the handler wants them
         log = self.logger
         driver = assoc._driver
         conn = driver.conn
@@ -374,6 +376,10 @@ class Server:
         field = command.get("CommandField")
         if field == CommandField.C_ECHO_RQ:
             self._on_echo(assoc, info, message)
+        elif field == CommandField.C_STORE_RQ:
+            _scp.handle_store(self, assoc, info, message)
+        elif field == CommandField.C_FIND_RQ:
+            _scp.handle_find(self, assoc, info, message)
         elif field == CommandField.C_CANCEL_RQ:
             # Nothing runs concurrently on this thread: a C-CANCEL can only
             # name an operation that has already finished (PS3.7 9.3.2.3).

@@ -10,11 +10,22 @@ uses only those that exist, so implement just the services you need:
 * ``on_echo(ctx: ServiceContext) -> int | None`` -- C-ECHO. Return the status
   (None means 0x0000 Success). Without the method the server answers Success.
 
-Planned, for the DIMSE services (not called yet -- the server answers such
-requests with 0x0211 "unrecognized operation" until they land):
+* ``on_store(ctx, dataset) -> int | None`` -- C-STORE. ``dataset`` is decoded
+  lazily from the received bytes in ``ctx.transfer_syntax``. Return the status
+  (None: 0x0000). Without it (and without ``store_destination``) the server
+  answers 0x0122 "SOP Class not supported".
+* ``store_destination(ctx, command) -> path | None`` -- optional, called when a
+  C-STORE-RQ's command set has arrived: a path makes the server stream the
+  data set straight into that Part 10 file (temporary name, renamed once
+  complete); ``on_store`` then receives the file, memory-mapped.
+* ``on_find(ctx, query) -> Iterable[Dataset]`` -- C-FIND. Each yielded Dataset
+  (or ``(0xFF01, Dataset)``) is sent as a Pending response; check
+  ``ctx.cancelled`` between yields (a C-CANCEL also stops the iteration); the
+  final status is Success, or Cancel after a C-CANCEL. Without it: 0x0122.
 
-* ``on_store(ctx, dataset) -> int`` -- C-STORE;
-* ``on_find(ctx, identifier) -> Iterable[(status, identifier)]`` -- C-FIND;
+See :mod:`dicomnet.dimse.scp` for the failure statuses a raising handler
+produces (C-STORE 0xA700/0xC000, C-FIND 0xA700/0xC000). Planned:
+
 * ``on_move(ctx, identifier, destination_ae) -> ...`` -- C-MOVE;
 * ``on_get(ctx, identifier) -> ...`` -- C-GET.
 
@@ -29,6 +40,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+
+    from ..dicom.dataset import Dataset
     from ..dimse.commands import Command
     from ..pdu.items import (
         RoleSelection,
@@ -112,6 +127,17 @@ class ServiceContext:
         """The transfer syntax negotiated for the presentation context."""
         return self.context.transfer_syntax
 
+    @property
+    def sop_class_uid(self) -> str:
+        """The request's Affected SOP Class UID (else the context's abstract syntax)."""
+        return str(self.command.get("AffectedSOPClassUID") or self.context.abstract_syntax)
+
+    @property
+    def sop_instance_uid(self) -> str | None:
+        """The request's Affected SOP Instance UID (C-STORE), or None."""
+        value = self.command.get("AffectedSOPInstanceUID")
+        return str(value) if value else None
+
 
 @runtime_checkable
 class Handler(Protocol):
@@ -127,3 +153,13 @@ class Handler(Protocol):
 
     def on_echo(self, ctx: ServiceContext) -> int | None:
         """A C-ECHO request; return its status (None: 0x0000 Success)."""
+
+    def on_store(self, ctx: ServiceContext, dataset: Dataset) -> int | None:
+        """A C-STORE request; return its status (None: 0x0000 Success)."""
+
+    def store_destination(self, ctx: ServiceContext, command: Command) -> str | os.PathLike[str] | None:
+        """Where to stream the data set of this C-STORE-RQ (None: keep it in memory)."""
+
+    def on_find(self, ctx: ServiceContext, query: Dataset) -> Iterable[Dataset]:
+        """A C-FIND request: yield the matching Identifiers."""
+        return ()
