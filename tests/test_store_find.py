@@ -1,0 +1,396 @@
+"""C-STORE and C-FIND between our Client and our Server on loopback (PS3.4 B, C; PS3.7 9.1.1, 9.1.2)."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dicomnet._codec.pdu import fragment
+from dicomnet.client import Client
+from dicomnet.dicom import Dataset, read_file
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.commands import c_store_rq, encode_command
+from dicomnet.dimse.scu import FIND_MODELS
+from dicomnet.errors import DimseStatusError, NoPresentationContext
+from dicomnet.server import Server
+
+pydicom_data = pytest.importorskip("pydicom.data")
+
+IMPLICIT = "1.2.840.10008.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+BIG = "1.2.840.10008.1.2.2"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+STUDY_FIND = FIND_MODELS["study"]
+
+
+def data(name: str) -> str:
+    path = pydicom_data.get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} not available offline")
+    return str(path)
+
+
+def body_of(path: str) -> bytes:
+    """The data set bytes of a Part 10 file (what follows the File Meta)."""
+    ds = read_file(path)
+    return bytes(encode_dataset(ds, ds.transfer_syntax))
+
+
+class Recorder:
+    """on_store keeps what arrived: (context, transfer syntax, re-encoded bytes)."""
+
+    def __init__(self, status: int | None = None, exc: BaseException | None = None) -> None:
+        self.received: list[tuple[object, str, bytes, Dataset]] = []
+        self.status = status
+        self.exc = exc
+
+    def on_store(self, ctx, ds):
+        self.received.append((ctx, ctx.transfer_syntax, bytes(encode_dataset(ds, ctx.transfer_syntax)), ds))
+        if self.exc is not None:
+            raise self.exc
+        return self.status
+
+
+def serve(handler, **kw):
+    kw.setdefault("read_timeout", 5)
+    kw.setdefault("artim_timeout", 2)
+    return Server("SCP", handler, **kw).start("127.0.0.1", 0)
+
+
+def associate(srv, contexts=None, **kw):
+    return Client("SCU", dimse_timeout=10).associate("127.0.0.1", srv.port, "SCP", contexts=contexts, **kw)
+
+
+# ------------------------------------------------------------------ C-STORE
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "rtplan.dcm"])
+def test_store_path_in_its_own_syntax_arrives_byte_for_byte(name):
+    path = data(name)
+    rec = Recorder()
+    own = read_file(path).transfer_syntax
+    other = IMPLICIT if own == EXPLICIT else EXPLICIT
+    sop = read_file(path).SOPClassUID
+    with serve(rec) as srv, associate(srv, contexts=[(sop, [other]), (sop, [own])]) as assoc:
+        assert assoc.store(path) == 0x0000
+    [(ctx, ts, received, _)] = rec.received
+    assert ts == read_file(path).transfer_syntax
+    assert received == body_of(path)
+    assert ctx.sop_instance_uid == read_file(path).SOPInstanceUID
+    assert ctx.calling_ae == "SCU"
+
+
+def test_store_dataset_transcoded_to_the_only_accepted_syntax():
+    path = data("CT_small.dcm")
+    ds = read_file(path)
+    rec = Recorder()
+    with serve(rec, contexts={CT: [IMPLICIT]}) as srv, associate(srv, contexts=[(CT, [EXPLICIT, IMPLICIT])]) as assoc:
+        assert assoc.store(ds) == 0
+        assert assoc.store(path) == 0          # a path that must be transcoded is decoded
+    assert [r[1] for r in rec.received] == [IMPLICIT, IMPLICIT]
+    expected = bytes(encode_dataset(ds, IMPLICIT))
+    assert rec.received[0][2] == expected and rec.received[1][2] == expected
+    assert rec.received[0][3].PatientName == ds.PatientName
+
+
+def test_store_big_endian_file_transcoded_to_little_endian():
+    path = data("MR_small_bigendian.dcm")
+    source = read_file(path)
+    assert source.transfer_syntax == BIG
+    rec = Recorder()
+    with serve(rec, contexts={MR: [EXPLICIT, IMPLICIT]}) as srv, associate(srv) as assoc:
+        assert assoc.store(path) == 0
+    [(_, ts, received, ds)] = rec.received
+    assert ts == EXPLICIT
+    assert received == bytes(encode_dataset(source, EXPLICIT))
+    assert (ds.pixel_array == source.pixel_array).all()
+
+
+def test_store_encapsulated_jpeg_when_its_syntax_is_accepted():
+    path = data("JPEG-lossy.dcm")
+    own = read_file(path).transfer_syntax
+    assert own == JPEG_EXTENDED
+    rec = Recorder()
+    with serve(rec, contexts={SC: [own, EXPLICIT]}) as srv, \
+            associate(srv, contexts=[(SC, [own]), (SC, [EXPLICIT])]) as assoc:
+        assert assoc.store(path) == 0
+        assert assoc.store(read_file(path)) == 0
+    assert [r[1] for r in rec.received] == [own, own]
+    assert rec.received[0][2] == body_of(path) == rec.received[1][2]
+
+
+def test_store_encapsulated_without_its_syntax_is_a_clear_error():
+    path = data("JPEG-lossy.dcm")
+    with serve(Recorder()) as srv, associate(srv) as assoc:
+        with pytest.raises(NoPresentationContext) as info:
+            assoc.store(path)
+        assert SC in str(info.value) and JPEG_EXTENDED in str(info.value) and EXPLICIT in str(info.value)
+        assert info.value.accepted == [EXPLICIT] and info.value.sop_class == SC
+        with pytest.raises(NoPresentationContext, match=f"{BIG} was requested"):
+            assoc.store(data("CT_small.dcm"), transfer_syntax=BIG)
+        assert assoc.store(data("CT_small.dcm")) == 0   # still usable
+
+
+def test_store_sop_class_not_accepted():
+    with serve(Recorder()) as srv, associate(srv, contexts=[CT]) as assoc:
+        with pytest.raises(NoPresentationContext, match=f"no presentation context was accepted for SOP class {MR}"):
+            assoc.store(data("MR_small.dcm"))
+
+
+def test_store_requested_transfer_syntax_is_used():
+    path = data("CT_small.dcm")
+    rec = Recorder()
+    with serve(rec) as srv, associate(srv, contexts=[(CT, [EXPLICIT]), (CT, [IMPLICIT])]) as assoc:
+        assert assoc.store(path, transfer_syntax=IMPLICIT) == 0
+    assert rec.received[0][1] == IMPLICIT
+    assert rec.received[0][2] == bytes(encode_dataset(read_file(path), IMPLICIT))
+
+
+@pytest.mark.parametrize("status", [0xA701, 0xC123, 0x0117])
+def test_store_failure_status_raises(status):
+    with serve(Recorder(status=status)) as srv, associate(srv) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.store(data("CT_small.dcm"))
+        assert info.value.status == status
+        assert assoc.is_established
+
+
+def test_store_warning_is_returned_and_logged(caplog):
+    with serve(Recorder(status=0xB000)) as srv, associate(srv) as assoc:
+        with caplog.at_level("WARNING", logger="dicomnet"):
+            assert assoc.store(data("CT_small.dcm")) == 0xB000
+    assert any("0xB000" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("exc, status", [(RuntimeError("disk says no " + "x" * 80), 0xC000),
+                                         (MemoryError("full"), 0xA700), (OSError(28, "No space"), 0xA700)])
+def test_store_handler_raising_is_a_failure_status_not_an_abort(exc, status):
+    with serve(Recorder(exc=exc)) as srv, associate(srv) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.store(data("CT_small.dcm"))
+        assert info.value.status == status
+        assert info.value.comment and len(info.value.comment) <= 64
+        assert type(exc).__name__ in info.value.comment
+        assert assoc.is_established
+
+
+def test_store_without_handler_is_refused_sop_class_not_supported():
+    with serve(None) as srv, associate(srv) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.store(data("CT_small.dcm"))
+        assert info.value.status == 0x0122
+        with pytest.raises(DimseStatusError) as info:
+            list(assoc.find({"QueryRetrieveLevel": "STUDY"}))
+        assert info.value.status == 0x0122
+
+
+# ---------------------------------------------------------- streaming to files
+class Streamer(Recorder):
+    def __init__(self, folder: Path, **kw) -> None:
+        super().__init__(**kw)
+        self.folder = folder
+
+    def store_destination(self, ctx, command):
+        return self.folder / f"{command['AffectedSOPInstanceUID']}.dcm"
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm"])
+def test_store_streamed_to_a_part10_file(tmp_path, name):
+    import pydicom
+
+    path = data(name)
+    source = read_file(path)
+    rec = Streamer(tmp_path)
+    with serve(rec, max_pdu=4096) as srv, associate(srv) as assoc:
+        assert assoc.store(path) == 0
+    [(ctx, ts, received, ds)] = rec.received
+    final = tmp_path / f"{source.SOPInstanceUID}.dcm"
+    assert sorted(os.listdir(tmp_path)) == [final.name]          # no temporary left behind
+    assert ds.filename == str(final)
+    assert received == bytes(encode_dataset(source, ts))
+    written = read_file(final)
+    assert written.file_meta.MediaStorageSOPInstanceUID == source.SOPInstanceUID
+    assert written.file_meta.MediaStorageSOPClassUID == source.SOPClassUID
+    assert written.file_meta.TransferSyntaxUID == ts
+    assert written.file_meta.SourceApplicationEntityTitle == "SCU"
+    py = pydicom.dcmread(final)
+    assert py.SOPInstanceUID == source.SOPInstanceUID and py.PatientName == str(source.PatientName)
+
+
+def test_streaming_destination_none_keeps_it_in_memory(tmp_path):
+    class Some(Streamer):
+        def store_destination(self, ctx, command):
+            return None
+
+    rec = Some(tmp_path)
+    with serve(rec) as srv, associate(srv) as assoc:
+        assert assoc.store(data("CT_small.dcm")) == 0
+    assert rec.received[0][3].filename is None and os.listdir(tmp_path) == []
+
+
+def test_streaming_write_failure_is_out_of_resources(tmp_path):
+    class Bad(Streamer):
+        def store_destination(self, ctx, command):
+            return "/proc/not-writable/x.dcm"
+
+    with serve(Bad(tmp_path)) as srv, associate(srv) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.store(data("CT_small.dcm"))
+        assert info.value.status == 0xA700 and assoc.is_established
+
+
+def test_aborted_transfer_leaves_no_file(tmp_path):
+    path = data("CT_small.dcm")
+    source = read_file(path)
+    body = bytes(encode_dataset(source))
+    started = threading.Event()
+
+    class Watch(Streamer):
+        def store_destination(self, ctx, command):
+            started.set()
+            return super().store_destination(ctx, command)
+
+    with serve(Watch(tmp_path), max_pdu=4096) as srv:
+        assoc = associate(srv)
+        ctx = assoc.context_for(CT)
+        conn = assoc._conn
+        conn.send_pdata(ctx.context_id, True, encode_command(c_store_rq(1, CT, source.SOPInstanceUID)))
+        pieces = fragment(ctx.context_id, False, body, 4096)
+        conn._out.extend(pieces[:-4])          # all but the last two PDUs: never complete
+        assoc._driver.flush()
+        assert started.wait(5)
+        time.sleep(0.2)
+        assert any(n.endswith(".part") for n in os.listdir(tmp_path))
+        assoc.abort()
+        deadline = time.monotonic() + 5
+        while os.listdir(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------- C-FIND
+def match(i: int) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.PatientID = f"P{i:03d}"
+    ds.StudyInstanceUID = f"1.2.3.{i}"
+    return ds
+
+
+class Finder:
+    def __init__(self, count: int | None = 5, fail_after: int | None = None) -> None:
+        self.count = count
+        self.fail_after = fail_after
+        self.queries: list[tuple[object, Dataset]] = []
+        self.cancelled_seen: list[bool] = []
+
+    def on_find(self, ctx, query):
+        self.queries.append((ctx, query))
+        i = 0
+        try:
+            while self.count is None or i < self.count:
+                if self.fail_after is not None and i == self.fail_after:
+                    raise LookupError("index unavailable")
+                if ctx.cancelled:
+                    return
+                yield match(i)
+                i += 1
+        finally:
+            self.cancelled_seen.append(i)
+
+
+def test_find_several_matches_in_order():
+    finder = Finder(7)
+    with serve(finder) as srv, associate(srv) as assoc:
+        result = assoc.find({"QueryRetrieveLevel": "STUDY", "PatientID": None, "StudyDate": "20200101-"})
+        got = [ds.PatientID for ds in result]
+        assert result.status == 0x0000 and result.matches == 7
+    assert got == [f"P{i:03d}" for i in range(7)]
+    ctx, query = finder.queries[0]
+    assert ctx.abstract_syntax == STUDY_FIND
+    assert query.QueryRetrieveLevel == "STUDY" and query.StudyDate == "20200101-" and "PatientID" in query
+
+
+@pytest.mark.parametrize("model", ["patient", "study", "worklist"])
+def test_find_models_map_to_their_sop_class(model):
+    finder = Finder(1)
+    with serve(finder) as srv, associate(srv) as assoc:
+        assert len(list(assoc.find({"PatientID": "X"}, model=model))) == 1
+    assert finder.queries[0][0].abstract_syntax == FIND_MODELS[model]
+
+
+def test_find_matches_come_in_the_negotiated_syntax():
+    finder = Finder(2)
+    with serve(finder, contexts={STUDY_FIND: [IMPLICIT]}) as srv, associate(srv) as assoc:
+        result = assoc.find(match(0))
+        got = list(result)
+        assert got[1].StudyInstanceUID == "1.2.3.1" and got[0].transfer_syntax == IMPLICIT
+    assert finder.queries[0][0].transfer_syntax == IMPLICIT
+
+
+def test_break_cancels_and_the_next_find_works():
+    finder = Finder(None)          # endless: only a C-CANCEL stops it
+    with serve(finder) as srv, associate(srv) as assoc:
+        result = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        for n, _ in enumerate(result, 1):
+            if n == 3:
+                break
+        assert result.done and result.cancelled and result.status == 0xFE00
+        finder.count = 4
+        again = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        assert len(list(again)) == 4 and again.status == 0
+    assert len(finder.cancelled_seen) == 2 and finder.cancelled_seen[0] >= 3
+
+
+def test_cancel_method_and_an_abandoned_find_is_drained_first():
+    finder = Finder(None)
+    with serve(finder) as srv, associate(srv) as assoc:
+        first = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        it = iter(first)
+        next(it)
+        assert first.cancel() == 0xFE00
+        second = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        next(iter(second))                   # abandoned but still referenced
+        finder.count = 2
+        third = assoc.find({"QueryRetrieveLevel": "STUDY"})  # cancels and drains `second` first
+        assert second.status == 0xFE00
+        assert len(list(third)) == 2 and third.status == 0
+
+
+def test_find_handler_raising_is_a_failure_status():
+    with serve(Finder(10, fail_after=2)) as srv, associate(srv) as assoc:
+        result = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        seen = []
+        with pytest.raises(DimseStatusError) as info:
+            for ds in result:
+                seen.append(ds.PatientID)
+        assert seen == ["P000", "P001"]
+        assert info.value.status == 0xC000 and "index unavailable" in info.value.comment
+        assert result.status == 0xC000
+        with pytest.raises(DimseStatusError):
+            list(assoc.find({"QueryRetrieveLevel": "STUDY"}))       # the association carries on
+
+
+def test_find_tolerates_group_0002_in_the_identifier():
+    finder = Finder(1)
+    query = match(0)
+    query.set(0x00020003, "1.2.3.4", "UI")
+    with serve(finder) as srv, associate(srv) as assoc:
+        assert len(list(assoc.find(query))) == 1
+    assert finder.queries[0][1].get(0x00020003).value == "1.2.3.4"
+
+
+def test_find_yielding_a_mapping_and_pending_warning():
+    class H:
+        def on_find(self, ctx, query):
+            yield {"PatientID": "A"}
+            yield (0xFF01, match(1))
+
+    with serve(H()) as srv, associate(srv) as assoc:
+        got = list(assoc.find({"PatientID": None}))
+    assert [d.PatientID for d in got] == ["A", "P001"]
