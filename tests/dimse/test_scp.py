@@ -1,0 +1,101 @@
+"""dicomnet.dimse.scp pieces without a socket: the streaming sink, statuses, matches."""
+from __future__ import annotations
+
+import gc
+import os
+
+import pytest
+
+from dicomnet.dicom import Dataset, read_file
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.commands import c_store_rq
+from dicomnet.dimse.scp import StoreSink, _check_status, _failure_status, _match, error_comment
+from dicomnet.interfaces.handlers import ServiceContext
+from dicomnet.pdu.negotiation import NegotiatedContext
+
+pydicom_data = pytest.importorskip("pydicom.data")
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+def context(ts: str = IMPLICIT, instance: str = "1.2.3.4.5") -> ServiceContext:
+    command = c_store_rq(7, CT, instance)
+    return ServiceContext("CALLER", "SCP", None, NegotiatedContext(1, CT, ts, False, True), 7, command,
+                          None)  # type: ignore[arg-type]  # no AssociationInfo needed here
+
+
+def source() -> Dataset:
+    return read_file(pydicom_data.get_testdata_file("CT_small.dcm", download=False))
+
+
+def test_sink_writes_a_part10_file_in_the_negotiated_syntax(tmp_path):
+    ds = source()
+    body = bytes(encode_dataset(ds, IMPLICIT))
+    final = tmp_path / "sub" / "x.dcm"
+    sink = StoreSink(context(instance=ds.SOPInstanceUID), final)
+    for i in range(0, len(body), 1000):               # fragments as PDVs would bring them
+        sink.write(memoryview(body)[i:i + 1000])
+        assert not final.exists()                      # nothing under the final name yet
+    assert sink.size == len(body)
+    assert sink.commit() == str(final)
+    assert os.listdir(final.parent) == ["x.dcm"]
+    written = read_file(final)
+    assert written.preamble == bytes(128)
+    meta = written.file_meta
+    assert meta.TransferSyntaxUID == IMPLICIT
+    assert meta.MediaStorageSOPClassUID == CT and meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert meta.SourceApplicationEntityTitle == "CALLER"
+    assert bytes(encode_dataset(written, IMPLICIT)) == body
+    import pydicom
+
+    assert pydicom.dcmread(final).PatientName == str(ds.PatientName)
+
+
+def test_sink_discard_and_garbage_collection_remove_the_temporary(tmp_path):
+    sink = StoreSink(context(), tmp_path / "a.dcm")
+    sink.write(b"\x08\x00")
+    assert len(os.listdir(tmp_path)) == 1
+    sink.discard()
+    assert os.listdir(tmp_path) == []
+    sink = StoreSink(context(), tmp_path / "b.dcm")
+    sink.write(b"\x08\x00")
+    del sink
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+
+def test_sink_write_errors_are_kept_for_the_response(tmp_path):
+    sink = StoreSink(context(), "/proc/cannot/create/this.dcm")
+    assert isinstance(sink.error, OSError)
+    sink.write(b"data")                    # dropped quietly
+    with pytest.raises(OSError):
+        sink.commit()
+    failed = StoreSink(context(), None, RuntimeError("no destination"))
+    with pytest.raises(RuntimeError):
+        failed.commit()
+
+
+def test_statuses_and_comments():
+    assert _check_status(None, "on_store") == 0
+    assert _check_status(0xB000, "on_store") == 0xB000
+    for bad in (True, -1, 0x10000, "0", 1.0):
+        with pytest.raises(TypeError):
+            _check_status(bad, "on_store")
+    assert _failure_status(MemoryError(), store=True) == 0xA700
+    assert _failure_status(OSError(), store=False) == 0xA700
+    assert _failure_status(KeyError("x"), store=True) == 0xC000
+    text = error_comment(ValueError("é" + "x" * 100))
+    assert len(text) == 64 and text.startswith("ValueError: ?x") and text.isascii()
+
+
+def test_match_forms():
+    ds = Dataset()
+    assert _match(ds) == (0xFF00, ds)
+    assert _match((0xFF01, ds)) == (0xFF01, ds)
+    status, made = _match({"PatientID": "A"})
+    assert status == 0xFF00 and made.PatientID == "A"
+    with pytest.raises(ValueError, match="Pending"):
+        _match((0x0000, ds))
+    with pytest.raises(TypeError):
+        _match("PatientID")

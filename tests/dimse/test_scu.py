@@ -1,0 +1,150 @@
+"""dicomnet.dimse.scu without a socket: context choice, zero-copy file sends, queries."""
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+import pytest
+
+from dicomnet.dicom import Dataset, read_file
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.scu import FIND_MODELS, _find_sop_class, prepare_store, query_dataset
+from dicomnet.errors import NoPresentationContext
+from dicomnet.pdu.negotiation import NegotiatedAssociation, NegotiatedContext
+
+pydicom_data = pytest.importorskip("pydicom.data")
+
+IMPLICIT = "1.2.840.10008.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+BIG = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+
+
+def data(name: str) -> str:
+    path = pydicom_data.get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} not available offline")
+    return str(path)
+
+
+def negotiated(*contexts: tuple[str, str]) -> NegotiatedAssociation:
+    ctxs = {2 * i + 1: NegotiatedContext(2 * i + 1, a, t, True, False) for i, (a, t) in enumerate(contexts)}
+    return NegotiatedAssociation(True, "SCU", "SCP", ctxs, {}, 16384, 16384, None, None)
+
+
+def test_a_path_is_sent_as_a_view_of_the_mapped_file():
+    path = data("CT_small.dcm")
+    raw = open(path, "rb").read()
+    prepared = prepare_store(negotiated((CT, IMPLICIT), (CT, EXPLICIT)), path)
+    try:
+        view = prepared.dataset
+        assert isinstance(view, memoryview) and isinstance(view.obj, mmap.mmap)
+        assert view.obj is prepared.mapping
+        # The bytes sent are the file's own bytes after the File Meta: no copy was made.
+        assert np.shares_memory(np.frombuffer(view, np.uint8), np.frombuffer(prepared.mapping, np.uint8))
+        assert bytes(view) == raw[len(raw) - len(view):]
+        assert bytes(view) == bytes(encode_dataset(read_file(path)))
+        assert prepared.context.context_id == 3 and not prepared.transcoded
+        assert prepared.sop_class_uid == CT
+        assert prepared.sop_instance_uid == read_file(path).SOPInstanceUID
+    finally:
+        prepared.close()
+    assert prepared.mapping is None
+
+
+def test_command_uids_come_from_the_data_set_not_a_stale_file_meta():
+    path = data("rtplan.dcm")            # its File Meta names another instance
+    ds = read_file(path)
+    assert ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID
+    prepared = prepare_store(negotiated((ds.SOPClassUID, ds.transfer_syntax)), path)
+    assert prepared.sop_instance_uid == ds.SOPInstanceUID
+    prepared.close()
+
+
+def test_transcoding_prefers_explicit_little_endian():
+    path = data("MR_small_bigendian.dcm")
+    prepared = prepare_store(negotiated((MR, IMPLICIT), (MR, EXPLICIT)), path)
+    assert prepared.context.transfer_syntax == EXPLICIT and prepared.transcoded
+    assert prepared.source_transfer_syntax == BIG
+    assert bytes(prepared.dataset) == bytes(encode_dataset(read_file(path), EXPLICIT))
+
+
+def test_a_deflated_file_is_sent_as_is_or_inflated():
+    path = data("image_dfl.dcm")
+    ds = read_file(path)
+    assert ds.transfer_syntax == DEFLATED
+    as_is = prepare_store(negotiated((ds.SOPClassUID, DEFLATED)), path)
+    raw = open(path, "rb").read()
+    assert bytes(as_is.dataset) == raw[len(raw) - len(as_is.dataset):]
+    as_is.close()
+    inflated = prepare_store(negotiated((ds.SOPClassUID, EXPLICIT)), path)
+    assert bytes(inflated.dataset) == bytes(encode_dataset(ds, EXPLICIT))
+
+
+def test_requested_syntax():
+    path = data("CT_small.dcm")
+    prepared = prepare_store(negotiated((CT, EXPLICIT), (CT, IMPLICIT)), path, transfer_syntax=IMPLICIT)
+    assert prepared.context.transfer_syntax == IMPLICIT
+    assert bytes(prepared.dataset) == bytes(encode_dataset(read_file(path), IMPLICIT))
+    with pytest.raises(NoPresentationContext) as info:
+        prepare_store(negotiated((CT, EXPLICIT)), path, transfer_syntax=IMPLICIT)
+    assert info.value.requested == IMPLICIT and info.value.accepted == [EXPLICIT]
+
+
+def test_encapsulated_data_is_never_transcoded():
+    path = data("JPEG-lossy.dcm")
+    with pytest.raises(NoPresentationContext) as info:
+        prepare_store(negotiated((SC, EXPLICIT), (SC, IMPLICIT)), path)
+    err = info.value
+    assert (err.sop_class, err.transfer_syntax, err.accepted) == (SC, JPEG_EXTENDED, [EXPLICIT, IMPLICIT])
+    assert SC in str(err) and JPEG_EXTENDED in str(err)
+    with pytest.raises(NoPresentationContext):
+        prepare_store(negotiated((SC, JPEG_EXTENDED)), path, transfer_syntax=EXPLICIT)
+    ok = prepare_store(negotiated((SC, EXPLICIT), (SC, JPEG_EXTENDED)), path)
+    assert ok.context.transfer_syntax == JPEG_EXTENDED
+    ok.close()
+
+
+def test_a_file_without_file_meta_is_decoded(tmp_path):
+    ds = read_file(data("CT_small.dcm"))
+    bare = tmp_path / "bare.dcm"
+    bare.write_bytes(bytes(encode_dataset(ds, EXPLICIT)))
+    prepared = prepare_store(negotiated((CT, EXPLICIT)), bare)
+    assert prepared.mapping is None and prepared.sop_instance_uid == ds.SOPInstanceUID
+    assert bytes(prepared.dataset) == bytes(encode_dataset(ds, EXPLICIT))
+
+
+def test_a_dataset_from_scratch_and_missing_uids():
+    ds = Dataset()
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = "1.2.3.4"
+    ds.PatientName = "Doe^John"
+    prepared = prepare_store(negotiated((CT, IMPLICIT)), ds)
+    assert prepared.context.transfer_syntax == IMPLICIT
+    assert bytes(prepared.dataset) == bytes(encode_dataset(ds, IMPLICIT))
+    del ds.SOPInstanceUID
+    with pytest.raises(ValueError, match="SOP Instance UID"):
+        prepare_store(negotiated((CT, IMPLICIT)), ds)
+    with pytest.raises(TypeError):
+        prepare_store(negotiated((CT, IMPLICIT)), 42)  # type: ignore[arg-type]
+
+
+def test_query_dataset_and_models():
+    q = query_dataset({"QueryRetrieveLevel": "SERIES", "PatientID": None, "Modality": "CT",
+                       0x0020000E: ""})
+    assert q.QueryRetrieveLevel == "SERIES" and q.Modality == "CT" and "PatientID" in q
+    assert 0x0020000E in q
+    same = Dataset()
+    assert query_dataset(same) is same
+    with pytest.raises(TypeError):
+        query_dataset(["PatientID"])  # type: ignore[arg-type]
+    assert _find_sop_class("Patient") == FIND_MODELS["patient"] == "1.2.840.10008.5.1.4.1.2.1.1"
+    assert _find_sop_class("study") == "1.2.840.10008.5.1.4.1.2.2.1"
+    assert _find_sop_class("worklist") == "1.2.840.10008.5.1.4.31"
+    assert _find_sop_class("1.2.3") == "1.2.3"
+    with pytest.raises(ValueError, match="model"):
+        _find_sop_class("series")
