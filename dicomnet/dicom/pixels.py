@@ -37,17 +37,25 @@ class PixelDataError(DicomNetError, ValueError):
 
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
     value = ds.get(keyword)
-    if value is None or value == "":
+    if isinstance(value, (list, tuple, numpy.ndarray)):
+        # Malformed data may hold several values where the pixel module allows one.
+        if len(value) != 1:
+            raise PixelDataError(f"{keyword} holds {len(value)} values, one expected")
+        value = value[0]
+    if value is None or (isinstance(value, str) and value == ""):
         if default is None:
             raise PixelDataError(f"{keyword} is missing: cannot shape the pixel data")
         return default
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         if keyword == "NumberOfFrames" and default is not None:
             log.warning("Number of Frames %r is not an integer: assuming %d", value, default)
             return default
         raise PixelDataError(f"{keyword} {value!r} is not an integer") from None
+    if number < 0:
+        raise PixelDataError(f"{keyword} {number} is negative")
+    return number
 
 
 def _pixel_tag(ds: Dataset) -> int:
