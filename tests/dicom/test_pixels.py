@@ -234,3 +234,15 @@ def test_bad_offset_tables():
         list(read_file(encapsulated(2, FRAGS, struct.pack("<2I", 14, 0))).frames())
     with pytest.raises(PixelDataError):   # 4 fragments, 3 frames, no table: ambiguous
         list(read_file(encapsulated(3, FRAGS)).frames())
+
+
+def test_malformed_geometry_is_a_pixel_data_error():
+    # Found by fuzzing: Rows holding several values (a numpy array) raised a bare ValueError.
+    ds = image(numpy.zeros((2, 2), numpy.uint16))
+    ds.add_new(0x00280010, "US", [2, 2])
+    with pytest.raises(PixelDataError):
+        read_file(file_bytes(ds)).pixel_array
+    ds = image(numpy.zeros((2, 2), numpy.uint16))
+    ds.NumberOfFrames = "-5"
+    with pytest.raises(PixelDataError):
+        read_file(file_bytes(ds)).pixel_array
