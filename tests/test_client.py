@@ -1,6 +1,7 @@
 """dicomnet.client / dicomnet.association against our own Server on loopback."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -212,16 +213,20 @@ def test_connect_refused_and_connect_timeout():
         raise
 
 
-def test_peer_closing_mid_association_raises_aborted():
+def test_peer_closing_mid_association_raises_aborted_and_leaks_nothing():
     listener, stop, thread = _stalling_acceptor(answer_rq=True)
     try:
+        threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
         assoc = Client(dimse_timeout=5).associate("127.0.0.1", listener.getsockname()[1], "SCP",
                                                   contexts=[VERIFICATION])
+        assert len(os.listdir("/proc/self/fd")) == fds + 2  # ours + the fake server's end
         stop.set()  # the fake server returns and closes its socket
         thread.join(5)
         with pytest.raises(AssociationAborted):
             assoc.echo()
         assert assoc.is_closed
+        assert threading.active_count() == threads - 1  # the fake server's thread is gone too
+        assert len(os.listdir("/proc/self/fd")) == fds
     finally:
         listener.close()
 
