@@ -87,6 +87,7 @@ class Association:
         self._message_id = 0
         self._pending_collision = False
         self._echo_context: NegotiatedContext | None = None
+        self._open_find: Any = None  # a C-FIND whose responses are still arriving (dimse.scu)
 
     # -------------------------------------------------------------- status
     @property
@@ -150,6 +151,34 @@ class Association:
                                    + (f" with {transfer_syntax}" if transfer_syntax else "")
                                    + f" in the {role.upper()} role")
         return ctx
+
+    def store(self, dataset_or_path: Any, *, transfer_syntax: str | None = None,
+              timeout: float | None = None) -> int:
+        """C-STORE (PS3.7 9.1.1): send a Dataset or a Part 10 file; the status.
+
+        A path is sent from disk without decoding (a view of the memory-mapped
+        file); a data set goes out in its own transfer syntax when that was
+        accepted, else transcoded among the uncompressed syntaxes. Raises
+        :class:`~dicomnet.errors.NoPresentationContext` when no accepted context
+        fits, :class:`DimseStatusError` for a failure status (warnings are
+        logged and returned). See :mod:`dicomnet.dimse.scu`.
+        """
+        from .dimse.scu import send_store
+
+        return send_store(self, dataset_or_path, transfer_syntax=transfer_syntax, timeout=timeout)
+
+    def find(self, query: Any, *, model: str = "study", timeout: float | None = None) -> Any:
+        """C-FIND (PS3.7 9.1.2): a :class:`~dicomnet.dimse.scu.FindResult` of the
+        matching Datasets, as they arrive; ``.status`` once exhausted.
+
+        ``query`` is a Dataset or a mapping of keyword -> value (None asks for
+        the attribute); ``model`` is "patient", "study" or "worklist" (or a FIND
+        SOP Class UID). Leaving the loop early sends C-CANCEL and drains the
+        remaining responses.
+        """
+        from .dimse.scu import start_find
+
+        return start_find(self, query, model=model, timeout=timeout)
 
     # ------------------------------------------------------------- release
     def release(self, timeout: float | None = None) -> None:
