@@ -118,3 +118,29 @@ def test_orthanc_echo_to_wrong_ae_fails(orthanc: Orthanc, our_server: Server, re
     orthanc.add_modality("DICOMNET_WRONG", "WRONG_AE", our_server.port)
     assert not orthanc.echo("DICOMNET_WRONG", timeout=20)
     assert recorder.echoes == []
+
+
+def _wait_idle(server: Server, timeout: float = 5.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while server.active_associations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return server.active_associations == 0
+
+
+def test_peers_aborting_leave_our_server_serving(our_server: Server, recorder: Recorder) -> None:
+    require("pynetdicom")
+    from pynetdicom import AE
+
+    result = echoscu(our_server.port, "DICOMNET", "--abort")  # A-ABORT instead of A-RELEASE
+    assert result.ok, result.output
+    ae = AE("PYNETDICOM")
+    ae.add_requested_context(VERIFICATION)
+    assoc = ae.associate("127.0.0.1", our_server.port, ae_title="DICOMNET")
+    assert assoc.send_c_echo().Status == 0
+    assoc.abort()
+    assert assoc.is_aborted
+    assert _wait_idle(our_server)
+    assert len(recorder.echoes) == 2
+    assert echoscu(our_server.port, "DICOMNET").ok
