@@ -234,3 +234,15 @@ def test_every_truncation_of_a_small_file():
     blob = min((f for f in FILES if b"DICM" in f[:132] and f.count(b"\xfe\xff\x00\xe0") > 10 and len(f) > 2000), key=len)
     for cut in range(0, len(blob), max(1, len(blob) // 600)):
         read_and_walk(blob[:cut])
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="found by fuzzing: charset._fallback_codec lets codecs.lookup's ValueError "
+                          "('embedded null character') escape for a Specific Character Set holding NUL")
+def test_specific_character_set_with_a_nul_byte():
+    import struct
+
+    data = (struct.pack("<HH2sH", 0x0008, 0x0005, b"CS", 8) + b"ISO_IR\x001"
+            + struct.pack("<HH2sH", 0x0010, 0x0010, b"PN", 2) + b"AB")
+    ds = read_dataset(data, transfer_syntax=LE)
+    assert str(ds.PatientName) == "AB"  # an unknown character set falls back with a warning
