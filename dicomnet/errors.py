@@ -22,6 +22,7 @@ __all__ = [
     "DicomEncodeError",
     "LocalProtocolError",
     "NoPresentationContext",
+    "QueryError",
 ]
 
 
@@ -142,3 +143,14 @@ class NoPresentationContext(AssociationError):
                     + (f", {requested} was requested" if requested else "")
                     + f", but only {', '.join(accepted)} were accepted and it cannot be transcoded to them")
         super().__init__(text)
+
+
+class QueryError(DicomNetError, ValueError):
+    """A Query/Retrieve Identifier the SCP cannot use (PS3.4 C.4.1.1.4, C.4.2.1.5):
+    ``status`` is the failure status to answer with -- 0xA900 (Identifier does
+    not match SOP Class: bad or missing Query/Retrieve Level) or 0xC000 (unable
+    to process: e.g. a unique key of a level above is missing)."""
+
+    def __init__(self, message: str, status: int = 0xC000):
+        self.status = status
+        super().__init__(message)

@@ -1,0 +1,482 @@
+"""C-FIND key matching (PS3.4 C.2.2.2) and Query/Retrieve identifiers (PS3.4 C.4).
+
+A query Identifier is compiled once into a :class:`CompiledQuery`; it then tests
+*records* -- plain ``{tag: (vr, value)}`` dicts of decoded values, as
+:class:`~dicomnet.samples.archive.Archive` keeps them -- and builds the response
+Identifier of a match.
+
+Matching (PS3.4 C.2.2.2), per key of the request:
+
+* Universal (C.2.2.2.3): an empty value (or a lone ``*``, C.2.2.2.4 note)
+  matches everything, present or not; the key is only returned.
+* Empty Value (C.2.2.2.1 in current editions): ``""`` (two QUOTATION MARKs)
+  matches entities whose attribute is empty or absent.
+* Single Value (C.2.2.2.1): exact and case-sensitive, after removing the
+  padding PS3.5 calls insignificant. PN: the standard lets an SCP match
+  literally either case-sensitively or not; we are case-insensitive by default
+  (``pn_case_sensitive=True`` to change that), and a key without ``=`` also
+  matches any one component group of a multi-group name.
+* List of UID (C.2.2.2.2): a UI key of several backslash-separated UIDs.
+* Wild Card (C.2.2.2.4): ``*`` and ``?`` in AE CS LO LT PN SH ST UC UR UT keys;
+  elsewhere they are literal characters.
+* Range (C.2.2.2.5.1): ``a-b``, ``-b``, ``a-`` on DA, TM, DT, inclusive. Partial
+  times are ranges themselves: a lower bound ``10`` is 10:00:00.000000, an
+  upper bound ``11`` runs to 11:59:59.999999, and a single TM/DT value is
+  matched as the range it denotes. DT timezone offsets are ignored.
+  Combined DA+TM range matching (C.2.2.2.5.2) applies only when the SCU asked
+  for it by Extended Negotiation: ``combined_datetime=True``.
+* Sequence (C.2.2.2.6): a key sequence of one item; its keys are matched item
+  by item and the response carries the matching items with only the requested
+  attributes. No item, or an empty one, is universal and returns the sequence.
+* A key with several values other than a UID list (e.g. Modalities in Study
+  ``CT\\MR``) matches when any of them matches; a multi-valued attribute
+  matches when any of its values matches.
+
+Errors are :class:`~dicomnet.errors.QueryError` with the status an SCP should
+answer: 0xA900 for a missing or wrong Query/Retrieve Level, 0xC000 for a
+missing unique key of a level above (hierarchical search, C.4.1.3.1).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dicomnet.dicom.dataset import Dataset, Sequence
+from dicomnet.errors import QueryError
+
+__all__ = [
+    "LEVELS",
+    "UNIQUE_KEYS",
+    "Record",
+    "CompiledQuery",
+    "compile_query",
+    "model_levels",
+    "query_level",
+    "required_unique_keys",
+    "STATUS_IDENTIFIER_DOES_NOT_MATCH",
+    "STATUS_UNABLE_TO_PROCESS",
+]
+
+STATUS_IDENTIFIER_DOES_NOT_MATCH = 0xA900
+STATUS_UNABLE_TO_PROCESS = 0xC000
+
+#: A record: tag -> (VR, decoded value), as in a Dataset.
+Record = Mapping[int, tuple[str, Any]]
+
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_QUERY_RETRIEVE_LEVEL = 0x00080052
+PATIENT_ID, STUDY_UID, SERIES_UID, SOP_INSTANCE_UID = 0x00100020, 0x0020000D, 0x0020000E, 0x00080018
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+#: The unique key of each level (PS3.4 C.6.1.1, C.6.2.1).
+UNIQUE_KEYS = {"PATIENT": PATIENT_ID, "STUDY": STUDY_UID, "SERIES": SERIES_UID, "IMAGE": SOP_INSTANCE_UID}
+
+_PATIENT_ROOT = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+_STUDY_ROOT = ("STUDY", "SERIES", "IMAGE")
+# Patient Root and Study Root Q/R SOP classes (PS3.4 C.6.1.1.1, C.6.2.1.1): FIND, MOVE, GET.
+_MODELS: dict[str, tuple[str, ...]] = {
+    "patient": _PATIENT_ROOT, "study": _STUDY_ROOT,
+    "1.2.840.10008.5.1.4.1.2.1.1": _PATIENT_ROOT, "1.2.840.10008.5.1.4.1.2.1.2": _PATIENT_ROOT,
+    "1.2.840.10008.5.1.4.1.2.1.3": _PATIENT_ROOT,
+    "1.2.840.10008.5.1.4.1.2.2.1": _STUDY_ROOT, "1.2.840.10008.5.1.4.1.2.2.2": _STUDY_ROOT,
+    "1.2.840.10008.5.1.4.1.2.2.3": _STUDY_ROOT,
+}
+
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+_RANGE_VRS = frozenset({"DA", "TM", "DT"})
+_NUMBER_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
+# Date/time pairs for combined matching (C.2.2.2.5.2): date tag -> time tag.
+_DATE_TIME_PAIRS = {0x00080020: 0x00080030, 0x00080021: 0x00080031, 0x00080022: 0x00080032,
+                    0x00080023: 0x00080033, 0x00080012: 0x00080013, 0x00100030: 0x00100032,
+                    0x00400244: 0x00400245, 0x00400002: 0x00400003}
+
+_MISSING = object()
+
+
+def model_levels(model: str) -> tuple[str, ...]:
+    """The levels of a Q/R information model: "patient" or "study" (Patient Root /
+    Study Root), or one of their FIND/MOVE/GET SOP Class UIDs."""
+    levels = _MODELS.get(model.lower() if isinstance(model, str) else model)
+    if levels is None:
+        raise QueryError(f"unknown Query/Retrieve information model {model!r}", STATUS_IDENTIFIER_DOES_NOT_MATCH)
+    return levels
+
+
+def query_level(query: Dataset, model: str) -> str:
+    """The Query/Retrieve Level of ``query``, checked against ``model`` (0xA900 if bad)."""
+    levels = model_levels(model)
+    if _QUERY_RETRIEVE_LEVEL not in query:
+        raise QueryError("the Identifier has no Query/Retrieve Level (0008,0052)",
+                         STATUS_IDENTIFIER_DOES_NOT_MATCH)
+    raw = query[_QUERY_RETRIEVE_LEVEL].value
+    level = (raw if isinstance(raw, str) else "").strip().upper()
+    if level not in levels:
+        root = "Patient Root" if levels[0] == "PATIENT" else "Study Root"
+        raise QueryError(f"Query/Retrieve Level {raw!r} is not one of {', '.join(levels)} ({root})",
+                         STATUS_IDENTIFIER_DOES_NOT_MATCH)
+    return level
+
+
+def required_unique_keys(model: str, level: str, *, retrieve: bool = False) -> tuple[int, ...]:
+    """The unique keys a hierarchical request at ``level`` must carry: those of
+    every level above (C.4.1.3.1 for C-FIND); for C-MOVE/C-GET (C.4.2.2.1,
+    C.4.3.2.1, ``retrieve=True``) the level's own unique key as well."""
+    levels = model_levels(model)
+    above = levels[:levels.index(level) + (1 if retrieve else 0)]
+    return tuple(UNIQUE_KEYS[name] for name in above)
+
+
+def _as_strings(value: Any) -> list[str]:
+    """A decoded value as its list of string values (empty: [])."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple)):
+        return ["" if v is None else _fmt_number(v) if not isinstance(v, str) else v for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        listed = value.tolist()
+        return [_fmt_number(v) for v in (listed if isinstance(listed, list) else [listed])]
+    if isinstance(value, str):
+        return [value]
+    return [_fmt_number(value)]
+
+
+def _fmt_number(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return repr(v)
+    return str(v)
+
+
+# ---------------------------------------------------------------- date/time
+_DT_RANGE = re.compile(r"(?P<a>\d[\d.]*(?:[+-]\d{4})?)?-(?P<b>\d[\d.]*(?:[+-]\d{4})?)?")
+
+
+def _norm_da(text: str) -> str:
+    return text.strip().replace(".", "")
+
+
+def _norm_tm(text: str, upper: bool) -> str:
+    """A TM as 'HHMMSS.ffffff'; a partial upper bound extends to the end of its precision."""
+    main, _, frac = text.strip().replace(":", "").partition(".")
+    if upper:
+        return f"{(main + '235959'[len(main):])[:6]}.{(frac + '999999')[:6]}"
+    return f"{(main + '000000')[:6]}.{(frac + '000000')[:6]}"
+
+
+def _norm_dt(text: str, upper: bool) -> str:
+    """A DT as 'YYYYMMDDHHMMSS.ffffff' (timezone dropped), padded like _norm_tm."""
+    m = re.match(r"(\d+)(?:\.(\d+))?", text.strip())
+    if not m:
+        return ""
+    digits, frac = m.group(1), m.group(2) or ""
+    date, time = digits[:8], digits[8:]
+    if 4 <= len(date) < 8:
+        date += ("1231" if upper else "0101")[len(date) - 4:]
+    return date + _norm_tm(time + ("." + frac if frac else ""), upper)
+
+
+def _range_test(vr: str, key: str) -> Callable[[str], bool] | None:
+    """A test for one DA/TM/DT key value (a range, or a single value as a range)."""
+    if vr == "DA":
+        if "-" not in key:
+            want = _norm_da(key)
+            return lambda v: _norm_da(v) == want
+        lo, _, hi = key.partition("-")
+        lo, hi = _norm_da(lo), _norm_da(hi)
+        return lambda v: bool(v.strip()) and (not lo or _norm_da(v) >= lo) and (not hi or _norm_da(v) <= hi)
+    if vr == "TM":
+        lo, dash, hi = key.partition("-")
+        if not dash:
+            hi = lo
+        nlo = _norm_tm(lo, False) if lo.strip() else ""
+        nhi = _norm_tm(hi, True) if hi.strip() else ""
+        return lambda v: bool(v.strip()) and (not nlo or _norm_tm(v, False) >= nlo) and (
+            not nhi or _norm_tm(v, False) <= nhi)
+    m = _DT_RANGE.fullmatch(key.strip())
+    lo, hi = (m.group("a") or "", m.group("b") or "") if m else (key, key)
+    nlo = _norm_dt(lo, False) if lo else ""
+    nhi = _norm_dt(hi, True) if hi else ""
+    return lambda v: bool(v.strip()) and (not nlo or _norm_dt(v, False) >= nlo) and (
+        not nhi or _norm_dt(v, False) <= nhi)
+
+
+# ---------------------------------------------------------------- text tests
+def _strip(vr: str, text: str) -> str:
+    if vr in ("ST", "LT", "UT"):
+        return text.rstrip(" ")
+    return text.strip(" ")
+
+
+def _text_test(vr: str, key: str, pn_insensitive: bool) -> Callable[[str], bool]:
+    key = _strip(vr, key)
+    fold = vr == "PN" and pn_insensitive
+    if vr in _WILDCARD_VRS and ("*" in key or "?" in key):
+        pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in key)
+        regex = re.compile(pattern, re.DOTALL | (re.IGNORECASE if fold else 0))
+        match = regex.fullmatch
+        if vr == "PN" and "=" not in key:
+            return lambda v: bool(match(v.strip())) or any(match(g) for g in v.strip().split("=")[1:])
+        return lambda v: bool(match(_strip(vr, v)))
+    if fold:
+        want = key.casefold()
+        if "=" not in key:
+            return lambda v: v.strip().casefold() == want or any(
+                g.casefold() == want for g in v.strip().split("="))
+        return lambda v: v.strip().casefold() == want
+    if vr == "PN" and "=" not in key:
+        return lambda v: v.strip() == key or key in v.strip().split("=")
+    return lambda v: _strip(vr, v) == key
+
+
+def _number_test(key: str) -> Callable[[str], bool]:
+    try:
+        want = float(key)
+    except ValueError:
+        text = key.strip()
+        return lambda v: v.strip() == text
+
+    def test(v: str) -> bool:
+        try:
+            return float(v) == want
+        except ValueError:
+            return False
+    return test
+
+
+# ------------------------------------------------------------ compiled query
+class _Key:
+    """One non-universal key: matches when any of its tests accepts any record value."""
+
+    __slots__ = ("tag", "vr", "tests", "empty_only", "sub")
+
+    def __init__(self, tag: int, vr: str, tests: list[Callable[[str], bool]], empty_only: bool = False,
+                 sub: CompiledQuery | None = None) -> None:
+        self.tag = tag
+        self.vr = vr
+        self.tests = tests
+        self.empty_only = empty_only
+        self.sub = sub
+
+    def matches(self, record: Record) -> bool:
+        found = record.get(self.tag)
+        value = None if found is None else found[1]
+        if self.empty_only:
+            return not _as_strings(value) if not isinstance(value, list) or value else True
+        if self.sub is not None:
+            return isinstance(value, list) and any(self.sub.matches(_record_of(item)) for item in value)
+        values = _as_strings(value)
+        for v in values:
+            for test in self.tests:
+                if test(v):
+                    return True
+        return False
+
+
+def _record_of(ds: Dataset) -> dict[int, tuple[str, Any]]:
+    """A Dataset's top level as a record (decodes every element)."""
+    return {e.tag: (e.VR, e.value) for e in ds}
+
+
+class CompiledQuery:
+    """A query Identifier ready to test records and build response Identifiers.
+
+    ``level`` is None for a nested (sequence item) query. ``keys`` are the
+    non-universal keys; ``requested`` every key to return, with its VR and, for
+    sequences, the compiled item query (None: return the sequence whole).
+    """
+
+    def __init__(self, keys: list[_Key], requested: list[tuple[int, str, CompiledQuery | None]],
+                 level: str | None, model: str | None, unique_above: tuple[int, ...]) -> None:
+        self.keys = keys
+        self.requested = requested
+        self.level = level
+        self.model = model
+        self.unique_above = unique_above
+
+    def matches(self, record: Record) -> bool:
+        """True when every key matches ``record``."""
+        for key in self.keys:
+            if not key.matches(record):
+                return False
+        return True
+
+    def identifier(self, record: Record) -> Dataset:
+        """The response Identifier for a matching record (PS3.4 C.4.1.1.3.2):
+        exactly the requested keys (zero length when the record lacks them),
+        Query/Retrieve Level, the unique keys of the levels above, and Specific
+        Character Set when a value needs more than the default repertoire."""
+        ds = Dataset()
+        needs_charset = False
+        for tag, vr, sub in self.requested:
+            found = record.get(tag)
+            value = None if found is None else found[1]
+            if vr == "SQ":
+                items = value if isinstance(value, list) else []
+                if sub is not None:
+                    items = [sub.identifier(r) for r in (_record_of(i) for i in items) if sub.matches(r)]
+                    needs_charset = needs_charset or any(0x00080005 in i for i in items)
+                ds.set(tag, Sequence(items), "SQ")
+                continue
+            if value is not None and not needs_charset and vr in _CHARSET_VRS and not _ascii(value):
+                needs_charset = True
+            ds.set(tag, value if value is not None else ("" if vr not in _NUMBER_VRS else None), vr)
+        for tag in self.unique_above:
+            if tag not in ds:
+                found = record.get(tag)
+                ds.set(tag, found[1] if found is not None else "", "LO" if tag == PATIENT_ID else "UI")
+        if self.level is not None:
+            ds.set(_QUERY_RETRIEVE_LEVEL, self.level, "CS")
+        if needs_charset:
+            found = record.get(_SPECIFIC_CHARACTER_SET)
+            ds.set(_SPECIFIC_CHARACTER_SET, found[1] if found is not None and found[1] else "ISO_IR 192", "CS")
+        return ds
+
+
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
+
+
+def _ascii(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.isascii()
+    if isinstance(value, (list, tuple)):
+        return all(not isinstance(v, str) or v.isascii() for v in value)
+    return True
+
+
+def _is_universal(vr: str, strings: list[str]) -> bool:
+    return not strings or all(s.strip(" ") == "" for s in strings) or (
+        len(strings) == 1 and strings[0].strip() == "*" and vr in _WILDCARD_VRS)
+
+
+def _compile_items(tag: int, vr: str, value: Any, pn_insensitive: bool, combined: bool,
+                   keys: list[_Key], requested: list[tuple[int, str, CompiledQuery | None]]) -> None:
+    items = value if isinstance(value, list) else []
+    if len(items) > 1:
+        raise QueryError(f"sequence key ({tag >> 16:04X},{tag & 0xFFFF:04X}) has {len(items)} items; "
+                         "Sequence Matching takes one (PS3.4 C.2.2.2.6)", STATUS_UNABLE_TO_PROCESS)
+    if not items or len(items[0]) == 0:
+        requested.append((tag, vr, None))
+        return
+    sub = _compile(items[0], None, None, (), pn_insensitive, combined)
+    requested.append((tag, vr, sub))
+    if sub.keys:
+        keys.append(_Key(tag, vr, [], sub=sub))
+
+
+def _compile(query: Dataset, level: str | None, model: str | None, unique_above: tuple[int, ...],
+             pn_insensitive: bool, combined: bool) -> CompiledQuery:
+    keys: list[_Key] = []
+    requested: list[tuple[int, str, CompiledQuery | None]] = []
+    values: dict[int, tuple[str, Any]] = {}
+    for elem in query:
+        tag = elem.tag
+        if tag in (_SPECIFIC_CHARACTER_SET, _QUERY_RETRIEVE_LEVEL) or tag >> 16 in (0x0000, 0x0002):
+            continue  # never matched (C.2.2.2), or not part of an Identifier
+        values[tag] = (elem.VR, elem.value)
+    paired: set[int] = set()
+    if combined:
+        for date_tag, time_tag in _DATE_TIME_PAIRS.items():
+            if date_tag in values and time_tag in values:
+                test = _combined_test(values[date_tag][1], values[time_tag][1])
+                if test is not None:
+                    keys.append(test(date_tag, time_tag))
+                    paired.update((date_tag, time_tag))
+    for tag, (vr, value) in values.items():
+        if vr == "SQ":
+            _compile_items(tag, vr, value, pn_insensitive, combined, keys, requested)
+            continue
+        requested.append((tag, vr, None))
+        if tag in paired:
+            continue
+        strings = _as_strings(value)
+        if _is_universal(vr, strings):
+            continue
+        if len(strings) == 1 and strings[0].strip() == '""':
+            keys.append(_Key(tag, vr, [], empty_only=True))
+            continue
+        if vr in _RANGE_VRS:
+            tests = [t for t in (_range_test(vr, s) for s in strings) if t is not None]
+        elif vr in _NUMBER_VRS:
+            tests = [_number_test(s) for s in strings]
+        elif vr == "UI":
+            wanted = frozenset(s.strip("\0 ") for s in strings)      # List of UID Matching (C.2.2.2.2)
+            tests = [lambda v, w=wanted: v.strip("\0 ") in w]
+        else:
+            tests = [_text_test(vr, s, pn_insensitive) for s in strings]
+        keys.append(_Key(tag, vr, tests))
+    # Cheap, selective keys first: UIDs and IDs before wildcards and ranges.
+    keys.sort(key=lambda k: 0 if k.vr == "UI" else 1 if k.tag == PATIENT_ID else 2)
+    return CompiledQuery(keys, requested, level, model, unique_above)
+
+
+class _CombinedKey(_Key):
+    """Date and time keys matched together as one date-time range (C.2.2.2.5.2)."""
+
+    __slots__ = ("time_tag", "lo", "hi")
+
+    def matches(self, record: Record) -> bool:
+        d = record.get(self.tag)
+        t = record.get(self.time_tag)
+        date = _as_strings(d[1] if d else None)
+        time = _as_strings(t[1] if t else None)
+        if not date:
+            return False
+        value = _norm_da(date[0]) + _norm_tm(time[0] if time else "", False)
+        return (not self.lo or value >= self.lo) and (not self.hi or value <= self.hi)
+
+
+def _combined_test(date_value: Any, time_value: Any) -> Callable[[int, int], _Key] | None:
+    date = _as_strings(date_value)
+    time = _as_strings(time_value)
+    if len(date) != 1 or not date[0].strip():
+        return None
+    dlo, ddash, dhi = date[0].partition("-")
+    tlo, tdash, thi = (time[0].partition("-") if time else ("", "", ""))
+    if not ddash:
+        dhi = dlo
+    if not tdash:
+        thi = tlo
+    lo = (_norm_da(dlo) + _norm_tm(tlo, False)) if dlo.strip() else ""
+    hi = (_norm_da(dhi) + (_norm_tm(thi, True) if thi.strip() else "235959.999999")) if dhi.strip() else ""
+
+    def make(date_tag: int, time_tag: int) -> _Key:
+        key = _CombinedKey(date_tag, "DA", [])
+        key.time_tag = time_tag
+        key.lo, key.hi = lo, hi
+        return key
+    return make
+
+
+def compile_query(query: Dataset, model: str | None = None, *, pn_case_sensitive: bool = False,
+                  combined_datetime: bool = False, relational: bool = False,
+                  retrieve: bool = False) -> CompiledQuery:
+    """Compile a request Identifier.
+
+    With ``model`` ("patient", "study" or a Q/R SOP Class UID) the Query/Retrieve
+    Level is checked and, unless ``relational`` (negotiated relational
+    queries), the unique keys of the levels above must be present with a single
+    value (C.4.1.3.1; for C-MOVE/C-GET, ``retrieve=True``, the level's own key
+    too, C.4.2.2.1). Without ``model`` the query is a plain key list.
+    """
+    level = None
+    unique_above: tuple[int, ...] = ()
+    if model is not None:
+        level = query_level(query, model)
+        unique_above = required_unique_keys(model, level)
+        if not relational or retrieve:
+            for tag in required_unique_keys(model, level, retrieve=retrieve):
+                value = query[tag].value if tag in query else None
+                strings = _as_strings(value)
+                own = retrieve and tag == UNIQUE_KEYS[level]
+                name = {PATIENT_ID: "Patient ID", STUDY_UID: "Study Instance UID",
+                        SERIES_UID: "Series Instance UID", SOP_INSTANCE_UID: "SOP Instance UID"}[tag]
+                if not strings or not any(s.strip() for s in strings):
+                    raise QueryError(f"a {level}-level {'retrieve' if retrieve else 'query'} needs a "
+                                     f"{name} (unique key, PS3.4 C.4.{'2' if retrieve else '1'})",
+                                     STATUS_UNABLE_TO_PROCESS)
+                if len(strings) > 1 and not own:
+                    raise QueryError(f"{name} must be a single value at the levels above {level}",
+                                     STATUS_UNABLE_TO_PROCESS)
+                if any(c in s for s in strings for c in "*?"):
+                    raise QueryError(f"{name} must not hold wild cards here", STATUS_UNABLE_TO_PROCESS)
+    return _compile(query, level, model, unique_above, not pn_case_sensitive, combined_datetime)
