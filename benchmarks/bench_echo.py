@@ -31,10 +31,11 @@ VERIFICATION = "1.2.840.10008.1.1"
 
 # ------------------------------------------------------------------ servers
 @contextmanager
-def echo_server(kind: str, ae: str = "ECHOSCP") -> Iterator[int]:
-    """Start ``_echo_server.py kind`` in its own process; yield its port."""
+def echo_server(kind: str, ae: str = "ECHOSCP", cpu: int | None = None) -> Iterator[int]:
+    """Start ``_echo_server.py kind`` in its own process (on ``cpu`` if given); yield its port."""
     proc = subprocess.Popen([sys.executable, str(HERE / "_echo_server.py"), kind, ae],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_pin_child(cpu))
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -51,6 +52,26 @@ def echo_server(kind: str, ae: str = "ECHOSCP") -> Iterator[int]:
             proc.wait()
 
 
+def _pin_child(cpu: int | None) -> Callable[[], None] | None:
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+@contextmanager
+def pinned(cpu: int | None) -> Iterator[None]:
+    """Run this (client) process on ``cpu`` for a while."""
+    if cpu is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,12 +79,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def dcmtk_storescp() -> Iterator[int]:
+def dcmtk_storescp(cpu: int | None = None) -> Iterator[int]:
     port = _free_port()
     out = tempfile.mkdtemp(prefix="bench-storescp-")
     env = {**os.environ, "TCP_NODELAY": "1"}
     proc = subprocess.Popen(["storescp", "-aet", "ECHOSCP", "-od", out, str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_pin_child(cpu))
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -173,44 +194,62 @@ def main(argv: list[str] | None = None) -> int:
 
     rep = max(1, args.repeat)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    have_dcmtk = bool(shutil.which("echoscu") and shutil.which("storescp"))
+    # Where client and server run matters as much as their code on a VM: waking a
+    # process that sleeps on another CPU costs tens of microseconds per message.
+    # "os" leaves placement to the scheduler (the headline); "same" pins both to
+    # CPU 0 (CPU cost counts), "split" pins them to CPUs 0 and 1 (wake-ups count).
+    placements: dict[str, tuple[int | None, int | None]] = {"os": (None, None)}
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        cpus = sorted(os.sched_getaffinity(0))
+        placements["same"] = (cpus[0], cpus[0])
+        placements["split"] = (cpus[0], cpus[1])
+    a: dict[str, float] = {}
+    c: dict[str, float] = {}
     rates: dict[str, float | None] = {}
-    with echo_server("dicomnet") as port:
-        rates["a"] = _rate(dicomnet_echoes, port, echoes, rep)
-        rates["d_dicomnet"] = _rate(dicomnet_cycles, port, dn_cycles, rep)
+    for name, (client_cpu, server_cpu) in placements.items():
+        with echo_server("dicomnet", cpu=server_cpu) as port, pinned(client_cpu):
+            a[name] = _rate(dicomnet_echoes, port, echoes, rep)
+            if name == "os":
+                rates["d_dicomnet"] = _rate(dicomnet_cycles, port, dn_cycles, rep)
+        if have_dcmtk:
+            with dcmtk_storescp(cpu=server_cpu) as port, pinned(client_cpu):
+                c[name] = _rate(dcmtk_echoes, port, echoes, rep)  # echoscu inherits our CPU
     with echo_server("pynetdicom") as port:
         rates["b"] = _rate(pynetdicom_echoes, port, pn_echoes, rep)
         rates["d_pynetdicom"] = _rate(pynetdicom_cycles, port, pn_cycles, rep)
-    if shutil.which("echoscu") and shutil.which("storescp"):
-        with dcmtk_storescp() as port:
-            rates["c"] = _rate(dcmtk_echoes, port, echoes, rep)
-    else:
-        rates["c"] = None
+    rates["a"], rates["c"] = a["os"], c.get("os")
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:,.0f}"
 
-    def ratio(a: float | None, b: float | None) -> str:
-        return "n/a" if not a or not b else f"{a / b:.1f}x"
+    def ratio(x: float | None, y: float | None) -> str:
+        return "n/a" if not x or not y else f"{x / y:.1f}x"
 
     rows = [
-        ("(a) dicomnet -> dicomnet, echoes/s", fmt(rates["a"]), ""),
-        ("(b) pynetdicom -> pynetdicom, echoes/s", fmt(rates["b"]), ""),
-        ("(c) dcmtk echoscu -> storescp, echoes/s", fmt(rates["c"]), ""),
-        ("(a)/(b) vs pynetdicom  [target >= 30x]", ratio(rates["a"], rates["b"]), ""),
-        ("(a)/(c) vs dcmtk       [target >= 1x]", ratio(rates["a"], rates["c"]), ""),
-        ("(d) dicomnet assoc+echo+release, cycles/s", fmt(rates["d_dicomnet"]), ""),
-        ("(d) pynetdicom assoc+echo+release, cycles/s", fmt(rates["d_pynetdicom"]), ""),
-        ("(d) dicomnet/pynetdicom [target >= 10x]", ratio(rates["d_dicomnet"], rates["d_pynetdicom"]), ""),
+        ("(a) dicomnet -> dicomnet, echoes/s", fmt(rates["a"])),
+        ("(b) pynetdicom -> pynetdicom, echoes/s", fmt(rates["b"])),
+        ("(c) dcmtk echoscu -> storescp, echoes/s", fmt(rates["c"])),
+        ("(a)/(b) vs pynetdicom  [target >= 30x]", ratio(rates["a"], rates["b"])),
+        ("(a)/(c) vs dcmtk       [target >= 1x]", ratio(rates["a"], rates["c"])),
+        ("(d) dicomnet assoc+echo+release, cycles/s", fmt(rates["d_dicomnet"])),
+        ("(d) pynetdicom assoc+echo+release, cycles/s", fmt(rates["d_pynetdicom"])),
+        ("(d) dicomnet/pynetdicom [target >= 10x]", ratio(rates["d_dicomnet"], rates["d_pynetdicom"])),
     ]
+    for name in placements:
+        if name == "os":
+            continue
+        label = {"same": "both on one CPU", "split": "on two CPUs"}[name]
+        rows.append((f"(a) vs (c) {label}, echoes/s", f"{fmt(a[name])} / {fmt(c.get(name))}"))
+        rows.append((f"(a)/(c) {label}", ratio(a[name], c.get(name))))
     width = max(len(r[0]) for r in rows)
     print(f"C-ECHO benchmark: echoes per association dicomnet/dcmtk {echoes}, pynetdicom {pn_echoes}; "
           f"cycles dicomnet {dn_cycles}, pynetdicom {pn_cycles}; best of {rep}")
     print(f"  Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {load_before:.2f} "
           "before the run; dcmtk's rate excludes process start and association (a 1-echo run subtracted)")
-    for name, value, _ in rows:
-        print(f"  {name:<{width}}  {value:>10}")
-    if rates["a"]:
-        print(f"  (a) one echo round trip: {1e6 / rates['a']:.0f} us")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value:>16}")
+    print(f"  (a) one echo round trip: {1e6 / a['os']:.0f} us")
     return 0
 
 
