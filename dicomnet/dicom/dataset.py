@@ -55,6 +55,17 @@ def _fmt(tag: int) -> str:
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+def _as_int(value: Any) -> int:
+    """An attribute that steers decoding (Bits Allocated, Pixel Representation), read
+    defensively: malformed data (raw bytes of a UN element, several values, text) gives 0."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
 class Sequence(list):
     """The value of an SQ element: a list of :class:`Dataset` items."""
 
@@ -206,7 +217,7 @@ class Dataset:
         ds: Dataset | None = self
         while ds is not None:
             if 0x00280100 in ds:
-                return int(ds._value(0x00280100) or 0)
+                return _as_int(ds._value(0x00280100))
             ds = ds._parent
         return 16
 
@@ -214,7 +225,7 @@ class Dataset:
         ds: Dataset | None = self
         while ds is not None:
             if 0x00280103 in ds:
-                return int(ds._value(0x00280103) or 0)
+                return _as_int(ds._value(0x00280103))
             ds = ds._parent
         return 0
 
