@@ -1,0 +1,7 @@
+"""``python -m dicomnet``: the ``dicomnet`` command line."""
+import sys
+
+from dicomnet.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What every ``dicomnet`` subcommand shares: options, logging, output, exit codes."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_ASSOCIATION", "EXIT_NETWORK",
+           "common_parser", "setup_logging", "Output"]
+
+#: Exit codes of the ``dicomnet`` command.
+EXIT_OK = 0            # the operation succeeded
+EXIT_FAILURE = 1       # a failure status, or bad data (e.g. a file that is not DICOM)
+EXIT_USAGE = 2         # bad command line (argparse's own code)
+EXIT_ASSOCIATION = 3   # the association was rejected or aborted
+EXIT_NETWORK = 4       # no connection: refused, unreachable, timed out
+
+
+def common_parser() -> argparse.ArgumentParser:
+    """The options every subcommand takes (an argparse parent parser)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("common options")
+    group.add_argument("--aet", default="DICOMNET", metavar="AE",
+                       help="our (calling) AE title (default: %(default)s)")
+    group.add_argument("--aec", default="ANY-SCP", metavar="AE",
+                       help="the peer's (called) AE title (default: %(default)s)")
+    group.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                       help="seconds to open the TCP connection (default: %(default)s)")
+    group.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                       help="seconds to wait for the peer: association, responses, release "
+                            "(default: %(default)s)")
+    group.add_argument("-v", "--verbose", action="count", default=0,
+                       help="log more (-v: progress, -vv: protocol detail)")
+    group.add_argument("-q", "--quiet", action="store_true",
+                       help="print nothing on success; only errors")
+    group.add_argument("--json", action="store_true",
+                       help="machine-readable output: one JSON object per line")
+    return parent
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    """Log records of the ``dicomnet`` logger go to stderr at the chosen level."""
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logger = logging.getLogger("dicomnet")
+    logger.setLevel(level)
+    if not any(getattr(h, "_dicomnet_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._dicomnet_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+
+
+class Output:
+    """Where a command writes: human lines, or one JSON object per line (``--json``)."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None):
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def line(self, text: str) -> None:
+        """A human-readable line (suppressed by -q and by --json)."""
+        if not self.quiet and not self.json:
+            print(text, file=self.out)
+
+    def record(self, obj: dict[str, Any]) -> None:
+        """One JSON object on its own line (only with --json)."""
+        if self.json:
+            print(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), file=self.out)
+
+    def error(self, text: str) -> None:
+        """An error for a human: always printed, on stderr."""
+        print(f"dicomnet: error: {text}", file=self.err)
