@@ -34,16 +34,18 @@ Statuses the SCP chooses itself (PS3.4 B.2.3, C.4.1.1.4; PS3.7 C.5):
 """
 from __future__ import annotations
 
+import itertools
 import os
 import select
-import tempfile
+import struct
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset, read_file
-from dicomnet.dicom.writer import encode_dataset, encode_file_meta
+from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp
 from dicomnet.errors import ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
@@ -56,11 +58,12 @@ if TYPE_CHECKING:
     from dicomnet.interfaces.handlers import AssociationInfo
     from dicomnet.server import Server
 
-__all__ = ["attach", "handle_store", "handle_find", "StoreSink", "error_comment"]
+__all__ = ["attach", "handle_store", "handle_find", "StoreSink", "error_comment", "file_meta_bytes"]
 
 _MAX_ERROR_COMMENT = 64          # ErrorComment is LO (PS3.5 6.2)
 _PREAMBLE = bytes(128) + b"DICM"
-_WRITE_BUFFER = 1 << 18
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_SERIAL = itertools.count(1)     # temporary names: unique within the process
 _POLLIN = getattr(select, "POLLIN", 1)
 
 
@@ -93,22 +96,59 @@ def service_context(server: Server, assoc: Association, info: AssociationInfo, c
 
 
 # ------------------------------------------------------------ streaming sink
-def _discard(file: Any, path: str) -> None:
-    """Close and remove a temporary file that never became a complete one."""
-    try:
-        file.close()
-    except OSError:
-        pass
+def _discard(state: list[Any]) -> None:
+    """Close and remove a temporary file that never became a complete one.
+    ``state`` is ``[fd or -1, temporary path]``, shared with the sink."""
+    fd, path = state
+    state[0] = -1
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     try:
         os.unlink(path)
     except OSError:
         pass
 
 
+def _element(tag_element: int, vr: bytes, value: bytes) -> bytes:
+    # Explicit VR Little Endian, group 0002, short-length VRs only (UI/SH/AE/UL).
+    return struct.pack("<HH2sH", 0x0002, tag_element, vr, len(value)) + value
+
+
+def _text(value: str, pad: bytes, limit: int, what: str) -> bytes:
+    raw = value.encode("ascii")          # UnicodeEncodeError is a ValueError
+    if len(raw) > limit:
+        raise ValueError(f"{what} longer than {limit} characters: {value!r}")
+    return raw + pad if len(raw) & 1 else raw
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str | None) -> bytes:
+    """Preamble, ``DICM`` and the File Meta group (PS3.10 7.1) for a data set
+    that follows in ``transfer_syntax``. Built directly (it is done once per
+    received instance); the same elements :func:`encode_file_meta` writes for
+    a data set without File Meta, plus the Source AE title."""
+    body = b"".join((
+        struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\x00\x01",
+        _element(0x0002, b"UI", _text(sop_class, b"\0", 64, "SOP Class UID")),
+        _element(0x0003, b"UI", _text(sop_instance, b"\0", 64, "SOP Instance UID")),
+        _element(0x0010, b"UI", _text(transfer_syntax, b"\0", 64, "Transfer Syntax UID")),
+        _element(0x0012, b"UI", _text(IMPLEMENTATION_CLASS_UID, b"\0", 64, "Implementation Class UID")),
+        _element(0x0013, b"SH", _text(IMPLEMENTATION_VERSION_NAME, b" ", 16, "Implementation Version Name")),
+        _element(0x0016, b"AE", _text(source_ae.strip(), b" ", 16, "AE title")) if source_ae else b"",
+    ))
+    return _PREAMBLE + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
+
+
 class StoreSink:
     """Writes one incoming C-STORE data set as a Part 10 file (see the module
     docstring). Write errors are remembered (``error``), not raised: the rest
-    of the data set is read and dropped, and the response says 0xA700."""
+    of the data set is read and dropped, and the response says 0xA700.
+
+    Each fragment goes to the file with one ``os.write`` straight from the
+    receive buffer (no user-space buffering: that would be one more copy).
+    """
 
     def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,
                  error: BaseException | None = None) -> None:
@@ -116,8 +156,7 @@ class StoreSink:
         self.path = os.fspath(destination) if destination is not None else None
         self.error = error
         self.size = 0
-        self._file: Any = None
-        self._tmp: str | None = None
+        self._state: list[Any] = [-1, ""]
         self._finalizer: weakref.finalize | None = None
         if self.path is not None and error is None:
             try:
@@ -128,61 +167,70 @@ class StoreSink:
     def _open(self) -> None:
         assert self.path is not None
         command = self.ctx.command
-        folder = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".dicomnet-", suffix=".part", dir=folder)
-        self._tmp = tmp
-        self._file = os.fdopen(fd, "wb", buffering=_WRITE_BUFFER)
-        self._finalizer = weakref.finalize(self, _discard, self._file, tmp)
-        # File Meta (PS3.10 7.1) for what the command says arrives, in the
-        # negotiated transfer syntax: the data set bytes follow unchanged.
-        ident = Dataset()
-        ident.SOPClassUID = str(command.get("AffectedSOPClassUID") or self.ctx.abstract_syntax)
-        ident.SOPInstanceUID = str(command.get("AffectedSOPInstanceUID") or "")
-        meta = Dataset()
-        meta.SourceApplicationEntityTitle = self.ctx.calling_ae
-        ident.__dict__["file_meta"] = meta
-        self._file.write(_PREAMBLE)
-        self._file.write(encode_file_meta(ident, self.ctx.transfer_syntax))
+        # File Meta for what the command says arrives, in the negotiated
+        # transfer syntax: the data set bytes follow exactly as received.
+        head = file_meta_bytes(str(command.get("AffectedSOPClassUID") or self.ctx.abstract_syntax),
+                               str(command.get("AffectedSOPInstanceUID") or ""),
+                               self.ctx.transfer_syntax, self.ctx.calling_ae)
+        folder, name = os.path.split(os.path.abspath(self.path))
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_SERIAL)}.part")
+        try:
+            fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+        self._state = [fd, tmp]
+        self._finalizer = weakref.finalize(self, _discard, self._state)
+        self._write(head)
+
+    def _write(self, data: Any) -> None:
+        fd = self._state[0]
+        view = memoryview(data)
+        while len(view):
+            view = view[os.write(fd, view):]
 
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
         if self._finalizer is not None:
             self._finalizer()           # close and unlink the temporary file
             self._finalizer = None
-        self._file = None
 
     def write(self, data: Any) -> None:
         """One fragment of the data set (a view valid only during the call)."""
-        if self._file is None:
+        if self._state[0] < 0:
             return
         try:
-            self._file.write(data)
+            self._write(data)
             self.size += len(data)
         except (OSError, ValueError) as exc:
             self._fail(exc)
 
     def commit(self) -> str:
-        """Flush, close and rename the complete file into place; its final path."""
+        """Close and rename the complete file into place; its final path.
+
+        Not fsync'ed: the rename makes it appear whole to every reader; a
+        power cut may still lose it, as with dcmtk's storescp."""
         if self.error is not None:
             raise self.error
-        assert self._file is not None and self._tmp is not None and self.path is not None
+        fd, tmp = self._state
+        assert fd >= 0 and self.path is not None
         try:
-            self._file.close()
-            os.replace(self._tmp, self.path)
+            self._state[0] = -1
+            os.close(fd)
+            os.replace(tmp, self.path)
         except OSError as exc:
             self._fail(exc)
             raise
         if self._finalizer is not None:
             self._finalizer.detach()
-        self._file = None
+            self._finalizer = None
         return self.path
 
     def discard(self) -> None:
         """Drop the temporary file (the message will not be answered)."""
         if self._finalizer is not None:
             self._finalizer()
-        self._file = None
+            self._finalizer = None
 
 
 def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:

@@ -99,3 +99,19 @@ def test_match_forms():
         _match((0x0000, ds))
     with pytest.raises(TypeError):
         _match("PatientID")
+
+
+def test_file_meta_bytes_match_the_writer():
+    from dicomnet.dicom.writer import encode_file_meta
+    from dicomnet.dimse.scp import file_meta_bytes
+
+    ds = Dataset()
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = "1.2.3.45"
+    assert file_meta_bytes(CT, "1.2.3.45", IMPLICIT, None) == bytes(128) + b"DICM" + bytes(
+        encode_file_meta(ds, IMPLICIT))
+    with_ae = file_meta_bytes(CT, "1.2.3.45", IMPLICIT, "CALLER")
+    meta = read_file(with_ae + bytes(encode_dataset(source(), IMPLICIT))).file_meta
+    assert meta.SourceApplicationEntityTitle == "CALLER" and meta.MediaStorageSOPInstanceUID == "1.2.3.45"
+    with pytest.raises(ValueError):
+        file_meta_bytes(CT, "1." * 40, IMPLICIT, None)
