@@ -15,7 +15,7 @@ import pytest
 from dicomnet.dicom.dataset import Dataset, Sequence
 from dicomnet.dicom.reader import read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset, encode_file_meta, write_file
-from dicomnet._version import IMPLEMENTATION_CLASS_UID
+from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 LE, IMPLICIT, BE, DEFLATED = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
 UNCOMPRESSED = (LE, IMPLICIT, BE)
@@ -76,7 +76,7 @@ def sample_dataset() -> Dataset:
     leaf.ValueType = "CODE"
     middle = Dataset()
     middle.ValueType = "CONTAINER"
-    middle.ContentSequence = [leaf, Dataset()]                   # an empty item too
+    middle.ContentSequence = Sequence([leaf, Dataset()])         # an empty item too
     ds.ContentSequence = [middle]
     ds.ReferencedImageSequence = []                              # an empty sequence
     return ds
@@ -200,6 +200,7 @@ def test_write_file_from_scratch_file_meta(tmp_path):
     assert meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
     assert meta.TransferSyntaxUID == LE
     assert meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert meta.ImplementationVersionName == IMPLEMENTATION_VERSION_NAME
     assert back.transfer_syntax == LE
     assert as_dict(back) == as_dict(ds)
     assert not list(tmp_path.glob(".dicomnet-*"))  # the temporary file was renamed away
