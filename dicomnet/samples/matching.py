@@ -465,9 +465,11 @@ def compile_query(query: Dataset, model: str | None = None, *, pn_case_sensitive
         unique_above = required_unique_keys(model, level)
         if not relational or retrieve:
             for tag in required_unique_keys(model, level, retrieve=retrieve):
+                own = retrieve and tag == UNIQUE_KEYS[level]
+                if relational and not own:
+                    continue      # relational: the keys above may be left out
                 value = query[tag].value if tag in query else None
                 strings = _as_strings(value)
-                own = retrieve and tag == UNIQUE_KEYS[level]
                 name = {PATIENT_ID: "Patient ID", STUDY_UID: "Study Instance UID",
                         SERIES_UID: "Series Instance UID", SOP_INSTANCE_UID: "SOP Instance UID"}[tag]
                 if not strings or not any(s.strip() for s in strings):
