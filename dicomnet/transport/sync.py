@@ -167,46 +167,55 @@ class SyncDriver:
         finally:
             self.close()
 
-    def _close_if_done(self) -> None:
-        if self.conn.wants_close and self.sock is not None:
-            self.close()
-
     # ------------------------------------------------------------- writing
     def flush(self) -> None:
         """Write everything the Connection has queued; close the socket if the
         Connection is done. Raises :class:`WriteTimeout` if the peer stalls."""
-        buffers = self.conn.data_to_send()
+        conn = self.conn
+        buffers = conn.data_to_send()
         if buffers:
             if self.sock is None:
                 self._log.debug("dropping %d buffer(s): the transport is closed", len(buffers))
             else:
                 self._write_all(buffers)
-        self._close_if_done()
+        if conn.wants_close and self.sock is not None:
+            self.close()
 
     def _write_all(self, buffers: Sequence[bytes | memoryview]) -> None:
         sock = self.sock
         assert sock is not None
-        if len(buffers) == 1 or not _HAS_SENDMSG:
+        if not _HAS_SENDMSG:
             for buf in buffers:
                 self._write_one(sock, buf)
             return
-        # Scatter/gather: at most _IOV_MAX buffers per sendmsg; a partial write
-        # replaces the first unfinished buffer by a memoryview of its rest
-        # (a view, never a copy of the payload).
-        pending: list[bytes | memoryview] = [b for b in buffers if len(b)]
-        index = 0
-        deadline = _monotonic() + self.write_timeout
-        while index < len(pending):
-            batch = pending[index:index + _IOV_MAX]
+        if len(buffers) <= _IOV_MAX:
+            # The common case: the socket takes everything in one call.
             try:
-                sent = sock.sendmsg(batch)
+                sent = sock.sendmsg(buffers)
             except (BlockingIOError, InterruptedError):
-                deadline = self._wait_writable(deadline)
-                continue
+                sent = 0
             except OSError as exc:
                 self._transport_failed(exc)
                 return
-            deadline = _monotonic() + self.write_timeout
+            total = 0
+            for buf in buffers:
+                total += buf.nbytes if type(buf) is memoryview else len(buf)
+            if sent == total:
+                return
+        else:
+            sent = 0
+        self._write_rest(sock, buffers, sent)
+
+    def _write_rest(self, sock: socket.socket, buffers: Sequence[bytes | memoryview], sent: int) -> None:
+        """Write ``buffers`` of which the first ``sent`` bytes are already out.
+
+        Scatter/gather, at most _IOV_MAX buffers per sendmsg; a partial write
+        replaces the first unfinished buffer by a memoryview of its rest (a view,
+        never a copy of the payload)."""
+        pending: list[bytes | memoryview] = [b for b in buffers if _nbytes(b)]
+        index = 0
+        deadline = _monotonic() + self.write_timeout
+        while True:
             while sent:
                 size = _nbytes(pending[index])
                 if sent >= size:
@@ -215,6 +224,17 @@ class SyncDriver:
                 else:
                     pending[index] = memoryview(pending[index]).cast("B")[sent:]
                     sent = 0
+            if index >= len(pending):
+                return
+            try:
+                sent = sock.sendmsg(pending[index:index + _IOV_MAX])
+            except (BlockingIOError, InterruptedError):
+                deadline = self._wait_writable(deadline)
+                continue
+            except OSError as exc:
+                self._transport_failed(exc)
+                return
+            deadline = _monotonic() + self.write_timeout
 
     def _write_one(self, sock: socket.socket, buf: bytes | memoryview) -> None:
         view: bytes | memoryview = buf
