@@ -352,8 +352,22 @@ class Association:
             self._log.info("peer released the association")
             self._conn.confirm_release(time.monotonic())
             self._driver.flush()
+            self._wait_closed()
             raise AssociationError("the peer released the association while a DIMSE message was awaited")
         raise AssociationError(f"unexpected {type(event).__name__} on an established association")
+
+    def _wait_closed(self) -> None:
+        """After our A-RELEASE-RP (Sta13): wait for the peer to close the
+        connection; ARTIM bounds the wait. The socket is closed either way."""
+        driver = self._driver
+        try:
+            while not driver.closed:
+                if isinstance(driver.receive_event(), ev.ConnectionClosed):
+                    break
+        except DicomTimeoutError:
+            pass
+        finally:
+            driver.close()
 
     def _receive_response(self, message_id: int, timeout: float | None = None) -> Command:
         """The response to our request ``message_id`` (its command set); other
@@ -367,6 +381,13 @@ class Association:
         return command
 
     def _raise_not_established(self) -> None:
+        # What the peer did meanwhile (an A-RELEASE-RQ or A-ABORT read together
+        # with an earlier PDU) is still queued: report that, not just the state.
+        while (event := self._conn.next_event()) is not None:
+            if isinstance(event, ev.PDataReceived):
+                self._log.debug("dropping P-DATA that arrived before the association ended")
+                continue
+            self._on_other_event(event)
         if self._conn.closed or self._driver.closed:
             raise AssociationAborted(description="the association is closed")
         raise AssociationError(f"the association is not established (state {self._conn.state})")

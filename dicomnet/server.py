@@ -182,7 +182,8 @@ class Server:
             self._accept_thread.join(timeout)
         self._accept_done.wait(timeout if self._accept_thread is None else 0)
         with self._lock:
-            threads = list(self._serving | self._rejecting)
+            # A handler may call shutdown() from its own association thread.
+            threads = [t for t in self._serving | self._rejecting if t is not threading.current_thread()]
         for thread in threads:
             thread.join(timeout)
             if thread.is_alive():

@@ -255,3 +255,41 @@ def test_client_validates_arguments():
         Client(read_timeout=0)
     with pytest.raises(Exception):
         Client("THIS-AE-TITLE-IS-WAY-TOO-LONG")
+
+
+def test_acceptor_releasing_is_reported_and_confirmed():
+    """The acceptor may ask to release too (PS3.8 7.2): the client confirms and raises."""
+    from dicomnet.pdu import events as ev
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.pdu.negotiation import AcceptorPolicy, negotiate
+    from dicomnet.transport.sync import SyncDriver, prepare_socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    outcome = []
+
+    def acceptor():
+        sock, _ = listener.accept()
+        prepare_socket(sock)
+        driver = SyncDriver(sock, Connection("acceptor"))
+        driver.conn.transport_connected(time.monotonic())
+        request = driver.receive_event(5)
+        driver.conn.accept(negotiate(request.rq, AcceptorPolicy("SCP")))
+        driver.conn.request_release()
+        driver.flush()
+        outcome.append(type(driver.receive_event(5)))  # the client's A-RELEASE-RP
+        outcome.append(type(driver.receive_event(5)))
+        driver.close()
+
+    thread = threading.Thread(target=acceptor)
+    thread.start()
+    try:
+        assoc = Client().associate("127.0.0.1", listener.getsockname()[1], "SCP", contexts=[VERIFICATION])
+        with pytest.raises(AssociationError, match="released"):
+            assoc.echo()
+        thread.join(5)
+        assert outcome == [ev.ReleaseConfirm, ev.ConnectionClosed]
+        assert assoc.is_closed
+    finally:
+        listener.close()
