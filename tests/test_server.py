@@ -291,3 +291,30 @@ def test_server_validates_arguments():
         Server(max_associations=0)
     with pytest.raises(ValueError):
         Server(read_timeout=-1)
+
+
+def test_shutdown_lets_a_running_handler_finish_then_aborts():
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow:
+        def on_echo(self, ctx):
+            entered.set()
+            release.wait(5)
+            return 0
+
+    srv = Server("SCP", Slow()).start()
+    assoc = Client(dimse_timeout=5).associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+    result = []
+    echo = threading.Thread(target=lambda: result.append(assoc.echo()))
+    echo.start()
+    assert entered.wait(5)
+    stopper = threading.Thread(target=srv.shutdown)
+    stopper.start()
+    time.sleep(0.1)
+    assert stopper.is_alive()  # waiting for the handler
+    release.set()
+    stopper.join(5)
+    echo.join(5)
+    assert result == [0]  # the running request was answered ...
+    with pytest.raises(AssociationAborted):
+        assoc.echo()  # ... then the association was aborted
