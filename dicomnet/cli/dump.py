@@ -16,7 +16,7 @@ from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output
 
 __all__ = ["add_parser", "run", "dump_lines"]
 
-_UNDEFINED = 0xFFFFFFFF
+_F_UNDEFINED, _F_ENCAPSULATED = 1, 8   # element index flags (dicomnet._codec.elements)
 _BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
@@ -79,10 +79,20 @@ def _uid_name(name_of: Any, uid: str) -> str | None:
         return None
 
 
+def _flags(ds: Any, tag: int) -> int:
+    """The element index flags of an element read from bytes (0 for one set in Python)."""
+    index, idx = ds.__dict__.get("_index"), ds.__dict__.get("_raw", {}).get(tag)
+    if index is None or idx is None or tag in ds.__dict__.get("_vrs", {}):
+        return 0
+    return int(index.flags(idx))
+
+
 def _elements(ds: Any, indent: str, width: int) -> Iterator[str]:
     for elem in ds:
         length = elem.length
-        shown = "u/l" if length == _UNDEFINED else ("-" if length is None else str(length))
+        flags = _flags(ds, elem.tag)
+        # Undefined length on the wire (flag 1) is shown as dcmdump does: "u/l".
+        shown = "u/l" if flags & _F_UNDEFINED else ("-" if length is None else str(length))
         keyword = elem.keyword or ("PrivateTag" if (elem.tag >> 16) & 1 else "UnknownTag")
         head = f"{indent}({elem.tag >> 16:04X},{elem.tag & 0xFFFF:04X}) {elem.VR} {shown:>6} {keyword:<32}"
         if elem.VR == "SQ":
@@ -98,7 +108,7 @@ def _elements(ds: Any, indent: str, width: int) -> Iterator[str]:
 def _value_text(ds: Any, elem: Any, width: int) -> str:
     vr = elem.VR
     if elem.tag == 0x7FE00010:
-        return _pixel_summary(ds, elem)
+        return _pixel_summary(ds, elem, bool(_flags(ds, elem.tag) & _F_ENCAPSULATED))
     value = elem.value
     if vr in _BULK_VRS or isinstance(value, (bytes, bytearray, memoryview)):
         size = len(value) * getattr(value, "itemsize", 1) if value is not None else 0
@@ -126,7 +136,7 @@ def _value_text(ds: Any, elem: Any, width: int) -> str:
     return f"[{text}]"
 
 
-def _pixel_summary(ds: Any, elem: Any) -> str:
+def _pixel_summary(ds: Any, elem: Any, encapsulated: bool) -> str:
     value = elem.value
     rows, cols = ds.get("Rows"), ds.get("Columns")
     frames = ds.get("NumberOfFrames") or 1
@@ -141,8 +151,9 @@ def _pixel_summary(ds: Any, elem: Any) -> str:
     shape = f"{frames} frame{'s' if frames != 1 else ''} of {rows}x{cols}"
     if samples != 1:
         shape += f"x{samples}"
-    kind = "encapsulated" if isinstance(value, (bytes, bytearray, memoryview)) and elem.length in (
-        _UNDEFINED, None) else "native"
+    kind = "encapsulated" if encapsulated else "native"
+    if rows is None or cols is None or bits is None:
+        return f"<pixel data: {kind}, {size} bytes>"
     return f"<pixel data: {shape}, {bits}-bit {photometric}, {kind}, {size} bytes>"
 
 
