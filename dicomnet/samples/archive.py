@@ -97,6 +97,13 @@ def _record(ds: Dataset) -> dict[int, tuple[str, Any]]:
     return record
 
 
+def _up(entity: Entity) -> Entity:
+    """The parent of a patient, study or series (always set below the root)."""
+    parent = entity.parent
+    assert parent is not None
+    return parent
+
+
 def _text(record: dict[int, tuple[str, Any]], tag: int) -> str:
     found = record.get(tag)
     value = found[1] if found is not None else None
@@ -181,8 +188,8 @@ class Archive:
                 study.record[_SOP_CLASSES_IN_STUDY] = ("UI", [])
             elif study.parent is not patient:
                 self.logger.warning("study %s arrived with Patient ID %r but is filed under %r",
-                                    uids["STUDY"], patient_id, study.parent.uid if study.parent else None)
-                patient = study.parent  # type: ignore[assignment]
+                                    uids["STUDY"], patient_id, _up(study).uid)
+                patient = _up(study)
             series = self._index["SERIES"].get(uids["SERIES"])
             if series is None:
                 series = self._new(study, "SERIES", uids["SERIES"], {
@@ -190,9 +197,9 @@ class Archive:
                 self._add_to_list(study, _MODALITIES_IN_STUDY, "CS", _text(record, _MODALITY))
             elif series.parent is not study:
                 self.logger.warning("series %s arrived under study %s but is filed under %s",
-                                    uids["SERIES"], uids["STUDY"], series.parent.uid if series.parent else None)
-                study = series.parent  # type: ignore[assignment]
-                patient = study.parent  # type: ignore[assignment]
+                                    uids["SERIES"], uids["STUDY"], _up(series).uid)
+                study = _up(series)
+                patient = _up(study)
             self._add_to_list(study, _SOP_CLASSES_IN_STUDY, "UI", _text(record, _SOP_CLASS_UID))
             self._new(series, "IMAGE", uids["IMAGE"], record, source)
             for entity, tag in ((series, _N_SERIES_INSTANCES), (study, _N_STUDY_INSTANCES),

@@ -228,6 +228,10 @@ def _text_test(vr: str, key: str, pn_insensitive: bool) -> Callable[[str], bool]
     return lambda v: _strip(vr, v) == key
 
 
+def _uid_list_test(wanted: frozenset[str]) -> Callable[[str], bool]:
+    return lambda v: v.strip("\0 ") in wanted
+
+
 def _number_test(key: str) -> Callable[[str], bool]:
     try:
         want = float(key)
@@ -399,8 +403,7 @@ def _compile(query: Dataset, level: str | None, model: str | None, unique_above:
         elif vr in _NUMBER_VRS:
             tests = [_number_test(s) for s in strings]
         elif vr == "UI":
-            wanted = frozenset(s.strip("\0 ") for s in strings)      # List of UID Matching (C.2.2.2.2)
-            tests = [lambda v, w=wanted: v.strip("\0 ") in w]
+            tests = [_uid_list_test(frozenset(s.strip("\0 ") for s in strings))]  # C.2.2.2.2
         else:
             tests = [_text_test(vr, s, pn_insensitive) for s in strings]
         keys.append(_Key(tag, vr, tests))
@@ -413,6 +416,12 @@ class _CombinedKey(_Key):
     """Date and time keys matched together as one date-time range (C.2.2.2.5.2)."""
 
     __slots__ = ("time_tag", "lo", "hi")
+
+    def __init__(self, date_tag: int, time_tag: int, lo: str, hi: str) -> None:
+        super().__init__(date_tag, "DA", [])
+        self.time_tag = time_tag
+        self.lo = lo
+        self.hi = hi
 
     def matches(self, record: Record) -> bool:
         d = record.get(self.tag)
@@ -439,12 +448,7 @@ def _combined_test(date_value: Any, time_value: Any) -> Callable[[int, int], _Ke
     lo = (_norm_da(dlo) + _norm_tm(tlo, False)) if dlo.strip() else ""
     hi = (_norm_da(dhi) + (_norm_tm(thi, True) if thi.strip() else "235959.999999")) if dhi.strip() else ""
 
-    def make(date_tag: int, time_tag: int) -> _Key:
-        key = _CombinedKey(date_tag, "DA", [])
-        key.time_tag = time_tag
-        key.lo, key.hi = lo, hi
-        return key
-    return make
+    return lambda date_tag, time_tag: _CombinedKey(date_tag, time_tag, lo, hi)
 
 
 def compile_query(query: Dataset, model: str | None = None, *, pn_case_sensitive: bool = False,

@@ -96,7 +96,7 @@ class _Phantom:
             img[((x + 0.35) ** 2 + y ** 2) <= r * r] = base + contrast
             img[((x - 0.35) ** 2 + (y / 0.8) ** 2) <= (0.8 * r) ** 2] = base - contrast // 2
         img[((x) ** 2 + (y + 0.45) ** 2) <= 0.01] = base + 2 * contrast
-        img += rng.normal(0.0, 8.0, size=img.shape).astype(numpy.float32)
+        img += numpy.asarray(rng.normal(0.0, 8.0, size=img.shape), dtype=numpy.float32)
         return numpy.clip(img, 0, (1 << _BITS_STORED) - 1).astype(numpy.uint16)
 
 

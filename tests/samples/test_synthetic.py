@@ -132,3 +132,20 @@ def test_charsets_and_non_ascii_names_round_trip_through_a_file(tmp_path):
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         next(generate(**kwargs))
+
+
+def test_output_does_not_depend_on_the_process():
+    # Another interpreter (with another str hash seed) makes the very same bytes.
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from dicomnet.samples import generate; "
+            "print(hashlib.sha256(b''.join(bytes(d.encode()) for d in generate(seed=5, instances=2)))"
+            ".hexdigest())")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    here = hashlib.sha256(b"".join(bytes(d.encode()) for d in generate(seed=5, instances=2))).hexdigest()
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip() == here
