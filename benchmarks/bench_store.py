@@ -5,6 +5,9 @@ files on tmpfs (/dev/shm) and sent over one association on loopback:
 
 (a) dicomnet Client -> dicomnet Server, the server streaming each data set
     straight into a Part 10 file (``store_destination``), in its own process;
+    the client sends with ``dicomnet.dimse.scu.send_stores`` (one operation at a
+    time, the next file mapped while the server stores the last), and once
+    more with one ``assoc.store(path)`` call per file;
 (b) dcmtk ``storescu`` -> ``storescp -od DIR`` (TCP_NODELAY=1, ``-pdu 131072``);
 (c) pynetdicom -> pynetdicom (the SCP writes the received bytes to a file
     without decoding them -- pynetdicom's documented fast path);
@@ -183,8 +186,16 @@ def serve(kind: str, out: str) -> None:
 
 
 # ---------------------------------------------------------------- senders
-def send_dicomnet(port: int, paths: list[str], profile: bool = False) -> tuple[float, float]:
+def send_dicomnet_each(port: int, paths: list[str]) -> tuple[float, float]:
+    """One ``assoc.store(path)`` call per file."""
+    return send_dicomnet(port, paths, batch=False)
+
+
+def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: bool = True) -> tuple[float, float]:
+    """``send_stores`` (the next file is prepared while the peer stores the last),
+    or with ``batch=False`` one ``assoc.store(path)`` per file."""
     from dicomnet import Client
+    from dicomnet.dimse.scu import send_stores
 
     client = Client("STORESCU", max_pdu=PDU)
     prof = None
@@ -195,10 +206,15 @@ def send_dicomnet(port: int, paths: list[str], profile: bool = False) -> tuple[f
         prof.enable()
     start, cpu = time.perf_counter(), time.process_time()
     with client.associate("127.0.0.1", port, SCP_AE, contexts=[(CT, [EXPLICIT])]) as assoc:
-        for path in paths:
-            status = assoc.store(path)
-            if status != 0:
-                raise RuntimeError(f"C-STORE status 0x{status:04X}")
+        if batch:
+            for _, status, _ in send_stores(assoc, paths):
+                if status != 0:
+                    raise RuntimeError(f"C-STORE status 0x{status:04X}")
+        else:
+            for path in paths:
+                status = assoc.store(path)
+                if status != 0:
+                    raise RuntimeError(f"C-STORE status 0x{status:04X}")
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     if prof is not None:
         import pstats
@@ -254,6 +270,7 @@ def _check(out: Path, count: int, label: str) -> None:
 
 # ------------------------------------------------------------------- main
 OURS = "dicomnet -> dicomnet (streaming to files)"
+OURS_EACH = "  same, one assoc.store() per file"
 DCMTK = "storescu -> storescp"
 PYNETDICOM = "pynetdicom -> pynetdicom"
 OURS_IGNORE = "dicomnet client -> storescp --ignore"
@@ -334,6 +351,7 @@ def main() -> None:
             print(f"  {label:<40} {results[label][0]:7.3f} s", flush=True)
 
         run(OURS, send_dicomnet, lambda: python_scp("dicomnet", out), "dicomnet")
+        run(OURS_EACH, send_dicomnet_each, lambda: python_scp("dicomnet", out), "dicomnet")
         if have_dcmtk:
             run(DCMTK, send_storescu, lambda: storescp(out), "dcmtk")
         if have_pynetdicom:

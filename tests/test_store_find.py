@@ -189,6 +189,33 @@ def test_store_without_handler_is_refused_sop_class_not_supported():
         assert info.value.status == 0x0122
 
 
+def test_send_stores_yields_each_status_in_order():
+    from dicomnet.dimse.scu import send_stores
+
+    class Picky(Recorder):
+        def on_store(self, ctx, ds):
+            super().on_store(ctx, ds)
+            return 0xA701 if ds.Modality == "MR" else None
+
+    paths = [data("CT_small.dcm"), data("MR_small.dcm"), data("rtplan.dcm"), read_file(data("CT_small.dcm"))]
+    rec = Picky()
+    with serve(rec) as srv, associate(srv) as assoc:
+        results = list(send_stores(assoc, paths))
+        assert [r[0] for r in results] == paths
+        assert [r[1] for r in results] == [0, 0xA701, 0, 0]          # a failure is yielded, not raised
+        assert len(rec.received) == 4
+        assert rec.received[2][2] == bytes(encode_dataset(read_file(paths[2]), rec.received[2][1]))
+        # An instance no context can carry: the one before it is still answered, then the error.
+        jpeg = data("JPEG-lossy.dcm")
+        seen = []
+        with pytest.raises(NoPresentationContext):
+            for source, status, _ in send_stores(assoc, [paths[0], jpeg, paths[2]]):
+                seen.append((source, status))
+        assert seen == [(paths[0], 0)]
+        assert assoc.store(paths[0]) == 0                                 # still usable
+        assert list(send_stores(assoc, [])) == []
+
+
 # ---------------------------------------------------------- streaming to files
 class Streamer(Recorder):
     def __init__(self, folder: Path, **kw) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from dicomnet.association import Association
     from dicomnet.pdu.negotiation import NegotiatedAssociation, NegotiatedContext
 
-__all__ = ["FIND_MODELS", "PreparedStore", "prepare_store", "send_store", "FindResult", "start_find",
+__all__ = ["FIND_MODELS", "PreparedStore", "prepare_store", "send_store", "send_stores", "FindResult", "start_find",
            "query_dataset"]
 
 #: ``model=`` of :func:`start_find` -> the FIND SOP class (PS3.4 C.6.1, C.6.2, K.6.1).
@@ -251,31 +251,84 @@ def send_store(assoc: Association, source: Dataset | str | os.PathLike[str], *,
     """
     _finish_open_operation(assoc)
     prepared = prepare_store(assoc.negotiated, source, transfer_syntax=transfer_syntax)
-    log = assoc._log
+    message_id = _send_prepared(assoc, prepared, priority, move_originator_ae, move_originator_message_id)
+    status, comment = _store_response(assoc, message_id, timeout, prepared.sop_instance_uid)
+    if is_failure(status):
+        raise DimseStatusError(status, status_meaning(status, "storage"), comment)
+    return status
+
+
+def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLike[str]], *,
+                transfer_syntax: str | None = None, timeout: float | None = None,
+                priority: int = 0) -> Iterator[tuple[Any, int, str | None]]:
+    """C-STORE each of ``sources`` in turn; yields ``(source, status, error comment)``.
+
+    Operations stay one at a time (PS3.7 asynchronous operations are not
+    negotiated), but the next source is prepared -- its file mapped and its
+    File Meta read -- while the peer is still storing the previous one. A
+    failure status is yielded, not raised (the rest are still sent); an
+    instance that no accepted context can carry raises
+    :class:`NoPresentationContext` once the previous response is in.
+    """
+    _finish_open_operation(assoc)
+    it = iter(sources)
+    pending: tuple[Any, PreparedStore] | None = None
+    error: BaseException | None = None
+    try:
+        for first in it:
+            pending = (first, prepare_store(assoc.negotiated, first, transfer_syntax=transfer_syntax))
+            break
+        while pending is not None:
+            source, prepared = pending
+            pending = None
+            message_id = _send_prepared(assoc, prepared, priority, None, None)
+            try:
+                for following in it:          # overlaps with the peer's work on `source`
+                    pending = (following, prepare_store(assoc.negotiated, following,
+                                                        transfer_syntax=transfer_syntax))
+                    break
+            except Exception as exc:  # noqa: BLE001 - raised after this response is read
+                error = exc
+            status, comment = _store_response(assoc, message_id, timeout, prepared.sop_instance_uid)
+            yield source, status, comment
+            if error is not None:
+                raise error
+    finally:
+        if pending is not None:
+            pending[1].close()
+
+
+def _send_prepared(assoc: Association, prepared: PreparedStore, priority: int,
+                   move_originator_ae: str | None, move_originator_message_id: int | None) -> int:
+    """Send one prepared C-STORE-RQ and its data set; returns its message ID."""
     try:
         if prepared.transcoded:
-            log.debug("C-STORE %s: transcoding %s -> %s", prepared.sop_instance_uid,
-                      prepared.source_transfer_syntax, prepared.context.transfer_syntax)
+            assoc._log.debug("C-STORE %s: transcoding %s -> %s", prepared.sop_instance_uid,
+                             prepared.source_transfer_syntax, prepared.context.transfer_syntax)
         message_id = assoc._next_message_id()
         rq = c_store_rq(message_id, prepared.sop_class_uid, prepared.sop_instance_uid, priority,
                         move_originator_ae, move_originator_message_id)
         assoc._send_message(prepared.context.context_id, rq, prepared.dataset)
     finally:
         prepared.close()
+    return message_id
+
+
+def _store_response(assoc: Association, message_id: int, timeout: float | None,
+                    sop_instance_uid: str) -> tuple[int, str | None]:
+    """Read the C-STORE-RSP to ``message_id``: (status, ErrorComment); warnings logged."""
     rsp = assoc._receive_response(message_id, timeout)
     if rsp.get("CommandField") != CommandField.C_STORE_RSP:
         assoc.abort()
         raise AssociationAborted(description=f"expected a C-STORE-RSP, got {rsp!r}")
     status = rsp.status
+    comment = rsp.get("ErrorComment")
     if status is None:
-        raise DimseStatusError(0xC000, "C-STORE-RSP without a Status", None)
-    if is_failure(status):
-        raise DimseStatusError(status, status_meaning(status, "storage"), rsp.get("ErrorComment"))
+        return 0xC000, "C-STORE-RSP without a Status"
     if is_warning(status):
-        log.warning("C-STORE of %s: status 0x%04X (%s)%s", prepared.sop_instance_uid, status,
-                    status_meaning(status, "storage"),
-                    f": {rsp.get('ErrorComment')}" if rsp.get("ErrorComment") else "")
-    return status
+        assoc._log.warning("C-STORE of %s: status 0x%04X (%s)%s", sop_instance_uid, status,
+                           status_meaning(status, "storage"), f": {comment}" if comment else "")
+    return status, comment
 
 
 # ------------------------------------------------------------------- C-FIND
