@@ -116,7 +116,7 @@ class Association:
     ) -> None:
         if self.is_closed:
             return
-        if exc_type is None and self.is_established:
+        if exc_type is None and self._conn.state in ("Sta6", "Sta8"):  # Sta8: the peer asked to release
             self.release()
         else:
             self.abort()
@@ -190,8 +190,15 @@ class Association:
         """
         if self.is_closed:
             return
-        self._log.info("releasing association with %s", self.negotiated.called_ae
-                       if self.negotiated.is_requestor else self.negotiated.calling_ae)
+        peer = self.negotiated.called_ae if self.negotiated.is_requestor else self.negotiated.calling_ae
+        if self._conn.state == "Sta8":
+            # The peer asked first (its A-RELEASE-RQ is read but not yet answered).
+            self._log.info("confirming the release %s asked for", peer)
+            self._conn.confirm_release(time.monotonic())
+            self._driver.flush()
+            self._wait_closed()
+            return
+        self._log.info("releasing association with %s", peer)
         self._conn.request_release()
         self._driver.flush()
         limit = time.monotonic() + (self._driver.read_timeout if timeout is None else timeout)

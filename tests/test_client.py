@@ -291,5 +291,16 @@ def test_acceptor_releasing_is_reported_and_confirmed():
         thread.join(5)
         assert outcome == [ev.ReleaseConfirm, ev.ConnectionClosed]
         assert assoc.is_closed
+        # Same again, but the client calls release() (leaving a with block).
+        outcome.clear()
+        thread = threading.Thread(target=acceptor)
+        thread.start()
+        with Client().associate("127.0.0.1", listener.getsockname()[1], "SCP", contexts=[VERIFICATION]) as assoc:
+            # The A-RELEASE-RQ is read (Sta8) but not answered yet when the block ends.
+            assert isinstance(assoc._driver.receive_event(5), ev.ReleaseRequest)
+            assert assoc._conn.state == "Sta8"
+        thread.join(5)
+        assert outcome == [ev.ReleaseConfirm, ev.ConnectionClosed]
+        assert assoc.is_closed
     finally:
         listener.close()

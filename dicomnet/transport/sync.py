@@ -30,7 +30,7 @@ import socket
 import time
 from collections.abc import Sequence
 
-from ..errors import ConnectTimeout, ReadTimeout, WriteTimeout
+from ..errors import ARTIMTimeout, ConnectTimeout, ReadTimeout, WriteTimeout
 from ..pdu import events as ev
 from ..pdu.connection import Connection
 
@@ -151,9 +151,9 @@ class SyncDriver:
         try:
             while True:
                 remaining = deadline - _monotonic()
-                if remaining <= 0 or not self._wait(remaining, writing=False):
-                    if remaining <= 0:
-                        break
+                if remaining <= 0:
+                    break
+                if not self._wait(remaining, writing=False):
                     continue
                 try:
                     if sock.recv_into(scratch) == 0:
@@ -296,6 +296,8 @@ class SyncDriver:
                 if due is not None and now >= due:
                     self.timer_expired = True
                     conn.timeout(now)
+                    if conn.deadline() == due:  # pragma: no cover - a timer that does not move on
+                        raise ARTIMTimeout("the association timer expired and the state machine did not act")
                     continue
                 raise ReadTimeout(f"nothing arrived from the peer for "
                                   f"{self.read_timeout if timeout is None else timeout:g} s")
