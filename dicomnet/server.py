@@ -131,7 +131,9 @@ class Server:
         self.host: str | None = None
         self.port: int | None = None
         self._listener: socket.socket | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
+        # Made readable by shutdown() to wake every waiting thread; created by _bind().
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._serving: set[threading.Thread] = set()     # association threads
@@ -174,13 +176,18 @@ class Server:
         per thread. Idempotent."""
         if not self._stopping.is_set():
             self._stopping.set()
-            try:
-                self._wake_w.send(b"x")  # stays readable: wakes every waiting thread
-            except OSError:
-                pass
+            if self._wake_w is not None:
+                try:
+                    self._wake_w.send(b"x")  # stays readable: wakes every waiting thread
+                except OSError:
+                    pass
         if self._accept_thread is not None and self._accept_thread is not threading.current_thread():
             self._accept_thread.join(timeout)
-        self._accept_done.wait(timeout if self._accept_thread is None else 0)
+        elif self._listener is not None:  # listen_and_serve() on another thread
+            self._accept_done.wait(timeout)
+        if self._listener is not None:
+            self._listener.close()  # new connections are refused from now on
+            self._listener = None
         with self._lock:
             # A handler may call shutdown() from its own association thread.
             threads = [t for t in self._serving | self._rejecting if t is not threading.current_thread()]
@@ -188,12 +195,11 @@ class Server:
             thread.join(timeout)
             if thread.is_alive():
                 self.logger.warning("%s did not stop within %.1f s", thread.name, timeout)
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         if not any(t.is_alive() for t in threads):
             for sock in (self._wake_r, self._wake_w):
-                sock.close()
+                if sock is not None:
+                    sock.close()
+            self._wake_r = self._wake_w = None
 
     def __enter__(self) -> Server:
         return self
@@ -218,6 +224,7 @@ class Server:
         except BaseException:
             listener.close()
             raise
+        self._wake_r, self._wake_w = socket.socketpair()
         self._listener = listener
         self.host, self.port = listener.getsockname()[:2]
         self.logger.info("%s listening on %s:%d", self.ae_title, self.host, self.port)
@@ -225,15 +232,15 @@ class Server:
     def _accept_loop(self) -> None:
         import selectors
 
-        listener = self._listener
-        assert listener is not None
+        listener, wake = self._listener, self._wake_r
+        assert listener is not None and wake is not None
         selector = selectors.DefaultSelector()
         selector.register(listener, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
         try:
             while not self._stopping.is_set():
                 for key, _ in selector.select():
-                    if key.fileobj is self._wake_r or self._stopping.is_set():
+                    if key.fileobj is wake or self._stopping.is_set():
                         return
                     try:
                         sock, address = listener.accept()
@@ -267,6 +274,7 @@ class Server:
     # ------------------------------------------------------- one association
     def _run_connection(self, sock: socket.socket, peer: str, over_limit: bool) -> None:
         log = self.logger
+        assert self._wake_r is not None
         conn = Connection("acceptor", max_pdu=self.max_pdu, artim_timeout=self.artim_timeout, logger=log)
         driver = SyncDriver(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
                             logger=log, interrupt_fd=self._wake_r.fileno())

@@ -318,3 +318,22 @@ def test_shutdown_lets_a_running_handler_finish_then_aborts():
     assert result == [0]  # the running request was answered ...
     with pytest.raises(AssociationAborted):
         assoc.echo()  # ... then the association was aborted
+
+
+def test_unstarted_server_shuts_down_at_once_and_holds_no_fd():
+    fds = fd_count()
+    t0 = time.monotonic()
+    with Server("SCP") as srv:
+        assert srv.port is None
+    assert time.monotonic() - t0 < 0.5
+    assert fd_count() == fds
+
+
+def test_started_server_releases_every_fd():
+    fds = fd_count()
+    with Server("SCP").start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assoc.echo()
+    assert fd_count() == fds
+    with pytest.raises(ConnectionRefusedError):
+        Client().associate("127.0.0.1", srv.port, "SCP")
