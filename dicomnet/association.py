@@ -180,6 +180,16 @@ class Association:
 
         return start_find(self, query, model=model, timeout=timeout)
 
+    def store_many(self, sources: Any, *, transfer_syntax: str | None = None,
+                   timeout: float | None = None) -> Any:
+        """C-STORE each Dataset or path of ``sources``, one operation at a time,
+        preparing the next while the peer stores the last. Yields
+        ``(source, status, error_comment)``; failure statuses are yielded, not
+        raised. See :func:`dicomnet.dimse.scu.send_stores`."""
+        from .dimse.scu import send_stores
+
+        return send_stores(self, sources, transfer_syntax=transfer_syntax, timeout=timeout)
+
     # ------------------------------------------------------------- release
     def release(self, timeout: float | None = None) -> None:
         """A-RELEASE (PS3.8 7.2): ask the peer to release and wait for its answer.
