@@ -5,9 +5,9 @@ files on tmpfs (/dev/shm) and sent over one association on loopback:
 
 (a) dicomnet Client -> dicomnet Server, the server streaming each data set
     straight into a Part 10 file (``store_destination``), in its own process;
-    the client sends with ``dicomnet.dimse.scu.send_stores`` (one operation at a
-    time, the next file mapped while the server stores the last), and once
-    more with one ``assoc.store(path)`` call per file;
+    the client sends with ``assoc.store_many(paths)`` (one operation at a time,
+    the next file mapped while the server stores the last), and once more with
+    one ``assoc.store(path)`` call per file;
 (b) dcmtk ``storescu`` -> ``storescp -od DIR`` (TCP_NODELAY=1, ``-pdu 131072``);
 (c) pynetdicom -> pynetdicom (the SCP writes the received bytes to a file
     without decoding them -- pynetdicom's documented fast path);
@@ -192,10 +192,9 @@ def send_dicomnet_each(port: int, paths: list[str]) -> tuple[float, float]:
 
 
 def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: bool = True) -> tuple[float, float]:
-    """``send_stores`` (the next file is prepared while the peer stores the last),
-    or with ``batch=False`` one ``assoc.store(path)`` per file."""
+    """``assoc.store_many`` (the next file is prepared while the peer stores the
+    last), or with ``batch=False`` one ``assoc.store(path)`` per file."""
     from dicomnet import Client
-    from dicomnet.dimse.scu import send_stores
 
     client = Client("STORESCU", max_pdu=PDU)
     prof = None
@@ -207,7 +206,7 @@ def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: boo
     start, cpu = time.perf_counter(), time.process_time()
     with client.associate("127.0.0.1", port, SCP_AE, contexts=[(CT, [EXPLICIT])]) as assoc:
         if batch:
-            for _, status, _ in send_stores(assoc, paths):
+            for _, status, _ in assoc.store_many(paths):
                 if status != 0:
                     raise RuntimeError(f"C-STORE status 0x{status:04X}")
         else:

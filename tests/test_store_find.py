@@ -214,6 +214,7 @@ def test_send_stores_yields_each_status_in_order():
         assert seen == [(paths[0], 0)]
         assert assoc.store(paths[0]) == 0                                 # still usable
         assert list(send_stores(assoc, [])) == []
+        assert [st for _, st, _ in assoc.store_many(paths[:3])] == [0, 0xA701, 0]
 
 
 # ---------------------------------------------------------- streaming to files

@@ -359,7 +359,10 @@ def _finish_open_operation(assoc: Association) -> None:
     iterator was still referenced) is cancelled and drained first."""
     pending = getattr(assoc, "_open_find", None)
     if pending is not None:
-        pending.cancel()
+        if assoc.is_established:
+            pending.cancel()
+        else:
+            assoc._open_find = None  # type: ignore[attr-defined]  # gone with the association
 
 
 class FindResult:
