@@ -85,6 +85,7 @@ _MODELS: dict[str, tuple[str, ...]] = {
 
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 _RANGE_VRS = frozenset({"DA", "TM", "DT"})
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 _NUMBER_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
 # Date/time pairs for combined matching (C.2.2.2.5.2): date tag -> time tag.
 _DATE_TIME_PAIRS = {0x00080020: 0x00080030, 0x00080021: 0x00080031, 0x00080022: 0x00080032,
@@ -318,9 +319,14 @@ class CompiledQuery:
                 items = value if isinstance(value, list) else []
                 if sub is not None:
                     items = [sub.identifier(r) for r in (_record_of(i) for i in items) if sub.matches(r)]
-                    needs_charset = needs_charset or any(0x00080005 in i for i in items)
+                    for item in items:        # the character set is named once, at the top level
+                        if _SPECIFIC_CHARACTER_SET in item:
+                            del item[_SPECIFIC_CHARACTER_SET]
+                            needs_charset = True
                 ds.set(tag, Sequence(items), "SQ")
                 continue
+            if found is not None and vr == "UN":
+                vr = found[0]     # a key sent without its VR (e.g. private, implicit): the record knows it
             if value is not None and not needs_charset and vr in _CHARSET_VRS and not _ascii(value):
                 needs_charset = True
             ds.set(tag, value if value is not None else ("" if vr not in _NUMBER_VRS else None), vr)
@@ -390,8 +396,8 @@ def _compile(query: Dataset, level: str | None, model: str | None, unique_above:
             _compile_items(tag, vr, value, pn_insensitive, combined, keys, requested)
             continue
         requested.append((tag, vr, None))
-        if tag in paired:
-            continue
+        if tag in paired or vr in _BINARY_VRS or isinstance(value, (bytes, bytearray, memoryview)):
+            continue      # binary values are returned, never matched
         strings = _as_strings(value)
         if _is_universal(vr, strings):
             continue

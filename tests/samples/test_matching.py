@@ -270,3 +270,25 @@ def test_identifier_names_the_character_set_when_a_value_needs_it():
     ident = compile_query(query(QueryRetrieveLevel="PATIENT", PatientName=""), "patient").identifier(rec)
     assert ident.SpecificCharacterSet == "ISO_IR 192"
     assert bytes(ident.encode())  # encodable in the named character set
+
+
+def test_a_key_sent_as_un_is_returned_with_the_records_vr_and_not_matched():
+    q = Dataset()
+    q.set(0x00100010, b"whatever", "UN")          # e.g. an implicit VR query with an unknown VR
+    compiled = compile_query(q)
+    rec = record(PatientName="Müller^Anna", SpecificCharacterSet="ISO_IR 100")
+    assert compiled.matches(rec)                  # binary/UN keys are not matched
+    ident = compiled.identifier(rec)
+    assert ident[0x00100010].VR == "PN" and str(ident.PatientName) == "Müller^Anna"
+    assert bytes(ident.encode())
+
+
+def test_nested_identifier_names_the_character_set_once_at_the_top():
+    inner = Dataset()
+    inner.SpecificCharacterSet = "ISO_IR 100"
+    inner.CodeMeaning = "Épaule"
+    inner.CodeValue = "X1"
+    rec = record(ProcedureCodeSequence=Sequence([inner]))
+    ident = compile_query(query(ProcedureCodeSequence=[_item(CodeValue="X1", CodeMeaning="")])).identifier(rec)
+    assert "SpecificCharacterSet" in ident
+    assert "SpecificCharacterSet" not in ident.ProcedureCodeSequence[0]
