@@ -435,6 +435,24 @@ cdef class ElementIndex:
             i = self.entries[i].end
         return out
 
+    def level_items(self, Py_ssize_t first, Py_ssize_t stop):
+        """(tag, VR or None) of the siblings in [first, stop), in ascending tag order."""
+        cdef list out = []
+        cdef Py_ssize_t i = first
+        cdef uint32_t last = 0
+        cdef bint ordered = True
+        if first < 0 or stop > self.n:
+            raise IndexError("level range out of the index")
+        while i < stop:
+            if self.entries[i].tag < last:
+                ordered = False
+            last = self.entries[i].tag
+            out.append((self.entries[i].tag, vr_str(self.entries[i].vr)))
+            i = self.entries[i].end
+        if not ordered:
+            out.sort()
+        return out
+
     def entry(self, Py_ssize_t i):
         """(tag, vr or None, flags, header offset, value offset, value length, end)."""
         self._check(i)

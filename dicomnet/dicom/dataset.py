@@ -396,6 +396,13 @@ class Dataset:
             # Walking every element: decode the simple values in one compiled pass.
             d["_bulk"] = True
             self._index.decode_level(*d["_range"], self._text_codec(), PersonName, self._vals)
+        if not d["_dirty"] and d["_index"] is not None:
+            # Untouched: the index lists exactly our elements, VRs included.
+            for tag, vr in self._index.level_items(*d["_range"]):
+                if vr is None or vr == "UN":
+                    vr = self._vr(tag)
+                yield DataElement(tag, vr, self)
+            return
         for tag in self.tags():
             yield DataElement(tag, self._vr(tag), self)
 
