@@ -238,16 +238,20 @@ def _instance(seed: int, idx: tuple[int, int, int, int], patient: dict[str, Any]
     ds.BitsStored = _BITS_STORED
     ds.HighBit = _BITS_STORED - 1
     ds.PixelRepresentation = 0
-    if modality == "CT":
+    base, contrast = (1024, 300) if modality == "CT" else (500, 400)
+    if multiframe:
+        # SC Multi-frame Image (C.8.6.3): an identity rescale (enumerated values 0 and 1,
+        # type "US" unspecified); the CT/MR Image modules are not part of this IOD.
+        ds.RescaleIntercept = 0.0
+        ds.RescaleSlope = 1.0
+        ds.RescaleType = "US"
+    elif modality == "CT":
         # CT Image (C.8.2.1): stored 1024 is water (0 HU) with this rescale.
         ds.RescaleIntercept = -1024.0
         ds.RescaleSlope = 1.0
         ds.RescaleType = "HU"
         ds.KVP = 120.0
         ds.AcquisitionNumber = 1
-        ds.WindowCenter = 40.0
-        ds.WindowWidth = 400.0
-        base, contrast = 1024, 300
     else:
         # MR Image (C.8.3.1)
         ds.ScanningSequence = "SE"
@@ -259,12 +263,11 @@ def _instance(seed: int, idx: tuple[int, int, int, int], patient: dict[str, Any]
         ds.EchoTrainLength = 1
         ds.MagneticFieldStrength = 1.5
         ds.AcquisitionNumber = 1
-        ds.WindowCenter = 600.0
-        ds.WindowWidth = 1200.0
-        base, contrast = 500, 400
-        if multiframe:
-            ds.RescaleIntercept = 0.0
-            ds.RescaleSlope = 1.0
+    # VOI LUT (C.11.2): in Hounsfield units for CT images, else in stored values.
+    if modality == "CT" and not multiframe:
+        ds.WindowCenter, ds.WindowWidth = 40.0, 400.0
+    else:
+        ds.WindowCenter, ds.WindowWidth = float(base + contrast // 2), float(4 * contrast)
     rng = numpy.random.default_rng(_number(seed, "pixels", p, s, e, i))
     span = max(count * frames - 1, 1)
     planes = [phantom.slice(2.0 * (i * frames + f) / span - 1.0, base, contrast, rng) for f in range(frames)]

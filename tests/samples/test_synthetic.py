@@ -94,6 +94,9 @@ def test_multi_frame_is_secondary_capture_with_multiframe_module():
     assert back.FrameIncrementPointer == 0x00182001
     assert list(back.PageNumberVector) == [1, 2, 3, 4, 5]
     assert back.ConversionType == "SYN"
+    # SC Multi-frame Image (C.8.6.3): identity rescale; no CT/MR Image module attributes.
+    assert (back.RescaleIntercept, back.RescaleSlope) == (0.0, 1.0)
+    assert "EchoTime" not in back and "KVP" not in back and "ImagePositionPatient" not in back
     frames = back.pixel_array
     assert frames.shape == (5, 16, 16)
     assert not numpy.array_equal(frames[0], frames[2])   # the phantom changes along the volume
