@@ -44,7 +44,10 @@ _NAMES_LATIN1 = (("Müller^Anna", "F"), ("Ødegård^Jens", "M"), ("García^Lucí
 _NAMES_UTF8 = (("Dvořák^Jiří", "M"), ("Łukasiewicz^Jan", "M"), ("Nakamura^Yuki=中村^由紀", "F"),
                ("Papadopoulou^Eleni=Παπαδοπούλου^Ελένη", "F"), ("Kowalski^Piotr", "M"))
 _PHYSICIANS = ("Curie^Marie", "Hounsfield^Godfrey", "Röntgen^Wilhelm", "Lauterbur^Paul")
-_DESCRIPTIONS = {"CT": ("CT CHEST", "CT ABDOMEN", "CT HEAD"), "MR": ("MR BRAIN", "MR KNEE", "MR SPINE")}
+# Study description -> Body Part Examined (unpaired parts, so no Laterality is needed).
+_DESCRIPTIONS = {"CT": ("CT CHEST", "CT ABDOMEN", "CT HEAD"), "MR": ("MR BRAIN", "MR PELVIS", "MR SPINE")}
+_BODY_PARTS = {"CT CHEST": "CHEST", "CT ABDOMEN": "ABDOMEN", "CT HEAD": "HEAD", "MR BRAIN": "BRAIN",
+               "MR PELVIS": "PELVIS", "MR SPINE": "SPINE"}
 _SERIES_DESC = {"CT": ("AXIAL 5mm", "AXIAL 1mm", "SCOUT"), "MR": ("T1 SE", "T2 FSE", "FLAIR")}
 _BITS_STORED = 12
 
@@ -201,6 +204,7 @@ def _instance(seed: int, idx: tuple[int, int, int, int], patient: dict[str, Any]
     ds.SeriesDate = study["StudyDate"]
     ds.SeriesTime = series["SeriesTime"]
     ds.PatientPosition = "HFS"
+    ds.BodyPartExamined = _BODY_PARTS[study["StudyDescription"]]
     # General Equipment (C.7.5.1)
     ds.Manufacturer = "dicomnet"
     ds.ManufacturerModelName = "synthetic"
@@ -209,7 +213,9 @@ def _instance(seed: int, idx: tuple[int, int, int, int], patient: dict[str, Any]
     ds.InstanceNumber = i + 1
     ds.ContentDate = study["StudyDate"]
     ds.ContentTime = series["SeriesTime"]
-    ds.ImageType = ["DERIVED", "SECONDARY"] if multiframe else ["ORIGINAL", "PRIMARY", "AXIAL"]
+    # Value 3: AXIAL is a CT Image term (C.8.2.1.1.1); MR's defined terms have OTHER.
+    ds.ImageType = (["DERIVED", "SECONDARY"] if multiframe else
+                    ["ORIGINAL", "PRIMARY", "AXIAL" if modality == "CT" else "OTHER"])
     thickness = series["SliceThickness"]
     z_mm = -0.5 * thickness * (count - 1) + i * thickness
     if multiframe:
@@ -245,6 +251,8 @@ def _instance(seed: int, idx: tuple[int, int, int, int], patient: dict[str, Any]
         ds.RescaleIntercept = 0.0
         ds.RescaleSlope = 1.0
         ds.RescaleType = "US"
+        ds.BurnedInAnnotation = "NO"
+        ds.PresentationLUTShape = "IDENTITY"
     elif modality == "CT":
         # CT Image (C.8.2.1): stored 1024 is water (0 HU) with this rescale.
         ds.RescaleIntercept = -1024.0

