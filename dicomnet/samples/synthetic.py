@@ -13,7 +13,11 @@ valid image IODs (PS3.3 Annex A):
   therefore **Multi-frame Grayscale Word Secondary Capture Image Storage**
   (A.8.4): the same Patient/Study/Series modules, SC Equipment (Conversion
   Type SYN: synthetic image), Multi-frame (Frame Increment Pointer ->
-  Page Number Vector) and SC Multi-frame Image modules. Modality stays CT/MR.
+  Page Number Vector) and SC Multi-frame Image (identity rescale, Burned In
+  Annotation NO, Presentation LUT Shape IDENTITY) modules. Modality stays CT/MR.
+
+All four kinds pass David Clunie's dciodvfy without an error or a warning
+(tests/samples/test_synthetic.py runs it when it is installed).
 
 Everything is a function of ``seed`` and the indexes: the same arguments give
 byte-identical data sets. UIDs are ``2.25.<128-bit integer>`` (PS3.5 B.2)

@@ -133,3 +133,14 @@ def test_json_person_names_and_charsets(tmp_path):
     assert name["Value"][0]["Ideographic"] == groups[1] and not groups[1].isascii()
     assert obj["00080005"] == {"vr": "CS", "Value": ["ISO_IR 192"]}
     assert obj == _as_dicomnet_writes(json.loads(json.dumps(pydicom.dcmread(path).to_json_dict())))
+
+
+def test_main_in_process(capsys):
+    from dicomnet.cli import main
+
+    assert main(["dump", "--no-meta", get_testdata_file("CT_small.dcm")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# Data set: Explicit VR Little Endian")
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
