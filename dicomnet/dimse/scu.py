@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom.dataset import SQ_TAGS, Dataset
-from dicomnet.dicom.reader import read_dataset, read_file
+from dicomnet.dicom.reader import _looks_explicit, _vr_matches_dictionary, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_cancel_rq, c_find_rq, c_store_rq
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError, NoPresentationContext
@@ -57,6 +57,8 @@ _MEDIA_SOP_CLASS = 0x00020002
 _MEDIA_SOP_INSTANCE = 0x00020003
 _TRANSFER_SYNTAX = 0x00020010
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_IMPLICIT_LE = "1.2.840.10008.1.2"
+_EXPLICIT_BE = "1.2.840.10008.1.2.2"
 # Linux: MAP_POPULATE faults the whole file in with one call; the socket copy
 # then runs without a page fault every 4 KiB (about twice as fast on tmpfs).
 _MAP_ARGS: dict[str, int] = (
@@ -180,6 +182,47 @@ def _dataset_uids(mapping: mmap.mmap, offset: int, uid: str) -> tuple[str | None
         return None, None
 
 
+def _relabel(ds: Dataset) -> None:
+    """When :func:`read_file` had to read a data set in another VR encoding
+    than its File Meta declares, label it with the syntax it is really in:
+    ``encode_dataset`` returns the source bytes unchanged when asked for the
+    labelled syntax, which would send them under the wrong one."""
+    index = ds._index
+    uid = ds.transfer_syntax
+    if index is None or not uid:
+        return
+    try:
+        info = _ts_info(uid)
+    except KeyError:
+        return
+    if info.deflated or info.encapsulated or bool(index.implicit) == info.implicit_vr:
+        return
+    actual = _IMPLICIT_LE if index.implicit else (_EXPLICIT_LE if index.little else _EXPLICIT_BE)
+    ds.__dict__["transfer_syntax"] = actual
+
+
+def _encoding_as_declared(mapping: mmap.mmap, offset: int, uid: str) -> bool:
+    """False when the first element's bytes contradict the declared VR encoding
+    (such files exist; :func:`read_file` then trusts the bytes, and so must we
+    before sending them unchanged)."""
+    try:
+        info = _ts_info(uid)
+    except KeyError:
+        return False
+    if info.deflated or len(mapping) - offset < 8:
+        return True
+    buf = memoryview(mapping)
+    try:
+        if buf[offset] == 0xFE and buf[offset + 1] == 0xFF:
+            return True
+        explicit_bytes = _looks_explicit(buf, offset)
+        if not info.implicit_vr:
+            return explicit_bytes
+        return not (explicit_bytes and _vr_matches_dictionary(buf, offset, info.little_endian))
+    finally:
+        buf.release()
+
+
 def _meta_text(meta: Dataset, tag: int) -> str | None:
     if tag not in meta:
         return None
@@ -203,6 +246,8 @@ def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.
                 sop_class = _meta_text(meta, _MEDIA_SOP_CLASS)
                 sop_instance = _meta_text(meta, _MEDIA_SOP_INSTANCE)
                 own = _meta_text(meta, _TRANSFER_SYNTAX)
+                if own and not _encoding_as_declared(mapping, offset, own):
+                    own = None      # File Meta names the wrong VR encoding: decode (read_file copes)
                 if own:
                     # The command names the data set's own UIDs (as storescu does), read
                     # from its first elements; the File Meta's are the fallback.
@@ -226,6 +271,7 @@ def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.
                     pass
         # No usable File Meta, or the data set must be transcoded: decode it.
         source = read_file(path)
+        _relabel(source)
     if not isinstance(source, Dataset):
         raise TypeError(f"store() takes a Dataset or a path, not {type(source).__name__}")
     ds = source

@@ -6,7 +6,7 @@ import mmap
 import numpy as np
 import pytest
 
-from dicomnet.dicom import Dataset, read_file
+from dicomnet.dicom import Dataset, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.scu import FIND_MODELS, _find_sop_class, prepare_store, query_dataset
 from dicomnet.errors import NoPresentationContext
@@ -148,3 +148,19 @@ def test_query_dataset_and_models():
     assert _find_sop_class("1.2.3") == "1.2.3"
     with pytest.raises(ValueError, match="model"):
         _find_sop_class("series")
+
+
+def test_a_file_whose_meta_names_the_wrong_encoding_is_decoded_not_sent_raw(tmp_path):
+    from dicomnet.dicom.writer import encode_file_meta
+
+    ds = read_file(data("CT_small.dcm"))
+    liar = tmp_path / "liar.dcm"             # says Explicit VR LE, holds Implicit VR LE
+    liar.write_bytes(bytes(128) + b"DICM" + bytes(encode_file_meta(ds, EXPLICIT))
+                     + bytes(encode_dataset(ds, IMPLICIT)))
+    assert read_file(liar).PatientName == ds.PatientName      # the reader trusts the bytes
+    prepared = prepare_store(negotiated((CT, EXPLICIT)), liar)
+    assert prepared.mapping is None and prepared.context.transfer_syntax == EXPLICIT
+    as_implicit = read_dataset(bytes(encode_dataset(ds, IMPLICIT)), transfer_syntax=IMPLICIT)
+    assert bytes(prepared.dataset) == bytes(encode_dataset(as_implicit, EXPLICIT))
+    implicit = prepare_store(negotiated((CT, IMPLICIT)), liar)   # really implicit: re-encoded as such
+    assert bytes(implicit.dataset) == bytes(encode_dataset(ds, IMPLICIT))
