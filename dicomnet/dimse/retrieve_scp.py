@@ -1,0 +1,395 @@
+"""The SCP side of C-MOVE and C-GET (PS3.4 C.4.2, C.4.3; PS3.7 9.1.3, 9.1.4).
+
+:class:`dicomnet.Server` calls :func:`handle_move` / :func:`handle_get` for each
+request. The handler (see :mod:`dicomnet.interfaces.handlers`) names the
+instances; this module runs the C-STORE sub-operations and the responses.
+
+Handler methods:
+
+* ``on_move(ctx, query, destination_ae)`` returns either
+  ``(address, instances)`` -- ``address`` a ``(host, port)`` pair, or None for
+  a destination it does not know -- or just ``instances``, in which case the
+  address is looked up in the Server's ``destinations`` table
+  (``{AE title: (host, port)}``). The rule: a 2-tuple whose first item is None
+  or a ``(str, int)`` pair is ``(address, instances)``; anything else is the
+  instances. An unknown destination is answered 0xA801.
+* ``on_get(ctx, query)`` returns the instances.
+
+Instances are Datasets or paths of Part 10 files (sent from disk without
+decoding, see :func:`dicomnet.dimse.scu.prepare_store`). The iterable is read
+to the end first: the Number of Remaining Sub-operations must be known.
+
+C-MOVE opens our own association to the destination (calling AE: the server's
+AE title), proposing one context per SOP class and native transfer syntax of
+the instances -- their own syntax first, then Explicit and Implicit VR Little
+Endian -- and sends each instance with the Move Originator AE title and
+Message ID set. C-GET sends the sub-operations on the requestor's association,
+in the contexts where the requestor accepted the SCP role; an instance with no
+such context is a failed sub-operation.
+
+Responses (PS3.4 Tables C.4-2, C.4-3): a Pending response with the four
+counters after every sub-operation but the last (encoding one is a few
+microseconds); the final one is Success (no failures or warnings), Warning
+0xB000 (some failed or warned), Failure 0xA702 (every sub-operation failed),
+or Cancel 0xFE00 after a C-CANCEL-RQ (checked before each sub-operation, with
+the number still remaining). When any failed, the final response carries an
+Identifier holding the Failed SOP Instance UID List (0008,0058).
+
+A handler that raises: :class:`~dicomnet.errors.QueryError` -> its status
+(0xA900 or 0xC000); ``MemoryError``/``OSError`` -> 0xA701; anything else ->
+0xC000; ErrorComment is the exception text. No handler: 0x0122.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from dicomnet.dicom.dataset import Dataset
+from dicomnet.dicom.reader import read_dataset
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq
+from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
+from dicomnet.dimse.scu import _meta_text, _read_meta, prepare_store, send_store
+from dicomnet.errors import (
+    AssociationAborted,
+    AssociationError,
+    DicomNetError,
+    DicomTimeoutError,
+    DimseStatusError,
+    NoPresentationContext,
+    QueryError,
+)
+from dicomnet.types import status as st
+from dicomnet.types.transfer_syntax import transfer_syntax as _ts_info
+
+if TYPE_CHECKING:
+    from dicomnet.association import Association
+    from dicomnet.dimse.assembler import Message
+    from dicomnet.interfaces.handlers import AssociationInfo, ServiceContext
+    from dicomnet.server import Server
+
+__all__ = ["handle_move", "handle_get", "move_contexts", "instance_info"]
+
+_EXPLICIT = "1.2.840.10008.1.2.1"
+_IMPLICIT = "1.2.840.10008.1.2"
+_MAX_CONTEXTS = 128
+
+
+# ------------------------------------------------------------ the instances
+def instance_info(item: Any) -> tuple[str | None, str | None, str | None]:
+    """(SOP Class UID, SOP Instance UID, transfer syntax) of a Dataset or a
+    Part 10 file (only its File Meta is read); None where unknown."""
+    if isinstance(item, Dataset):
+        meta = item.file_meta
+        sop_class = item.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+        sop_instance = item.get("SOPInstanceUID") or (meta.get("MediaStorageSOPInstanceUID") if meta else None)
+        return (str(sop_class) if sop_class else None, str(sop_instance) if sop_instance else None,
+                item.transfer_syntax)
+    try:
+        mapping, _, meta = _read_meta(item)
+    except (OSError, ValueError, TypeError, DicomNetError):
+        return None, None, None
+    try:
+        if meta is None:
+            return None, None, None
+        return (_meta_text(meta, 0x00020002), _meta_text(meta, 0x00020003), _meta_text(meta, 0x00020010))
+    finally:
+        meta = None
+        try:
+            mapping.close()
+        except BufferError:  # pragma: no cover - the GC closes it
+            pass
+
+
+def _native(uid: str) -> bool:
+    try:
+        return not _ts_info(uid).encapsulated
+    except KeyError:
+        return False
+
+
+def move_contexts(infos: Iterable[tuple[str | None, str | None, str | None]]) -> list[tuple[str, list[str]]]:
+    """The presentation contexts to propose to a C-MOVE destination for
+    instances of these (SOP class, -, transfer syntax): per SOP class one
+    context for the uncompressed data (its own syntax first, then Explicit
+    and Implicit VR LE) and one per encapsulated syntax (that syntax, then
+    Explicit/Implicit, for a destination that takes the data decoded -- which
+    we cannot do, so such instances then fail). At most 128: contexts past
+    that are left out and their instances fail."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for sop_class, _, ts in infos:
+        if not sop_class:
+            continue
+        ts = ts or _EXPLICIT
+        key = (sop_class, "native" if _native(ts) else ts)
+        syntaxes = out.get(key)
+        if syntaxes is None:
+            if len(out) >= _MAX_CONTEXTS:
+                continue
+            syntaxes = out[key] = [_EXPLICIT, _IMPLICIT] if key[1] == "native" else [ts, _EXPLICIT, _IMPLICIT]
+        if key[1] == "native" and ts not in syntaxes:
+            syntaxes.insert(0, ts)       # e.g. big endian: offered first, as it is
+    # Native syntaxes: the instances' own first (Explicit LE before Implicit if both occur).
+    return [(sop_class, syntaxes) for (sop_class, _), syntaxes in out.items()]
+
+
+# ---------------------------------------------------------------- responses
+class _Operation:
+    """Counters, the failed UIDs and the responses of one C-MOVE/C-GET."""
+
+    def __init__(self, assoc: Association, message: Message, kind: str) -> None:
+        self.assoc = assoc
+        self.context_id = message.context_id
+        self.command = message.command
+        self.message_id = message.command.message_id or 0
+        self.sop_class = message.command.get("AffectedSOPClassUID")
+        self.kind = kind
+        self.rsp = c_move_rsp if kind == "move" else c_get_rsp
+        self.remaining = 0
+        self.completed = self.failed = self.warning = 0
+        self.failed_uids: list[str] = []
+
+    def pending(self) -> None:
+        self.assoc._send_message(self.context_id, self.rsp(self.message_id, self.sop_class, st.PENDING,
+                                                           self.remaining, self.completed, self.failed,
+                                                           self.warning))
+
+    def fail(self, item: Any, uid: str | None = None) -> None:
+        self.failed += 1
+        uid = uid or instance_info(item)[1]
+        if uid:
+            self.failed_uids.append(uid)
+
+    def final(self, status: int | None = None, comment: str | None = None, *, cancelled: bool = False) -> int:
+        if status is None:
+            if cancelled:
+                status = st.CANCEL
+            elif self.failed == 0 and self.warning == 0:
+                status = st.SUCCESS
+            elif self.completed == 0 and self.warning == 0:
+                status = st.OUT_OF_RESOURCES_SUB_OPERATIONS   # every sub-operation failed
+            else:
+                status = st.SUB_OPERATIONS_COMPLETE_WITH_FAILURES
+        data = None
+        if self.failed_uids:
+            ident = Dataset()
+            ident.set("FailedSOPInstanceUIDList", list(self.failed_uids))
+            ts = self.assoc.negotiated.contexts[self.context_id].transfer_syntax
+            data = encode_dataset(ident, ts)
+        # Remaining is sent in a final response only after a cancel (PS3.7 Tables 9.3-6, 9.3-8).
+        rsp = self.rsp(self.message_id, self.sop_class, status,
+                       self.remaining if cancelled else None, self.completed, self.failed, self.warning,
+                       data is not None, error_comment=comment)
+        self.assoc._send_message(self.context_id, rsp, data)
+        return status
+
+    def count(self, status: int, comment: str | None, item: Any, uid: str | None) -> None:
+        if st.is_success(status):
+            self.completed += 1
+        elif st.is_warning(status):
+            self.warning += 1
+        else:
+            self.fail(item, uid)
+
+
+def _handler_failure(log: Any, exc: BaseException, what: str) -> tuple[int, str]:
+    if isinstance(exc, QueryError):
+        log.info("%s: %s", what, exc)
+        return exc.status, error_comment(exc)
+    log.exception("%s handler failed", what)
+    if isinstance(exc, (MemoryError, OSError)):
+        return st.OUT_OF_RESOURCES_NUMBER_OF_MATCHES, error_comment(exc)
+    return st.UNABLE_TO_PROCESS, error_comment(exc)
+
+
+def _query(ctx: ServiceContext, message: Message) -> Dataset:
+    if message.dataset is None:
+        raise QueryError(f"{ctx.command.command_field!r} without an Identifier", st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS)
+    return read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+
+
+def _is_address(value: Any) -> bool:
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int) and not isinstance(value[1], bool))
+
+
+def _split_move(result: Any, destinations: Any, destination_ae: str) -> tuple[tuple[str, int] | None, Any]:
+    """(address, instances) from what ``on_move`` returned (the module docstring's rule)."""
+    if isinstance(result, tuple) and len(result) == 2 and (result[0] is None or _is_address(result[0])):
+        return result[0], result[1]
+    address = (destinations or {}).get(destination_ae)
+    if address is not None and not _is_address(tuple(address)):
+        raise TypeError(f"destinations[{destination_ae!r}] is {address!r}, not (host, port)")
+    return (tuple(address) if address is not None else None), result  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------- C-MOVE
+def handle_move(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
+    """Answer one C-MOVE-RQ: sub-operations on a new association to the destination."""
+    log = server.logger
+    op = _Operation(assoc, message, "move")
+    ctx = service_context(server, assoc, info, message.context_id, message.command)
+    destination = str(message.command.get("MoveDestination") or "").strip()
+    on_move = getattr(server.handler, "on_move", None)
+    if on_move is None:
+        op.final(st.SOP_CLASS_NOT_SUPPORTED, "this SCP has no C-MOVE handler")
+        return
+    try:
+        result = on_move(ctx, _query(ctx, message), destination)
+        address, instances = _split_move(result, getattr(server, "destinations", None), destination)
+        items = list(instances) if address is not None else []
+    except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
+        op.final(*_handler_failure(log, exc, f"C-MOVE {op.message_id}"))
+        return
+    if address is None:
+        log.info("C-MOVE %d: move destination %r unknown", op.message_id, destination)
+        op.final(st.MOVE_DESTINATION_UNKNOWN, f"unknown move destination {destination}"[:64])
+        return
+    op.remaining = len(items)
+    if not items:
+        op.final()
+        return
+    infos = [instance_info(item) for item in items]
+    from dicomnet.client import Client
+
+    client = Client(server.ae_title, connect_timeout=min(server.read_timeout, 10.0),
+                    read_timeout=server.read_timeout, write_timeout=server.write_timeout,
+                    dimse_timeout=server.dimse_timeout, artim_timeout=server.artim_timeout, logger=log)
+    started = time.monotonic()
+    try:
+        sub = client.associate(address[0], int(address[1]), destination, contexts=move_contexts(infos))
+    except (DicomNetError, OSError) as exc:
+        log.warning("C-MOVE %d: cannot associate with %s at %s:%s: %s", op.message_id, destination,
+                    address[0], address[1], exc)
+        for item, (_, uid, _) in zip(items, infos):
+            op.fail(item, uid)
+        op.remaining = 0
+        op.final(st.OUT_OF_RESOURCES_SUB_OPERATIONS, error_comment(exc))
+        return
+    watch = _CancelWatch(assoc, op.message_id)
+    cancelled = False
+    priority = int(message.command.get("Priority") or 0)
+    try:
+        for n, (item, (_, uid, _)) in enumerate(zip(items, infos)):
+            if watch.check():
+                cancelled = ctx.cancelled = True
+                break
+            op.remaining -= 1
+            if not sub.is_established:
+                op.fail(item, uid)
+                continue
+            try:
+                status = send_store(sub, item, priority=priority, move_originator_ae=info.calling_ae,
+                                    move_originator_message_id=op.message_id)
+                comment = None
+            except DimseStatusError as exc:
+                status, comment = exc.status, exc.comment
+            except NoPresentationContext as exc:
+                log.info("C-MOVE %d: %s not sent: %s", op.message_id, uid, exc)
+                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
+            except (AssociationError, DicomTimeoutError) as exc:
+                # The destination association is gone (a timeout aborted it):
+                # this and the rest fail.
+                log.warning("C-MOVE %d: association with %s lost: %s", op.message_id, destination, exc)
+                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
+                if sub.is_established:
+                    sub.abort()
+            except (DicomNetError, OSError, ValueError, TypeError) as exc:  # unreadable file, no context
+                log.warning("C-MOVE %d: sub-operation for %s failed: %s", op.message_id, uid, exc)
+                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
+            op.count(status, comment, item, uid)
+            if op.remaining:
+                op.pending()
+    finally:
+        if watch.gone:
+            sub.abort()
+        elif sub.is_established:
+            try:
+                sub.release()
+            except DicomNetError as exc:
+                log.warning("C-MOVE %d: releasing the association with %s: %s", op.message_id, destination, exc)
+        else:
+            sub.abort()
+    if watch.gone:
+        log.info("association gone during C-MOVE %d", op.message_id)
+        return
+    status = op.final(cancelled=cancelled)
+    log.info("C-MOVE %d to %s: %d completed, %d failed, %d warning in %.2f s, final 0x%04X", op.message_id,
+             destination, op.completed, op.failed, op.warning, time.monotonic() - started, status)
+
+
+# -------------------------------------------------------------------- C-GET
+def _store_here(assoc: Association, op: _Operation, item: Any, priority: int,
+                ctx: ServiceContext) -> tuple[int, str | None, str | None]:
+    """One C-STORE sub-operation on the requestor's own association:
+    (status, comment, SOP Instance UID). A C-CANCEL-RQ that arrives before the
+    C-STORE-RSP is noted in ``ctx.cancelled``."""
+    prepared = prepare_store(assoc.negotiated, item)
+    uid = prepared.sop_instance_uid
+    try:
+        store_id = assoc._next_message_id()
+        rq = c_store_rq(store_id, prepared.sop_class_uid, uid, priority)
+        assoc._send_message(prepared.context.context_id, rq, prepared.dataset)
+    finally:
+        prepared.close()
+    while True:
+        reply = assoc._receive_message()
+        command = reply.command
+        field = command.get("CommandField")
+        responding = command.get("MessageIDBeingRespondedTo")
+        if field == CommandField.C_STORE_RSP and responding == store_id:
+            status = command.status
+            return (st.UNABLE_TO_PROCESS if status is None else status), command.get("ErrorComment"), uid
+        if field == CommandField.C_CANCEL_RQ and responding == op.message_id:
+            ctx.cancelled = True
+            continue
+        assoc.abort()
+        raise AssociationAborted(description=f"expected the C-STORE-RSP to {store_id} during C-GET "
+                                             f"{op.message_id}, got {command!r}")
+
+
+def handle_get(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
+    """Answer one C-GET-RQ: C-STORE sub-operations on this same association."""
+    log = server.logger
+    op = _Operation(assoc, message, "get")
+    ctx = service_context(server, assoc, info, message.context_id, message.command)
+    on_get = getattr(server.handler, "on_get", None)
+    if on_get is None:
+        op.final(st.SOP_CLASS_NOT_SUPPORTED, "this SCP has no C-GET handler")
+        return
+    try:
+        result = on_get(ctx, _query(ctx, message))
+        items = list(result if result is not None else ())
+    except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
+        op.final(*_handler_failure(log, exc, f"C-GET {op.message_id}"))
+        return
+    op.remaining = len(items)
+    watch = _CancelWatch(assoc, op.message_id)
+    priority = int(message.command.get("Priority") or 0)
+    started = time.monotonic()
+    for item in items:
+        if ctx.cancelled or watch.check():
+            ctx.cancelled = True
+            break
+        op.remaining -= 1
+        uid = None
+        try:
+            status, comment, uid = _store_here(assoc, op, item, priority, ctx)
+        except NoPresentationContext as exc:
+            log.info("C-GET %d: sub-operation not sent: %s", op.message_id, exc)
+            status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
+        except (AssociationError, DicomTimeoutError):
+            raise                      # the requestor's association is gone: nothing to answer
+        except (DicomNetError, OSError, ValueError, TypeError) as exc:  # no SCP-role context, bad file
+            log.warning("C-GET %d: sub-operation failed: %s", op.message_id, exc)
+            status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
+        op.count(status, comment, item, uid)
+        if op.remaining:
+            op.pending()
+    if watch.gone:
+        log.info("association gone during C-GET %d", op.message_id)
+        return
+    status = op.final(cancelled=ctx.cancelled)
+    log.info("C-GET %d: %d completed, %d failed, %d warning in %.2f s, final 0x%04X", op.message_id,
+             op.completed, op.failed, op.warning, time.monotonic() - started, status)
