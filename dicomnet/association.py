@@ -180,6 +180,36 @@ class Association:
 
         return start_find(self, query, model=model, timeout=timeout)
 
+    def move(self, query: Any, destination_ae: str, *, model: str = "study",
+             timeout: float | None = None) -> Any:
+        """C-MOVE (PS3.7 9.1.4): a :class:`~dicomnet.dimse.retrieve.MoveResult`
+        yielding the sub-operation counters of each Pending response; then
+        ``.status``, the counters and ``.failed_instances``.
+
+        ``query`` is a Dataset or a mapping with the Query/Retrieve Level and
+        the unique keys; ``model`` "patient" or "study" (or a MOVE SOP Class
+        UID). A failure status raises :class:`DimseStatusError` after the
+        iteration (or from ``.result()``); leaving the loop early sends
+        C-CANCEL. See :mod:`dicomnet.dimse.retrieve`.
+        """
+        from .dimse.retrieve import start_move
+
+        return start_move(self, query, destination_ae, model=model, timeout=timeout)
+
+    def get(self, query: Any, *, model: str = "study", timeout: float | None = None,
+            store_to: Any = None) -> Any:
+        """C-GET (PS3.7 9.1.3): a :class:`~dicomnet.dimse.retrieve.GetResult`
+        yielding each instance the peer sends back on this association (a
+        lazily decoded Dataset; with ``store_to`` -- a directory or
+        ``callable(command) -> path`` -- the path of the file it was streamed
+        to). The association must have been proposed with storage contexts in
+        the SCP role: ``client.associate(..., for_get=True)``. Failures and
+        cancelling as for :meth:`move`.
+        """
+        from .dimse.retrieve import start_get
+
+        return start_get(self, query, model=model, timeout=timeout, store_to=store_to)
+
     def store_many(self, sources: Any, *, transfer_syntax: str | None = None,
                    timeout: float | None = None) -> Any:
         """C-STORE each Dataset or path of ``sources``, one operation at a time,
