@@ -95,11 +95,15 @@ class Client:
         extended_negotiations: Iterable[SOPClassExtendedNegotiation] = (),
         common_extended_negotiations: Iterable[SOPClassCommonExtendedNegotiation] = (),
         max_pdu: int | None = None,
+        for_get: bool = False,
     ) -> Association:
         """Open an association with the peer at ``host:port`` (AE ``called_ae``).
 
         ``contexts`` lists the presentation contexts to propose (see
         :data:`ContextSpec`); None proposes dicomnet's default abstract syntaxes.
+        ``for_get`` adds an SCP/SCU Role Selection item (SCP role only) for each
+        storage SOP class proposed, so that C-GET can deliver into them (see
+        :func:`dicomnet.dimse.retrieve.get_role_selections`).
         Returns the established :class:`Association`.
 
         Raises :class:`AssociationRejected` (``result``/``source``/``reason``
@@ -110,6 +114,13 @@ class Client:
         """
         log = self.logger
         our_max = self.max_pdu if max_pdu is None else max_pdu
+        if for_get:
+            from .dimse.retrieve import get_role_selections
+
+            contexts = None if contexts is None else list(contexts)
+            role_selections = list(role_selections)
+            given = {(r.sop_class_uid if isinstance(r, RoleSelection) else str(r[0])) for r in role_selections}
+            role_selections += [r for r in get_role_selections(contexts) if r.sop_class_uid not in given]
         rq = build_associate_rq(
             self.ae_title,
             validate_ae_title(called_ae, "called_ae"),
