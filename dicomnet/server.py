@@ -82,6 +82,12 @@ class Server:
     :class:`dicomnet.pdu.negotiation.AcceptorPolicy`. More than
     ``max_associations`` open at once are rejected (transient, local limit
     exceeded).
+
+    C-MOVE/C-GET (see :mod:`dicomnet.dimse.retrieve_scp`): ``destinations``
+    maps a move destination AE title to ``(host, port)`` for a handler whose
+    ``on_move`` returns only the instances. A handler with ``on_get`` makes
+    the default ``accept_scp_role`` accept the requestor's SCP role for every
+    storage SOP class (the C-STORE sub-operations need it).
     """
 
     def __init__(
@@ -102,6 +108,7 @@ class Server:
         authenticate: Callable[[UserIdentityRQ], IdentityVerdict] | None = None,
         accept_scp_role: Collection[str] | Callable[[str], bool] = (),
         extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None,
+        destinations: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -118,6 +125,11 @@ class Server:
         self.dimse_timeout = float(dimse_timeout)
         self.max_associations = max_associations
         self.max_pdu = max_pdu
+        self.destinations: dict[str, tuple[str, int]] = dict(destinations or {})
+        if not accept_scp_role and callable(getattr(handler, "on_get", None)):
+            from .types.sop_classes import is_storage_sop_class
+
+            accept_scp_role = is_storage_sop_class
         self.policy = AcceptorPolicy(
             self.ae_title,
             require_called_ae=require_called_ae,
@@ -389,6 +401,14 @@ class Server:
             _scp.handle_store(self, assoc, info, message)
         elif field == CommandField.C_FIND_RQ:
             _scp.handle_find(self, assoc, info, message)
+        elif field == CommandField.C_MOVE_RQ:
+            from .dimse.retrieve_scp import handle_move
+
+            handle_move(self, assoc, info, message)
+        elif field == CommandField.C_GET_RQ:
+            from .dimse.retrieve_scp import handle_get
+
+            handle_get(self, assoc, info, message)
         elif field == CommandField.C_CANCEL_RQ:
             # Nothing runs concurrently on this thread: a C-CANCEL can only
             # name an operation that has already finished (PS3.7 9.3.2.3).
