@@ -24,10 +24,19 @@ uses only those that exist, so implement just the services you need:
   final status is Success, or Cancel after a C-CANCEL. Without it: 0x0122.
 
 See :mod:`dicomnet.dimse.scp` for the failure statuses a raising handler
-produces (C-STORE 0xA700/0xC000, C-FIND 0xA700/0xC000). Planned:
+produces (C-STORE 0xA700/0xC000, C-FIND 0xA700/0xC000).
 
-* ``on_move(ctx, identifier, destination_ae) -> ...`` -- C-MOVE;
-* ``on_get(ctx, identifier) -> ...`` -- C-GET.
+* ``on_move(ctx, query, destination_ae) -> (address, instances) | instances``
+  -- C-MOVE. ``address`` is ``(host, port)`` of the destination, or None when
+  the AE title is unknown (answered 0xA801); returning only the instances
+  looks the address up in the Server's ``destinations`` table. Instances are
+  Datasets or Part 10 file paths; the server sends them as C-STORE
+  sub-operations over its own association to the destination.
+* ``on_get(ctx, query) -> instances`` -- C-GET: the instances go back as
+  C-STORE sub-operations on the requestor's association.
+
+See :mod:`dicomnet.dimse.retrieve_scp` for their statuses (0xB000 when some
+sub-operations failed, 0xA702 when all did, 0xFE00 after C-CANCEL).
 
 A handler method that raises becomes a failure response (0x0110 "processing
 failure") whose ErrorComment carries the exception text. Handlers run on the
@@ -37,7 +46,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import os
@@ -162,4 +171,13 @@ class Handler(Protocol):
 
     def on_find(self, ctx: ServiceContext, query: Dataset) -> Iterable[Dataset]:
         """A C-FIND request: yield the matching Identifiers."""
+        return ()
+
+    def on_move(self, ctx: ServiceContext, query: Dataset, destination_ae: str) -> Any:
+        """A C-MOVE request: ``((host, port) | None, instances)``, or just the
+        instances (Datasets or paths) when the Server has ``destinations``."""
+        return None, ()
+
+    def on_get(self, ctx: ServiceContext, query: Dataset) -> Iterable[Any]:
+        """A C-GET request: the instances (Datasets or paths) to send back."""
         return ()
