@@ -9,7 +9,8 @@ Every server runs in its own process (``_echo_server.py`` or ``storescp``) on a
 free loopback port; the client runs in this process. Prints a table with rates
 and the ratios the project targets. ``--quick`` finishes in well under 60 s.
 
-    python benchmarks/bench_echo.py [--quick] [--echoes N] [--cycles N]
+    python benchmarks/bench_echo.py [--quick] [--echoes N] [--cycles N] [--repeat N]
+    python benchmarks/bench_echo.py --profile     # where the CPU time of one exchange goes
 """
 from __future__ import annotations
 
@@ -174,6 +175,89 @@ def pynetdicom_cycles(port: int, n: int) -> float:
     return time.perf_counter() - t0
 
 
+# ------------------------------------------------------------------ profile
+def profile_hot_path(n: int = 5000) -> None:
+    """Where one C-ECHO exchange spends its CPU time, both ends in this thread.
+
+    A requestor and an acceptor :class:`~dicomnet.association.Association` over
+    a loopback TCP connection, driven alternately (no wake-ups, no scheduler),
+    so what is left is the CPU cost of both ends; printed per module group and
+    as the top functions (cProfile inflates Python-call-heavy code).
+    """
+    import cProfile
+    import pstats
+    from collections import Counter
+
+    from dicomnet.association import Association
+    from dicomnet.dimse.commands import c_echo_rq
+    from dicomnet.interfaces.handlers import AssociationInfo
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
+    from dicomnet.server import Server
+    from dicomnet.transport.sync import SyncDriver, prepare_socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        a = socket.create_connection(listener.getsockname())
+        b, _ = listener.accept()
+    prepare_socket(a)
+    prepare_socket(b)
+    client, server = SyncDriver(a, Connection("requestor")), SyncDriver(b, Connection("acceptor"))
+    server.conn.transport_connected(time.monotonic())
+    rq = build_associate_rq("BENCH", "ECHOSCP", [(VERIFICATION, ["1.2.840.10008.1.2.1"])])
+    client.conn.request_association(rq, time.monotonic())
+    client.flush()
+    request = server.receive_event(5)
+    ac = negotiate(request.rq, AcceptorPolicy("ECHOSCP"))
+    negotiated = server.conn.accept(ac)
+    server.flush()
+    accepted = client.receive_event(5)
+    scu = Association(client, accepted.negotiated, rq=rq, ac=ac)
+    scp = Association(server, negotiated, rq=rq, ac=ac)
+    srv = Server("ECHOSCP")
+    info = AssociationInfo("BENCH", "ECHOSCP", None, negotiated, rq, ac)
+
+    def exchange() -> None:
+        message_id = scu._next_message_id()
+        scu._send_message(1, c_echo_rq(message_id))
+        message = scp._next(5)
+        srv._dispatch(scp, info, message)
+        scu._receive_response(message_id)
+
+    for _ in range(500):
+        exchange()
+    t0 = time.process_time()
+    for _ in range(n):
+        exchange()
+    cpu = (time.process_time() - t0) / n
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(n):
+        exchange()
+    profiler.disable()
+    scu.abort()
+    scp.abort()
+    stats = pstats.Stats(profiler)
+    groups: Counter[str] = Counter()
+    total = 0.0
+    rules = [("transport/", "dicomnet.transport (driver)"), ("association.py", "dicomnet.association"),
+             ("server.py", "dicomnet.server"), ("dimse/commands", "dimse.commands (encode/decode)"),
+             ("dimse/assembler", "dimse.assembler"), ("pdu/connection", "pdu.connection + fsm"),
+             ("pdu/fsm", "pdu.connection + fsm"), ("pdu/", "pdu PDUs/items decode"), ("logging", "logging")]
+    for (file, _, func), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        total += tottime
+        if func.startswith("<method '") and ("socket" in func or "poll" in func):
+            groups["syscalls (sendmsg, recv_into, poll)"] += tottime
+            continue
+        groups[next((g for key, g in rules if key in file), "builtins (isinstance, len, struct, ...)")] += tottime
+    print(f"Hot path: one C-ECHO exchange (request + response, both ends) costs {cpu * 1e6:.0f} us of CPU "
+          f"without wake-ups; cProfile shares:")
+    for group, t in groups.most_common():
+        print(f"  {100 * t / total:5.1f}%  {group}")
+    stats.sort_stats("tottime").print_stats(15)
+
+
 # -------------------------------------------------------------------- main
 def _rate(fn: Callable[[int, int], float], port: int, n: int, repeat: int) -> float:
     """The best of ``repeat`` runs (this machine is shared: the best run is the
@@ -196,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echoes", type=int, default=2000, help="echoes on one association (a, b, c)")
     parser.add_argument("--cycles", type=int, default=None, help="associate/echo/release cycles (d)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the best counts")
+    parser.add_argument("--profile", action="store_true", help="only profile the hot path (in-process)")
     args = parser.parse_args(argv)
+    if args.profile:
+        profile_hot_path()
+        return 0
     echoes = args.echoes
     dn_cycles = args.cycles or (300 if args.quick else 1000)
     pn_cycles = args.cycles or (30 if args.quick else 100)
