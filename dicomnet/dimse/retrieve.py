@@ -64,7 +64,6 @@ GET_MODELS: dict[str, str] = {
 
 _MAX_CONTEXTS = 128
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-_FAILED_LIST = 0x00080058   # Failed SOP Instance UID List
 _ROOTS = {"patient": "1.2.840.10008.5.1.4.1.2.1", "study": "1.2.840.10008.5.1.4.1.2.2"}
 
 
@@ -234,6 +233,9 @@ class _Retrieve:
         progress = RetrieveProgress(status, self.remaining, self.completed, self.failed, self.warning)
         if st.is_pending(status):
             return self._pending(progress)
+        if ("NumberOfRemainingSuboperations" not in command and not st.is_cancel(status)
+                and self.completed is not None):
+            self.remaining = 0         # a final response other than Cancel leaves nothing remaining
         self._finish(status, command.get("ErrorComment"), dataset)
         if st.is_failure(status) and not self.cancelled:
             raise DimseStatusError(status, st.status_meaning(status, self._service), self._failure_text())
@@ -261,7 +263,7 @@ class _Retrieve:
             # The final response's Identifier: the Failed SOP Instance UID List (PS3.4 C.4.2.1.4).
             try:
                 ident = read_dataset(dataset, transfer_syntax=self.context.transfer_syntax)
-                value = ident.get(_FAILED_LIST)
+                value = ident.get("FailedSOPInstanceUIDList")
                 if value:
                     self.failed_instances = [str(v) for v in ([value] if isinstance(value, str) else value)]
             except (DicomParseError, ValueError) as exc:

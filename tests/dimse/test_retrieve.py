@@ -1,0 +1,156 @@
+"""Unit tests for dimse.retrieve (SCU negotiation helpers, results) and dimse.retrieve_scp (proposal, rules)."""
+from __future__ import annotations
+
+import pytest
+
+from dicomnet.dicom import write_file
+from dicomnet.dimse import retrieve, retrieve_scp
+from dicomnet.dimse.commands import c_move_rsp
+from dicomnet.pdu.negotiation import build_associate_rq
+from dicomnet.samples.synthetic import generate
+from dicomnet.types.sop_classes import DEFAULT_ABSTRACT_SYNTAXES, is_storage_sop_class, storage_sop_classes
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+BIG = "1.2.840.10008.1.2.2"
+JPEG = "1.2.840.10008.1.2.4.50"
+RLE = "1.2.840.10008.1.2.5"
+
+
+def test_get_role_selections_default_proposal():
+    roles = retrieve.get_role_selections()
+    storage = [u for u in DEFAULT_ABSTRACT_SYNTAXES if is_storage_sop_class(u)]
+    assert len(storage) == 30
+    assert [r.sop_class_uid for r in roles] == storage
+    assert all(r.scp_role and not r.scu_role for r in roles)
+    # Non-storage classes and duplicates get none.
+    roles = retrieve.get_role_selections(["1.2.840.10008.1.1", CT, (CT, [EXPLICIT]), (MR, [IMPLICIT])])
+    assert [r.sop_class_uid for r in roles] == [CT, MR]
+
+
+def test_retrieve_contexts_fit_and_roles():
+    contexts, roles = retrieve.retrieve_contexts()
+    assert contexts[0][0] == "1.2.840.10008.1.1"
+    uids = [c[0] for c in contexts]
+    assert retrieve.GET_MODELS["study"] in uids and retrieve.MOVE_MODELS["patient"] in uids
+    assert len(contexts) == 7 + 30 and len(roles) == 30
+    rq = build_associate_rq("A", "B", contexts, role_selections=roles)
+    assert len(rq.presentation_contexts) == 37
+    contexts, roles = retrieve.retrieve_contexts([CT, CT, MR], transfer_syntaxes=[JPEG, EXPLICIT],
+                                                 models=["study"])
+    assert contexts[-2:] == [(CT, (JPEG, EXPLICIT)), (MR, (JPEG, EXPLICIT))]
+    with pytest.raises(ValueError, match="128"):
+        retrieve.retrieve_contexts(list(storage_sop_classes(include_retired=True))[:125])
+    with pytest.raises(ValueError):
+        retrieve.retrieve_contexts(models=["worklist"])
+
+
+def test_model_names():
+    assert retrieve._sop_class("Study", retrieve.GET_MODELS, "GET") == "1.2.840.10008.5.1.4.1.2.2.3"
+    assert retrieve._sop_class("1.2.3", retrieve.MOVE_MODELS, "MOVE") == "1.2.3"
+    with pytest.raises(ValueError):
+        retrieve._sop_class("worklist", retrieve.MOVE_MODELS, "MOVE")
+
+
+def test_move_contexts_native_first_and_encapsulated_apart():
+    infos = [(CT, "1", EXPLICIT), (CT, "2", IMPLICIT), (CT, "3", JPEG), (MR, "4", BIG), (None, None, None),
+             (CT, "5", JPEG), (MR, "6", RLE)]
+    assert retrieve_scp.move_contexts(infos) == [
+        (CT, [EXPLICIT, IMPLICIT]),
+        (CT, [JPEG, EXPLICIT, IMPLICIT]),
+        (MR, [BIG, EXPLICIT, IMPLICIT]),
+        (MR, [RLE, EXPLICIT, IMPLICIT]),
+    ]
+    many = [(f"1.2.3.{n}", str(n), EXPLICIT) for n in range(200)]
+    assert len(retrieve_scp.move_contexts(many)) == 128
+
+
+def test_split_move_rule():
+    items = ["a", "b"]
+    table = {"DEST": ("127.0.0.1", 104)}
+    assert retrieve_scp._split_move((("h", 1), items), table, "DEST") == (("h", 1), items)
+    assert retrieve_scp._split_move((None, items), table, "DEST") == (None, items)
+    assert retrieve_scp._split_move(items, table, "DEST") == (("127.0.0.1", 104), items)
+    assert retrieve_scp._split_move(items, table, "OTHER") == (None, items)
+    # A pair of instances is not mistaken for (address, instances).
+    pair = ("x.dcm", "y.dcm")
+    assert retrieve_scp._split_move(pair, table, "DEST") == (("127.0.0.1", 104), pair)
+    with pytest.raises(TypeError):
+        retrieve_scp._split_move(items, {"DEST": ("h", "104")}, "DEST")
+
+
+def test_instance_info_dataset_and_file(tmp_path):
+    ds = next(generate(patients=1, studies=1, series=1, instances=1, rows=8, cols=8))
+    assert retrieve_scp.instance_info(ds)[:2] == (str(ds.SOPClassUID), str(ds.SOPInstanceUID))
+    path = tmp_path / "x.dcm"
+    write_file(path, ds, IMPLICIT)
+    assert retrieve_scp.instance_info(str(path)) == (str(ds.SOPClassUID), str(ds.SOPInstanceUID), IMPLICIT)
+    assert retrieve_scp.instance_info(str(tmp_path / "missing.dcm")) == (None, None, None)
+    (tmp_path / "junk").write_bytes(b"not dicom at all")
+    assert retrieve_scp.instance_info(str(tmp_path / "junk")) == (None, None, None)
+
+
+class _FakeAssoc:
+    """Just enough of an Association for a result's response handling."""
+
+    def __init__(self, messages):
+        import logging
+
+        self._messages = list(messages)
+        self._log = logging.getLogger("test")
+        self.sent = []
+        self.is_established = True
+
+    def _receive_message(self, timeout=None):
+        return self._messages.pop(0)
+
+    def _send_message(self, context_id, command, dataset=None):
+        self.sent.append(command)
+
+    def abort(self):
+        self.is_established = False
+
+
+class _Ctx:
+    context_id = 1
+    transfer_syntax = IMPLICIT
+
+
+def _msg(command, dataset=None):
+    from dicomnet.dimse.assembler import Message
+
+    return Message(1, command, dataset)
+
+
+def test_move_result_counts_failed_list_and_raise():
+    from dicomnet.dicom import Dataset
+    from dicomnet.dicom.writer import encode_dataset
+    from dicomnet.errors import DimseStatusError
+
+    ident = Dataset()
+    ident.set("FailedSOPInstanceUIDList", ["1.2.3", "1.2.4"])
+    msgs = [_msg(c_move_rsp(5, None, 0xFF00, 3, 1, 0, 0)),
+            _msg(c_move_rsp(5, None, 0xFF00, 2, 1, 1, 0)),
+            _msg(c_move_rsp(5, None, 0xA702, None, 0, 4, 0, True), memoryview(encode_dataset(ident, IMPLICIT)))]
+    result = retrieve.MoveResult(_FakeAssoc(msgs), _Ctx(), 5, None)
+    seen = []
+    with pytest.raises(DimseStatusError) as info:
+        for progress in result:
+            seen.append(progress)
+    assert [p.remaining for p in seen] == [3, 2]
+    assert info.value.status == 0xA702 and "2 failed instance" in info.value.comment
+    assert result.failed_instances == ["1.2.3", "1.2.4"] and result.failed == 4 and result.remaining == 0
+    with pytest.raises(RuntimeError):
+        iter(result)
+
+
+def test_move_result_rejects_a_foreign_response():
+    from dicomnet.errors import AssociationAborted
+
+    assoc = _FakeAssoc([_msg(c_move_rsp(9, None, 0x0000))])
+    result = retrieve.MoveResult(assoc, _Ctx(), 5, None)
+    with pytest.raises(AssociationAborted):
+        result.result()
+    assert not assoc.is_established

@@ -1,0 +1,362 @@
+"""C-MOVE and C-GET between our Client and our Servers on loopback (PS3.4 C.4.2, C.4.3)."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dicomnet.client import Client
+from dicomnet.dicom import Dataset, read_file, write_file
+from dicomnet.dicom.writer import encode_dataset
+from dicomnet.errors import DimseStatusError, QueryError
+from dicomnet.samples.archive import Archive
+from dicomnet.samples.synthetic import generate
+from dicomnet.server import Server
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+STUDY_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+VERIFY = "1.2.840.10008.1.1"
+
+
+@pytest.fixture(scope="module")
+def study() -> list[Dataset]:
+    return list(generate(patients=1, studies=1, series=2, instances=6, rows=32, cols=48, seed=7))
+
+
+@pytest.fixture(scope="module")
+def mr_study() -> list[Dataset]:
+    return list(generate(patients=1, studies=1, series=1, instances=3, rows=16, cols=16, modality="MR", seed=8))
+
+
+def key(ds: Dataset) -> dict[str, str]:
+    return {"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": str(ds.StudyInstanceUID)}
+
+
+class Source:
+    """A Q/R SCP over an Archive (or a fixed list)."""
+
+    def __init__(self, instances: list, fixed: bool = False, exc: BaseException | None = None,
+                 address: tuple[str, int] | None | str = "table") -> None:
+        self.archive = Archive()
+        self.fixed = list(instances) if fixed else None
+        for item in instances:
+            self.archive.add(item if isinstance(item, Dataset) else read_file(item),
+                             None if isinstance(item, Dataset) else item)
+        self.exc = exc
+        self.address = address
+        self.contexts: list = []
+
+    def _items(self, query: Dataset) -> list:
+        if self.exc is not None:
+            raise self.exc
+        return self.fixed if self.fixed is not None else self.archive.instances_for(query, "study")
+
+    def on_get(self, ctx, query):
+        self.contexts.append(ctx)
+        return self._items(query)
+
+    def on_move(self, ctx, query, destination):
+        self.contexts.append(ctx)
+        items = self._items(query)
+        return items if self.address == "table" else (self.address, items)
+
+
+class Sink:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.received: list[tuple[object, bytes, Dataset]] = []
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def on_store(self, ctx, ds):
+        with self.lock:
+            self.received.append((ctx, bytes(encode_dataset(ds, ctx.transfer_syntax)), ds))
+        if self.delay:
+            time.sleep(self.delay)
+
+
+def by_uid(datasets) -> dict[str, Dataset]:
+    return {str(d.SOPInstanceUID): d for d in datasets}
+
+
+@pytest.fixture()
+def servers():
+    started: list[Server] = []
+
+    def start(*args, **kw) -> Server:
+        server = Server(*args, **kw).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+
+
+# ------------------------------------------------------------------ C-GET
+def test_get_yields_every_instance_with_equal_pixels_and_bytes(servers, study):
+    src = servers("SRC", Source(study))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.get(key(study[0]))
+        got = list(result)
+        assert result.status == 0x0000 and result.received == len(study)
+        assert result.completed == len(study) and result.failed == 0 and result.failed_instances == []
+        assert result.progress is not None and result.progress.remaining == 1 and result.remaining == 0
+        originals = by_uid(study)
+        assert sorted(by_uid(got)) == sorted(originals)
+        for ds in got:
+            orig = originals[str(ds.SOPInstanceUID)]
+            arr = ds.pixel_array
+            assert np.array_equal(arr, orig.pixel_array)
+            assert arr.base is not None            # a view of the received buffer, not a copy
+            assert bytes(encode_dataset(ds, ds.transfer_syntax)) == bytes(encode_dataset(orig, ds.transfer_syntax))
+        assert assoc.echo() == 0
+
+
+def test_get_files_sent_from_disk_arrive_byte_for_byte(servers, study, tmp_path):
+    paths = []
+    for ds in study[:4]:
+        path = tmp_path / f"{ds.SOPInstanceUID}.dcm"
+        write_file(path, ds, IMPLICIT)
+        paths.append(path)
+    src = servers("SRC", Source([str(p) for p in paths], fixed=True))
+    contexts = [STUDY_GET, (CT, [IMPLICIT])]
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, for_get=True) as assoc:
+        got = list(assoc.get(key(study[0])))
+    assert len(got) == 4
+    for ds, path in zip(got, paths):
+        on_disk = read_file(path)
+        assert ds.transfer_syntax == IMPLICIT
+        assert bytes(encode_dataset(ds, IMPLICIT)) == bytes(encode_dataset(on_disk, IMPLICIT))
+
+
+def test_get_store_to_streams_files(servers, study, tmp_path):
+    src = servers("SRC", Source(study))
+    out = tmp_path / "out"
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        paths = list(assoc.get(key(study[0]), store_to=out))
+        assert assoc.echo() == 0
+    assert len(paths) == len(study) and all(Path(p).parent == out for p in paths)
+    originals = by_uid(study)
+    for p in paths:
+        ds = read_file(p)
+        assert ds.file_meta.get("SourceApplicationEntityTitle") == "SRC"
+        assert np.array_equal(ds.pixel_array, originals[str(ds.SOPInstanceUID)].pixel_array)
+    assert sorted(Path(p).name for p in paths) == sorted(f"{u}.dcm" for u in originals)
+
+
+def test_get_missing_context_counts_failed_suboperations(servers, study, mr_study):
+    src = servers("SRC", Source(study[:3] + mr_study, fixed=True))
+    contexts = [VERIFY, STUDY_GET, CT]      # no MR storage context: MR sub-operations fail
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, for_get=True) as assoc:
+        result = assoc.get(key(study[0]))
+        got = list(result)
+        assert result.status == 0xB000
+        assert (result.completed, result.failed, result.warning) == (3, 3, 0)
+        assert sorted(result.failed_instances) == sorted(by_uid(mr_study))
+        assert sorted(by_uid(got)) == sorted(by_uid(study[:3]))
+        assert assoc.echo() == 0
+
+
+def test_get_all_failed_is_a702_and_raises(servers, mr_study):
+    src = servers("SRC", Source(mr_study, fixed=True))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=[VERIFY, STUDY_GET, CT], for_get=True) as assoc:
+        result = assoc.get(key(mr_study[0]))
+        with pytest.raises(DimseStatusError) as info:
+            list(result)
+        assert info.value.status == 0xA702 and result.failed == 3
+        assert sorted(result.failed_instances) == sorted(by_uid(mr_study))
+        assert assoc.echo() == 0
+
+
+def test_get_without_scp_role_fails_every_suboperation(servers, study):
+    src = servers("SRC", Source(study[:2], fixed=True))
+    # Storage context proposed, but no role selection: we are only its SCU.
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=[STUDY_GET, CT]) as assoc:
+        result = assoc.get(key(study[0]))
+        with pytest.raises(DimseStatusError):
+            result.result()
+        assert result.status == 0xA702 and result.failed == 2
+
+
+def test_get_cancel_midway_then_association_still_works(servers, study):
+    src = servers("SRC", Source(study))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.get(key(study[0]))
+        for n, _ in enumerate(result, 1):
+            if n == 2:
+                break
+        assert result.done and result.cancelled
+        assert result.status == 0xFE00
+        assert result.remaining is not None and result.remaining > 0
+        assert result.completed + result.remaining + result.failed == len(study)
+        assert src.handler.contexts[-1].cancelled
+        # The next operation on the same association works.
+        again = list(assoc.get(key(study[0])))
+        assert len(again) == len(study)
+
+
+def test_get_handler_raising_is_a_failure_with_comment(servers, study):
+    src = servers("SRC", Source(study, exc=RuntimeError("archive offline")))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            list(assoc.get(key(study[0])))
+        assert info.value.status == 0xC000 and "archive offline" in info.value.comment
+        assert assoc.echo() == 0
+
+
+def test_get_query_error_keeps_its_status(servers, study):
+    src = servers("SRC", Source(study, exc=QueryError("no level", 0xA900)))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.get(key(study[0])).result()
+        assert info.value.status == 0xA900
+
+
+def test_no_handler_is_0122(servers, study):
+    src = servers("SRC", object())
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            list(assoc.get(key(study[0])))
+        assert info.value.status == 0x0122
+        with pytest.raises(DimseStatusError) as info:
+            list(assoc.move(key(study[0]), "DEST"))
+        assert info.value.status == 0x0122
+
+
+def test_get_empty_match_is_success(servers, study):
+    src = servers("SRC", Source(study))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.get({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.3.4"})
+        assert list(result) == [] and result.status == 0 and result.completed == 0
+
+
+# ----------------------------------------------------------------- C-MOVE
+def test_move_to_second_server_with_progress(servers, study):
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        progress = list(result)
+        assert result.status == 0 and result.completed == len(study) and result.failed == 0
+        assert result.failed_instances == []
+        assert [p.remaining for p in progress] == list(range(len(study) - 1, 0, -1))
+        assert all(p.status == 0xFF00 for p in progress)
+        assert [p.completed for p in progress] == list(range(1, len(study)))
+        assert assoc.echo() == 0
+    originals = by_uid(study)
+    assert sorted(by_uid(ds for _, _, ds in sink.received)) == sorted(originals)
+    for ctx, raw, ds in sink.received:
+        orig = originals[str(ds.SOPInstanceUID)]
+        assert raw == bytes(encode_dataset(orig, ctx.transfer_syntax))
+        assert np.array_equal(ds.pixel_array, orig.pixel_array)
+        assert ctx.calling_ae == "SRC"
+        assert ctx.command.get("MoveOriginatorApplicationEntityTitle") == "ME"
+        assert ctx.command.get("MoveOriginatorMessageID") == result.message_id
+
+
+def test_move_handler_gives_the_address(servers, study):
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study[:3], address=("127.0.0.1", dest.port)))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        assert result.result() == 0
+    assert len(sink.received) == 3
+
+
+@pytest.mark.parametrize("address", ["table", None])
+def test_move_unknown_destination_is_a801(servers, study, address):
+    src = servers("SRC", Source(study, address=address))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "NOWHERE")
+        with pytest.raises(DimseStatusError) as info:
+            list(result)
+        assert info.value.status == 0xA801 and result.status == 0xA801
+        assert assoc.echo() == 0
+
+
+def test_move_destination_refusing_some_classes(servers, study, mr_study):
+    sink = Sink()
+    dest = servers("DEST", sink, contexts=[CT])
+    src = servers("SRC", Source(study[:2] + mr_study, fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        list(result)
+        assert result.status == 0xB000 and (result.completed, result.failed) == (2, 3)
+        assert sorted(result.failed_instances) == sorted(by_uid(mr_study))
+    assert len(sink.received) == 2
+
+
+def test_move_destination_down_fails_all(servers, study):
+    dead = Server("DEAD").start()
+    port = dead.port
+    dead.shutdown()
+    src = servers("SRC", Source(study[:3], fixed=True), destinations={"DEST": ("127.0.0.1", port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        with pytest.raises(DimseStatusError) as info:
+            list(result)
+        assert info.value.status == 0xA702 and result.failed == 3 and len(result.failed_instances) == 3
+        assert assoc.echo() == 0
+
+
+def test_move_destination_store_failures_are_counted(servers, study):
+    class Picky:
+        def on_store(self, ctx, ds):
+            return 0xA700 if str(ds.SOPInstanceUID) == str(study[1].SOPInstanceUID) else (
+                0xB000 if str(ds.SOPInstanceUID) == str(study[2].SOPInstanceUID) else 0)
+
+    dest = servers("DEST", Picky())
+    src = servers("SRC", Source(study[:4], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        list(result)
+    assert result.status == 0xB000
+    assert (result.completed, result.failed, result.warning) == (2, 1, 1)
+    assert result.failed_instances == [str(study[1].SOPInstanceUID)]
+
+
+def test_move_cancel_midway(servers, study):
+    sink = Sink(delay=0.05)
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        first = next(iter(result))
+        assert first.completed == 1
+        assert result.cancel() == 0xFE00
+        assert result.remaining and result.remaining > 0
+        assert result.completed + result.remaining + result.failed == len(study)
+        assert len(sink.received) < len(study)
+        assert assoc.echo() == 0
+        # A find/move right after works on the same association.
+        assert assoc.move(key(study[0]), "DEST").result() == 0
+
+
+def test_move_handler_raising(servers, study):
+    src = servers("SRC", Source(study, exc=ValueError("bad query")), destinations={"DEST": ("127.0.0.1", 1)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            assoc.move(key(study[0]), "DEST").result()
+        assert info.value.status == 0xC000 and "bad query" in info.value.comment
+        assert assoc.echo() == 0
+
+
+def test_move_patient_model_and_priority(servers, study):
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study[:2], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move({"QueryRetrieveLevel": "PATIENT", "PatientID": str(study[0].PatientID)}, "DEST",
+                            model="patient")
+        assert result.result() == 0
+    assert src.handler.contexts[-1].abstract_syntax == "1.2.840.10008.5.1.4.1.2.1.2"
+    assert len(sink.received) == 2
