@@ -210,7 +210,7 @@ def parse_charsets(value: str | list[str] | tuple[str, ...] | None) -> tuple[str
 def _fallback_codec(term: str) -> str:
     try:
         return codecs.lookup(term).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         return "latin_1"
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator
 
+import numpy
+
 from dicomnet.dicom import dictionary as _dict
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
 from dicomnet.dicom import values as _values
@@ -114,8 +116,15 @@ class DataElement:
         if not isinstance(other, DataElement):
             return NotImplemented
         a, b = self.value, other.value
+        if isinstance(a, memoryview):
+            a = bytes(a)
+        if isinstance(b, memoryview):
+            b = bytes(b)
         try:
-            same = bool(a == b) if not hasattr(a, "shape") else bool((a == b).all())
+            if isinstance(a, numpy.ndarray) or isinstance(b, numpy.ndarray):
+                same = bool(numpy.array_equal(numpy.asarray(a), numpy.asarray(b)))
+            else:
+                same = bool(a == b)
         except (ValueError, TypeError):
             same = False
         return self.tag == other.tag and self.VR == other.VR and same

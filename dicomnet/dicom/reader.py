@@ -149,6 +149,13 @@ def read_file(source: PathOrBuffer, *, stop_before_pixels: bool = False, max_dep
         elif implicit and explicit_bytes and _vr_matches_dictionary(buf, pos, little):
             log.warning("data set declared implicit VR but reads as explicit VR")
             implicit = False
+        else:
+            implicit = None  # type: ignore[assignment]  # as declared
+        if implicit is not None and little and ts_uid in (IMPLICIT_VR_LE, EXPLICIT_VR_LE):
+            # Label the data set with the syntax it is really in, so that writing
+            # it back (or sending it) never pairs these bytes with the wrong UID.
+            ts_uid = IMPLICIT_VR_LE if implicit else EXPLICIT_VR_LE
+        implicit = _ts_flags(ts_uid)[0] if implicit is None else implicit
     index = ElementIndex(src, pos, implicit=implicit, little=little, max_depth=max_depth,
                          stop_tag=_PIXEL_DATA if stop_before_pixels else None, sq_tags=SQ_TAGS)
     ds = Dataset._from_index(index, 0, len(index), None, ts_uid)

@@ -74,6 +74,10 @@ def error_comment(exc: BaseException) -> str:
 
 
 def _failure_status(exc: BaseException, *, store: bool) -> int:
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and not isinstance(status, bool) and 0 < status <= 0xFFFF:
+        # The handler named the failure itself (e.g. QueryError: 0xA900 identifier does not match).
+        return status
     if isinstance(exc, (MemoryError, OSError)):
         return st.OUT_OF_RESOURCES
     return st.CANNOT_UNDERSTAND if store else st.UNABLE_TO_PROCESS
