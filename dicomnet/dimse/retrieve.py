@@ -307,6 +307,8 @@ class GetResult(_Retrieve):
         self.received = 0
         self.progress: RetrieveProgress | None = None
         self._store_to = store_to
+        self._last_size = 0
+        self._previous_sink: Any = None
 
     def _pending(self, progress: RetrieveProgress) -> None:
         self.progress = progress
@@ -333,6 +335,7 @@ class GetResult(_Retrieve):
             elif message.dataset is None:
                 status, comment = st.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set"
             else:
+                self._last_size = len(message.dataset)
                 item = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
         except (DicomParseError, OSError, ValueError) as exc:
             assoc._log.warning("C-GET sub-operation %s: %s", command.get("AffectedSOPInstanceUID"), exc)
@@ -350,11 +353,14 @@ class GetResult(_Retrieve):
 
     def _finish(self, status: int, comment: str | None, dataset: Any) -> None:
         super()._finish(status, comment, dataset)
-        if self._store_to is not None:
-            self._assoc._assembler.set_sink(self._previous_sink)
+        self._assoc._assembler.set_sink(self._previous_sink)
 
     def _install_sink(self) -> None:
-        """With ``store_to``: stream each C-STORE data set into its file as it arrives."""
+        """Watch each C-STORE-RQ as its command set completes: with ``store_to``
+        stream the data set into its file as it arrives; else pre-size the
+        receive buffer to the previous data set's size (instances of a series
+        are alike; it saves the buffer's doublings -- a copy each -- and it
+        still grows or is trimmed when the guess is wrong)."""
         from dicomnet.dimse.scp import StoreSink
         from dicomnet.interfaces.handlers import AssociationInfo, ServiceContext
 
@@ -367,6 +373,10 @@ class GetResult(_Retrieve):
 
         def factory(command: Command) -> StoreSink | None:
             if command.get("CommandField") != CommandField.C_STORE_RQ:
+                return None
+            if target is None:
+                if self._last_size:
+                    assembler.reserve(self._last_size)
                 return None
             context_id = assembler._context_id
             if context_id is None or context_id not in neg.contexts:
@@ -432,15 +442,13 @@ def start_get(assoc: Association, query: Dataset | Mapping[str, Any], *, model: 
                            "every sub-operation will fail (propose with for_get=True)")
     data = _identifier(query, ctx.transfer_syntax)
     result = GetResult(assoc, ctx, 0, timeout, store_to)
-    if store_to is not None:
-        result._install_sink()
+    result._install_sink()
     message_id = assoc._next_message_id()
     result.message_id = message_id
     try:
         assoc._send_message(ctx.context_id, c_get_rq(message_id, sop_class, priority), data)
     except BaseException:
-        if store_to is not None:
-            assoc._assembler.set_sink(result._previous_sink)
+        assoc._assembler.set_sink(result._previous_sink)
         raise
     assoc._open_find = result  # type: ignore[attr-defined]
     return result

@@ -1,0 +1,333 @@
+"""C-GET and C-MOVE throughput: dicomnet against dcmtk and pynetdicom, measured in one run.
+
+N CT instances (512x512 uint16, ~0.5 MB each, generated here as files on
+tmpfs) are retrieved over loopback:
+
+C-GET of the study into numpy (``pixel_array`` of every instance):
+  (a) dicomnet Client <- dicomnet Server (``on_get`` returns the file paths,
+      sent from disk without decoding), the server in its own process;
+  (b) dcmtk ``getscu`` <- ``dcmqrscp`` (getscu writes each instance to a file
+      on tmpfs -- it has no in-memory numpy path, so this row does less work);
+  (c) pynetdicom <- pynetdicom (the SCP yields ``dcmread`` datasets, the SCU's
+      C-STORE handler takes ``event.dataset.pixel_array``).
+C-GET from Orthanc (the study uploaded first through REST):
+  (d) dicomnet Client into numpy, (e) ``getscu`` into files.
+C-MOVE of the study to a storage SCP (dcmtk ``storescp -od`` on tmpfs):
+  (f) dicomnet Client -> dicomnet Server -> storescp;
+  (g) ``movescu`` -> ``dcmqrscp`` -> storescp.
+
+Every receiver takes PDUs of up to 131072 bytes; Nagle is off for every peer
+(TCP_NODELAY=1). Times are wall seconds from association request to release,
+best of ``--repeat``; the table prints instances/s and the ratios.
+``--quick`` uses 150 instances (well under 120 s in all); the default is 500.
+
+    python benchmarks/bench_retrieve.py [--quick] [--count N] [--repeat N]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import print_table, ratio  # noqa: E402
+from bench_store import generate  # noqa: E402  (the same 512x512 CT files)
+
+PDU = 131072
+STUDY = "2.25.1001"        # bench_store.generate's study
+GET_STUDY = "1.2.840.10008.5.1.4.1.2.2.3"
+MOVE_STUDY = "1.2.840.10008.5.1.4.1.2.2.2"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _peers() -> Any:
+    """tests/integration/peers.py (process management for Orthanc and dcmtk)."""
+    spec = importlib.util.spec_from_file_location("bench_peers", HERE.parent / "tests" / "integration" / "peers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_peers"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ------------------------------------------------------- helper processes
+def serve(kind: str, folder: str, dest_port: str) -> None:
+    """Helper-process mode: a C-GET/C-MOVE SCP over the files in ``folder``."""
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder))
+    if kind == "dicomnet":
+        from dicomnet import Server
+
+        class Source:
+            def on_get(self, ctx: Any, query: Any) -> list[str]:
+                return paths
+
+            def on_move(self, ctx: Any, query: Any, destination: str) -> Any:
+                return ("127.0.0.1", int(dest_port)), paths
+
+        server = Server("BENCHSCP", Source(), max_pdu=PDU).start("127.0.0.1", 0)
+        print(f"READY {server.port}", flush=True)
+        sys.stdin.read()
+        server.shutdown()
+    else:
+        from pydicom import dcmread
+        from pynetdicom import AE, StoragePresentationContexts, evt
+        from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet
+
+        def on_get(event: Any) -> Iterator[Any]:
+            yield len(paths)
+            for path in paths:
+                if event.is_cancelled:
+                    yield 0xFE00, None
+                    return
+                yield 0xFF00, dcmread(path)
+
+        ae = AE(ae_title="BENCHSCP")
+        ae.maximum_pdu_size = PDU
+        ae.add_supported_context(StudyRootQueryRetrieveInformationModelGet)
+        for cx in StoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, scu_role=True, scp_role=True)
+        server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_GET, on_get)])
+        print(f"READY {server.server_address[1]}", flush=True)
+        sys.stdin.read()
+        server.shutdown()
+
+
+@contextmanager
+def python_scp(kind: str, folder: Path, dest_port: int = 0) -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(folder), str(dest_port)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"{kind} SCP did not start: {line!r}")
+        yield int(line.split()[1])
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------ the clients
+def get_dicomnet(port: int, ae: str, count: int) -> float:
+    from dicomnet import Client
+
+    arrays = []
+    start = time.perf_counter()
+    with Client("BENCH", max_pdu=PDU).associate("127.0.0.1", port, ae, for_get=True) as assoc:
+        result = assoc.get({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY})
+        for ds in result:
+            arrays.append(ds.pixel_array)
+    wall = time.perf_counter() - start
+    _expect(len(arrays), count, "dicomnet C-GET")
+    assert arrays[0].shape[-2:] == (512, 512)
+    return wall
+
+
+def get_pynetdicom(port: int, ae_title: str, count: int) -> float:
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, build_role, evt
+    from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelGet
+
+    arrays = []
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta      # the transfer syntax pydicom needs to decode
+        arrays.append(ds.pixel_array)
+        return 0
+
+    ae = AE(ae_title="BENCH")
+    ae.maximum_pdu_size = PDU
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = STUDY
+    start = time.perf_counter()
+    assoc = ae.associate("127.0.0.1", port, ae_title=ae_title, ext_neg=[build_role(CTImageStorage, scp_role=True)],
+                         evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    if not assoc.is_established:
+        raise RuntimeError("pynetdicom association failed")
+    for _status, _ident in assoc.send_c_get(query, StudyRootQueryRetrieveInformationModelGet):
+        pass
+    assoc.release()
+    wall = time.perf_counter() - start
+    _expect(len(arrays), count, "pynetdicom C-GET")
+    return wall
+
+
+def get_getscu(port: int, ae: str, count: int, out: Path) -> float:
+    _reset(out)
+    start = time.perf_counter()
+    done = subprocess.run(["getscu", "-aet", "BENCH", "-aec", ae, "-S", "-pdu", str(PDU), "-k",
+                           "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY}", "-od", str(out),
+                           "127.0.0.1", str(port)], env=_env(), capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"getscu failed: {done.stdout[-500:]}{done.stderr[-500:]}")
+    _expect(len(os.listdir(out)), count, "getscu")
+    return wall
+
+
+def move_dicomnet(port: int, count: int, scp: Any) -> float:
+    from dicomnet import Client
+
+    _reset(scp.out_dir)
+    start = time.perf_counter()
+    with Client("BENCH").associate("127.0.0.1", port, "BENCHSCP") as assoc:
+        result = assoc.move({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": STUDY}, scp.aet)
+        status = result.result()
+    wall = time.perf_counter() - start
+    if status != 0 or result.completed != count:
+        raise RuntimeError(f"dicomnet C-MOVE: status 0x{status:04X}, {result.completed} completed")
+    scp.wait_for_files(count, 30)
+    return wall
+
+
+def move_movescu(port: int, ae: str, count: int, scp: Any) -> float:
+    _reset(scp.out_dir)
+    start = time.perf_counter()
+    done = subprocess.run(["movescu", "-aet", "BENCH", "-aec", ae, "-aem", scp.aet, "-S", "-k",
+                           "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={STUDY}", "127.0.0.1", str(port)],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"movescu failed: {done.stdout[-500:]}{done.stderr[-500:]}")
+    scp.wait_for_files(count, 30)
+    return wall
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, TCP_NODELAY="1")
+
+
+def _reset(folder: Path) -> None:
+    for name in os.listdir(folder):
+        os.unlink(folder / name)
+
+
+def _expect(got: int, count: int, what: str) -> None:
+    if got != count:
+        raise RuntimeError(f"{what}: {got} of {count} instances")
+
+
+# ------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="150 instances")
+    parser.add_argument("--count", type=int, default=None, help="instances (default 500, --quick 150)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per case, best kept (default 3, --quick 2)")
+    parser.add_argument("--serve", nargs=3, metavar=("KIND", "DIR", "DEST_PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
+    count = args.count or (150 if args.quick else 500)
+    repeat = args.repeat or (2 if args.quick else 3)
+    peers = _peers()
+    have_dcmtk = all(shutil.which(t) for t in ("getscu", "movescu", "dcmqrscp", "storescp", "storescu"))
+    have_orthanc = shutil.which("Orthanc") is not None
+    try:
+        import pynetdicom  # noqa: F401
+
+        have_pynetdicom = True
+    except ImportError:
+        have_pynetdicom = False
+    root = Path(tempfile.mkdtemp(prefix="dicomnet-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    results: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    def run(label: str, fn: Callable[[], float]) -> None:
+        best = None
+        for _ in range(repeat):
+            try:
+                wall = fn()
+            except Exception as exc:  # noqa: BLE001 - a failing peer is reported, the run goes on
+                print(f"  {label}: failed: {exc}")
+                return
+            best = wall if best is None else min(best, wall)
+        assert best is not None
+        results[label] = best
+        print(f"  {label:<44} {best:7.3f} s  ({count / best:6.0f} inst/s)", flush=True)
+
+    try:
+        src, got = root / "src", root / "got"
+        src.mkdir()
+        got.mkdir()
+        t0 = time.perf_counter()
+        paths = generate(src, count)
+        size = sum(os.path.getsize(p) for p in paths)
+        print(f"{count} CT instances, {size / 1e6:.0f} MB, generated in {time.perf_counter() - t0:.1f} s; "
+              f"best of {repeat}")
+
+        # -- C-GET into numpy
+        with python_scp("dicomnet", src) as port:
+            run("get: dicomnet <- dicomnet (numpy)", lambda: get_dicomnet(port, "BENCHSCP", count))
+        if have_dcmtk:
+            with peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU) as qr:
+                run("get: getscu <- dcmqrscp (files)", lambda: get_getscu(qr.port, qr.aet, count, got))
+        if have_pynetdicom:
+            with python_scp("pynetdicom", src) as port:
+                run("get: pynetdicom <- pynetdicom (numpy)", lambda: get_pynetdicom(port, "BENCHSCP", count))
+
+        # -- C-GET from Orthanc
+        if have_orthanc:
+            with peers.Orthanc() as orthanc:
+                t0 = time.perf_counter()
+                for p in paths:
+                    orthanc.upload(p)
+                print(f"  (uploaded to Orthanc in {time.perf_counter() - t0:.1f} s)")
+                run("get from Orthanc: dicomnet (numpy)", lambda: get_dicomnet(orthanc.dicom_port, orthanc.aet, count))
+                if have_dcmtk:
+                    run("get from Orthanc: getscu (files)",
+                        lambda: get_getscu(orthanc.dicom_port, orthanc.aet, count, got))
+
+        # -- C-MOVE to storescp
+        if have_dcmtk:
+            with peers.Storescp(aet="STORESCP", args=["-pdu", str(PDU)]) as scp:
+                with python_scp("dicomnet", src, scp.port) as port:
+                    run("move: dicomnet -> dicomnet -> storescp", lambda: move_dicomnet(port, count, scp))
+                with peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU,
+                                    move_destinations={"STORESCP": scp.port}) as qr:
+                    run("move: movescu -> dcmqrscp -> storescp", lambda: move_movescu(qr.port, qr.aet, count, scp))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    def row(label: str, ref: str | None) -> list[str]:
+        wall = results.get(label)
+        if wall is None:
+            return [label, "-", "-", "-"]
+        against = results.get(ref) if ref else None
+        return [label, f"{wall:.3f}", f"{count / wall:.0f}", ratio(against, wall, False) if against else ""]
+
+    ours_get = "get: dicomnet <- dicomnet (numpy)"
+    rows = [row(ours_get, None),
+            row("get: getscu <- dcmqrscp (files)", ours_get),
+            row("get: pynetdicom <- pynetdicom (numpy)", ours_get),
+            row("get from Orthanc: dicomnet (numpy)", None),
+            row("get from Orthanc: getscu (files)", "get from Orthanc: dicomnet (numpy)"),
+            row("move: dicomnet -> dicomnet -> storescp", None),
+            row("move: movescu -> dcmqrscp -> storescp", "move: dicomnet -> dicomnet -> storescp")]
+    print_table(f"C-GET / C-MOVE of {count} CT instances (512x512 uint16), loopback",
+                ["case", "seconds", "inst/s", "dicomnet is (x faster)"], rows)
+    print(f"\ntotal {time.perf_counter() - t_all:.0f} s; load average {os.getloadavg()[0]:.2f} "
+          f"on {os.cpu_count()} CPU(s)")
+
+
+if __name__ == "__main__":
+    main()
