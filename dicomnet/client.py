@@ -24,7 +24,8 @@ from .transport.sync import SyncDriver, open_connection
 __all__ = ["Client", "ContextSpec"]
 
 #: A presentation context to propose: an abstract syntax UID (proposed with
-#: Explicit and Implicit VR Little Endian) or ``(abstract_syntax, [transfer syntaxes])``.
+#: Explicit and Implicit VR Little Endian) or ``(abstract_syntax, [transfer syntaxes])``
+#: (a single transfer syntax UID may stand for the list).
 ContextSpec = str | tuple[str, Sequence[str]]
 
 
@@ -37,7 +38,8 @@ def _normalise_contexts(contexts: Iterable[ContextSpec] | None) -> list[tuple[st
             out.append((spec, UNCOMPRESSED_TRANSFER_SYNTAXES))
         else:
             abstract, syntaxes = spec
-            out.append((str(abstract), tuple(syntaxes)))
+            # One transfer syntax may be given as a plain UID string.
+            out.append((str(abstract), (syntaxes,) if isinstance(syntaxes, str) else tuple(syntaxes)))
     return out
 
 

@@ -63,7 +63,8 @@ def _supported(contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None) -> 
         if isinstance(spec, str):
             out[spec] = UNCOMPRESSED_TRANSFER_SYNTAXES
         else:
-            out[str(spec[0])] = tuple(spec[1])
+            syntaxes = spec[1]
+            out[str(spec[0])] = (syntaxes,) if isinstance(syntaxes, str) else tuple(syntaxes)
     return out
 
 
