@@ -129,7 +129,7 @@ def read_file(source: PathOrBuffer, *, stop_before_pixels: bool = False, max_dep
         file_meta = Dataset._from_index(meta_index, 0, len(meta_index), None, EXPLICIT_VR_LE)
         pos = meta_index.stop
         if _TRANSFER_SYNTAX_UID in file_meta:
-            ts_uid = str(file_meta._value(_TRANSFER_SYNTAX_UID) or "").strip("\0 ") or None
+            ts_uid = _uid_text(file_meta._value(_TRANSFER_SYNTAX_UID))
         if ts_uid is None:
             log.warning("File Meta has no Transfer Syntax UID: inferring it")
     elif preamble is not None and len(buf) == pos:
@@ -164,6 +164,16 @@ def read_file(source: PathOrBuffer, *, stop_before_pixels: bool = False, max_dep
     d["preamble"] = preamble
     d["filename"] = name
     return ds
+
+
+def _uid_text(value: Any) -> str | None:
+    """The Transfer Syntax UID as text; None when the element holds no usable text
+    (malformed meta: a binary VR decodes to numbers or an array)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    return value.strip("\0 ") or None
 
 
 def _vr_matches_dictionary(buf: memoryview, pos: int, little: bool) -> bool:
