@@ -183,3 +183,12 @@ def test_mmap_outlives_the_closed_file(tmp_path):
     ds = read_file(path)
     os.unlink(path)  # the mapping keeps the data reachable
     check(ds)
+
+
+def test_transfer_syntax_uid_with_a_binary_vr_is_ignored():
+    # Found by fuzzing: (0002,0010) arriving as OW decoded to an array and `array or ""`
+    # raised a bare ValueError. The syntax is inferred from the data set instead.
+    group = el(0x0002, 0x0001, "OB", b"\x00\x01") + el(0x0002, 0x0010, "OW", b"\x01\x00\x02\x00")
+    ds = read_file(bytes(128) + b"DICM" + group + body(False))
+    check(ds)
+    assert ds.transfer_syntax == BE
