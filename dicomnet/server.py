@@ -56,10 +56,11 @@ _MAX_REJECTORS = 16
 
 def _supported(contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None) -> Mapping[str, Sequence[str]] | None:
     """``contexts`` as the acceptor policy's ``supported`` mapping."""
-    if contexts is None or isinstance(contexts, Mapping):
-        return contexts
+    if contexts is None:
+        return None
+    specs = contexts.items() if isinstance(contexts, Mapping) else contexts
     out: dict[str, Sequence[str]] = {}
-    for spec in contexts:
+    for spec in specs:
         if isinstance(spec, str):
             out[spec] = UNCOMPRESSED_TRANSFER_SYNTAXES
         else:

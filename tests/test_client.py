@@ -76,7 +76,15 @@ def test_context_spec_forms_and_rejected_transfer_syntax():
                                 contexts=[VERIFICATION, (CT, [IMPLICIT])]) as assoc:
             assert assoc.negotiated.contexts[1].transfer_syntax == IMPLICIT
             assert 3 in assoc.negotiated.rejected  # CT only with explicit on the server
-    with Server("SCP", contexts=[VERIFICATION, (CT, EXPLICIT)]).start() as srv:
+    for contexts in ([VERIFICATION, (CT, EXPLICIT)], {VERIFICATION: [EXPLICIT], CT: EXPLICIT}):
+        check_single_syntax(contexts)
+
+
+def check_single_syntax(contexts):
+    with Server("SCP", contexts=contexts).start() as srv:
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[(CT, IMPLICIT)]) as assoc:
+            assert assoc.negotiated.rejected == {1: 4}  # not a substring match of the UIDs
+    with Server("SCP", contexts=contexts).start() as srv:
         with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[(CT, EXPLICIT), VERIFICATION]) as assoc:
             assert assoc.negotiated.contexts[1].transfer_syntax == EXPLICIT
             assert assoc.negotiated.contexts[3].transfer_syntax == EXPLICIT
