@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .dimse.assembler import Message, MessageAssembler
-from .dimse.commands import Command, c_echo_rq, decode_command, encode_command  # noqa: F401
+from .dimse.commands import Command, c_echo_rq, encode_command
 from .errors import (
     AssociationAborted,
     AssociationError,
