@@ -143,6 +143,11 @@ def encode_dataset(ds: Dataset, transfer_syntax: str | None = None) -> bytes | m
     return body
 
 
+def _uid(value: Any) -> str:
+    """A UID value as text; "" when missing or not text (malformed data read with a binary VR)."""
+    return value.strip("\0 ") if isinstance(value, str) else ""
+
+
 def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
     """The File Meta Information group (PS3.10 7.1) for ``ds`` written in ``transfer_syntax``.
 
@@ -153,7 +158,7 @@ def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
     """
     meta = ds.file_meta
     if meta is not None and not meta.is_modified():
-        current = str(meta.get("TransferSyntaxUID") or "").strip("\0 ")
+        current = _uid(meta.get("TransferSyntaxUID"))
         if current == transfer_syntax and 0x00020000 in meta:
             index = meta._index
             return memoryview(index.source).cast("B")[index.start:index.stop]
@@ -164,9 +169,9 @@ def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
                 new.set(elem.tag, elem.value, elem.VR)
     new.set(0x00020001, b"\x00\x01", "OB")
     if 0x00020002 not in new:
-        new.set(0x00020002, ds.get("SOPClassUID") or "", "UI")
+        new.set(0x00020002, _uid(ds.get("SOPClassUID")), "UI")
     if 0x00020003 not in new:
-        new.set(0x00020003, ds.get("SOPInstanceUID") or "", "UI")
+        new.set(0x00020003, _uid(ds.get("SOPInstanceUID")), "UI")
     new.set(0x00020010, transfer_syntax, "UI")
     if meta is None or 0x00020012 not in new:
         new.set(0x00020012, IMPLEMENTATION_CLASS_UID, "UI")
