@@ -277,3 +277,15 @@ def test_write_file_rejects_text_too_long_for_16_bit_length(tmp_path):
     with pytest.raises(ValueError):
         write_file(tmp_path / "bad.dcm", ds, LE)
     assert not list(tmp_path.iterdir())
+
+
+def test_rewriting_a_file_whose_meta_has_a_binary_transfer_syntax_uid(tmp_path):
+    # A File Meta (0002,0010) sent as OW decodes to an array; `array or ""` raised ValueError.
+    group = (struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\x00\x01"
+             + struct.pack("<HH2s2xI", 0x0002, 0x0010, b"OW", 4) + b"\x01\x00\x02\x00")
+    ds = read_file(bytes(128) + b"DICM" + group + bytes(encode_dataset(sample_dataset(), LE)))
+    write_file(tmp_path / "fixed.dcm", ds, LE)
+    back = read_file(tmp_path / "fixed.dcm")
+    assert back.file_meta.TransferSyntaxUID == LE and back.file_meta[0x00020010].VR == "UI"
+    assert back.file_meta.MediaStorageSOPInstanceUID == sample_dataset().SOPInstanceUID
+    assert as_dict(back) == as_dict(sample_dataset())
