@@ -17,7 +17,7 @@ from dicomnet.cli.common import EXIT_FAILURE, common_parser, setup_logging
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules under dicomnet.cli, in the order ``--help`` lists them.
-COMMANDS = ("echo", "dump")
+COMMANDS = ("echo", "store", "find", "dump")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     parent = common_parser()
     for name in COMMANDS:
-        importlib.import_module(f"dicomnet.cli.{name}").add_parser(subparsers, parent)
+        importlib.import_module(f"dicomnet.cli.{name.replace('-', '_')}").add_parser(subparsers, parent)
     return parser
 
 
