@@ -128,6 +128,9 @@ class Association:
         Raises :class:`DimseStatusError` for a failure status, ``AssociationError``
         when no Verification context was accepted.
         """
+        if self._open_find is not None:
+            # A C-FIND/C-MOVE/C-GET whose loop was left unfinished: cancel and drain it first.
+            self._open_find.cancel()
         ctx = self._echo_context
         if ctx is None:
             ctx = self._echo_context = self.context_for(VERIFICATION)
