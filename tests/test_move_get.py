@@ -360,3 +360,42 @@ def test_move_patient_model_and_priority(servers, study):
         assert result.result() == 0
     assert src.handler.contexts[-1].abstract_syntax == "1.2.840.10008.5.1.4.1.2.1.2"
     assert len(sink.received) == 2
+
+
+def test_get_store_to_callable_failure_is_a_failed_suboperation(servers, study, tmp_path):
+    src = servers("SRC", Source(study[:4], fixed=True))
+    bad = str(study[2].SOPInstanceUID)
+
+    def name(command):
+        uid = command["AffectedSOPInstanceUID"]
+        if uid == bad:
+            raise RuntimeError("no room for this one")
+        return tmp_path / f"x-{uid}.dcm"
+
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.get(key(study[0]), store_to=name)
+        paths = list(result)
+        assert result.status == 0xB000 and result.failed_instances == [bad]
+        assert (result.completed, result.failed) == (3, 1)
+        assert sorted(Path(p).name for p in paths) == sorted(f"x-{d.SOPInstanceUID}.dcm" for d in study[:4]
+                                                            if str(d.SOPInstanceUID) != bad)
+        # Without store_to on the same association, instances come back in memory again.
+        assert all(isinstance(d, Dataset) for d in assoc.get(key(study[0])))
+
+
+def test_move_loop_left_early_cancels_and_next_request_runs(servers, study):
+    sink = Sink(delay=0.05)
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        for progress in result:
+            break
+        assert result.done and result.status == 0xFE00 and result.remaining > 0
+        # A C-GET that is left unfinished is cancelled by the next request.
+        pending = assoc.get(key(study[0]))
+        it = iter(pending)
+        next(it)
+        assert assoc.echo() == 0             # cancels and drains the open C-GET first
+        assert pending.done and pending.status in (0xFE00, 0x0000)
+        assert assoc.move(key(study[0]), "DEST").result() == 0

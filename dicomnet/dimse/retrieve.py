@@ -337,7 +337,8 @@ class GetResult(_Retrieve):
             else:
                 self._last_size = len(message.dataset)
                 item = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
-        except (DicomParseError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - answered as a failure status, the C-GET goes on
+            # (an unreadable data set, a file that cannot be written, a store_to callable that raised)
             assoc._log.warning("C-GET sub-operation %s: %s", command.get("AffectedSOPInstanceUID"), exc)
             from dicomnet.dimse.scp import error_comment
 
