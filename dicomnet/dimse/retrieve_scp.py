@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq
+from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
 from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
 from dicomnet.dimse.scu import _meta_text, _read_meta, prepare_store, send_store
 from dicomnet.errors import (
@@ -150,10 +150,19 @@ class _Operation:
         self.completed = self.failed = self.warning = 0
         self.failed_uids: list[str] = []
 
-    def pending(self) -> None:
-        self.assoc._send_message(self.context_id, self.rsp(self.message_id, self.sop_class, st.PENDING,
-                                                           self.remaining, self.completed, self.failed,
-                                                           self.warning))
+    def pending(self, *, flush: bool = True) -> None:
+        """A Pending response with the counters. ``flush=False`` (C-GET) only
+        queues it: it leaves with the next C-STORE-RQ on the same association
+        in one write, so the requestor wakes once per sub-operation, not twice."""
+        rsp = self.rsp(self.message_id, self.sop_class, st.PENDING, self.remaining, self.completed,
+                       self.failed, self.warning)
+        if flush:
+            self.assoc._send_message(self.context_id, rsp)
+            return
+        conn = self.assoc._conn
+        if not conn.is_established:
+            self.assoc._raise_not_established()
+        conn.send_pdata(self.context_id, True, encode_command(rsp))
 
     def fail(self, item: Any, uid: str | None = None) -> None:
         self.failed += 1
@@ -386,7 +395,7 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
             status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
         op.count(status, comment, item, uid)
         if op.remaining:
-            op.pending()
+            op.pending(flush=False)     # sent by the next C-STORE-RQ or the final response
     if watch.gone:
         log.info("association gone during C-GET %d", op.message_id)
         return
