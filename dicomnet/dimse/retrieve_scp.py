@@ -45,6 +45,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
@@ -74,6 +75,7 @@ __all__ = ["handle_move", "handle_get", "move_contexts", "instance_info"]
 _EXPLICIT = "1.2.840.10008.1.2.1"
 _IMPLICIT = "1.2.840.10008.1.2"
 _MAX_CONTEXTS = 128
+_HEAD = 8192            # bytes read to find a file's File Meta (instance_info)
 
 
 # ------------------------------------------------------------ the instances
@@ -86,6 +88,9 @@ def instance_info(item: Any) -> tuple[str | None, str | None, str | None]:
         sop_instance = item.get("SOPInstanceUID") or (meta.get("MediaStorageSOPInstanceUID") if meta else None)
         return (str(sop_class) if sop_class else None, str(sop_instance) if sop_instance else None,
                 item.transfer_syntax)
+    head = _head_info(item)
+    if head is not None:
+        return head
     try:
         mapping, _, meta = _read_meta(item)
     except (OSError, ValueError, TypeError, DicomNetError):
@@ -100,6 +105,28 @@ def instance_info(item: Any) -> tuple[str | None, str | None, str | None]:
             mapping.close()
         except BufferError:  # pragma: no cover - the GC closes it
             pass
+
+
+def _head_info(path: Any) -> tuple[str | None, str | None, str | None] | None:
+    """The File Meta UIDs from the first 8 KiB of a Part 10 file (one read, no
+    mapping); None when that is not enough (no preamble, a longer group 0002,
+    unreadable) -- the caller then maps the file."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(_HEAD)
+    except (OSError, TypeError, ValueError):
+        return None
+    if len(head) < 144 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
+        return None
+    explicit = 65 <= head[136] <= 90 and 65 <= head[137] <= 90
+    try:
+        index = ElementIndex(head, 132, implicit=not explicit, little=True, only_group=0x0002)
+        if index.stop >= len(head):
+            return None            # the group may go on past what was read
+        meta = Dataset._from_index(index, 0, len(index), None, _EXPLICIT)
+        return (_meta_text(meta, 0x00020002), _meta_text(meta, 0x00020003), _meta_text(meta, 0x00020010))
+    except DicomNetError:
+        return None
 
 
 def _native(uid: str) -> bool:

@@ -154,3 +154,29 @@ def test_move_result_rejects_a_foreign_response():
     with pytest.raises(AssociationAborted):
         result.result()
     assert not assoc.is_established
+
+
+def test_instance_info_file_meta_longer_than_the_first_read(tmp_path):
+    from dicomnet.dicom import read_file
+    from dicomnet.dicom.writer import encode_file_meta
+
+    ds = next(generate(patients=1, studies=1, series=1, instances=1, rows=8, cols=8))
+    path = tmp_path / "short.dcm"
+    write_file(path, ds, EXPLICIT)
+    meta = read_file(path).file_meta
+    meta.set("PrivateInformationCreatorUID", "1.2.3")
+    meta.set("PrivateInformation", b"\x01" * 10000, "OB")
+    raw = path.read_bytes()
+    body_at = len(bytes(encode_file_meta(read_file(path), EXPLICIT)))
+    long_meta = bytes(encode_file_meta(_with_meta(read_file(path), meta), EXPLICIT))
+    assert len(long_meta) > retrieve_scp._HEAD
+    (tmp_path / "long.dcm").write_bytes(long_meta + raw[body_at:])
+    assert retrieve_scp._head_info(str(tmp_path / "long.dcm")) is None
+    assert retrieve_scp.instance_info(str(tmp_path / "long.dcm")) == (str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                                                                      EXPLICIT)
+    assert retrieve_scp._head_info(str(path)) == (str(ds.SOPClassUID), str(ds.SOPInstanceUID), EXPLICIT)
+
+
+def _with_meta(ds, meta):
+    ds.file_meta = meta
+    return ds
