@@ -325,3 +325,31 @@ def test_read_dataset_reports_file_offsets():
         read_dataset(b"\x00" * 10 + DATE + el(0x0010, 0x0010, "PN", b"AB", length=4), 10)
     err = info.value
     assert (err.offset, err.tag) == (26, 0x00100010)
+
+
+def test_un_of_undefined_length_is_parsed_as_implicit_le_items():
+    # PS3.5 6.2.2: a UN with undefined length holds an Implicit VR LE sequence,
+    # even inside a big endian data set.
+    inner = iel(0x0010, 0x0020, b"ID01")
+    un = (struct.pack(">HH2s2xI", 0x0009, 0x1001, b"UN", UNDEFINED)
+          + struct.pack("<HHI", 0xFFFE, 0xE000, len(inner)) + inner + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    data = un + el(0x0028, 0x0010, "US", b"\x00\x02", little=False)
+    index = ElementIndex(data, little=False)
+    top = index.siblings(0, len(index))
+    assert [index.tag(i) for i in top] == [0x00091001, 0x00280010]
+    assert index.flags(top[0]) & 32 and index.flags(top[0]) & 2
+    (it,) = index.siblings(*index.children(top[0]))
+    (leaf,) = index.siblings(*index.children(it))
+    assert index.tag(leaf) == 0x00100020 and bytes(index.raw(leaf)) == b"ID01"
+    assert index.numeric(top[1], "US") == 2  # back to big endian after the UN
+
+
+def test_implicit_defined_length_sequence_needs_sq_tags():
+    item_body = iel(0x0008, 0x0100, b"T1")
+    seq = iel(0x0040, 0xA730, struct.pack("<HHI", 0xFFFE, 0xE000, len(item_body)) + item_body)
+    as_sq = ElementIndex(seq, implicit=True, sq_tags={0x0040A730})
+    assert as_sq.flags(0) & 2 and len(as_sq) == 3
+    opaque = ElementIndex(seq, implicit=True)
+    assert len(opaque) == 1 and opaque.flags(0) == 0
+    items = ElementIndex(seq, 8, implicit=True, items=True)  # the value re-read as items
+    assert [items.tag(i) for i in range(len(items))] == [0xFFFEE000, 0x00080100]
