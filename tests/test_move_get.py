@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dicomnet.client import Client
-from dicomnet.dicom import Dataset, read_file, write_file
+from dicomnet.dicom import Dataset, read_dataset, read_file, write_file
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.errors import DimseStatusError, QueryError
 from dicomnet.samples.archive import Archive
@@ -399,3 +399,17 @@ def test_move_loop_left_early_cancels_and_next_request_runs(servers, study):
         assert assoc.echo() == 0             # cancels and drains the open C-GET first
         assert pending.done and pending.status in (0xFE00, 0x0000)
         assert assoc.move(key(study[0]), "DEST").result() == 0
+
+
+def test_get_store_to_never_writes_outside_the_folder(servers, study, tmp_path):
+    evil = read_dataset(bytes(encode_dataset(study[0], EXPLICIT)), transfer_syntax=EXPLICIT)
+    evil.SOPInstanceUID = "../../escaped"
+    src = servers("SRC", Source([evil], fixed=True))
+    out = tmp_path / "deep" / "out"
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        result = assoc.get(key(study[0]), store_to=out)
+        [path] = list(result)
+        assert assoc._assembler._sink_factory is None       # the sink is gone with the operation
+    assert Path(path).parent == out and Path(path).name.startswith("instance-")
+    assert not (tmp_path / "escaped.dcm").exists()
+    assert read_file(path).SOPInstanceUID == "../../escaped"

@@ -43,6 +43,7 @@ from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusErro
 from dicomnet.pdu.items import RoleSelection
 from dicomnet.types import status as st
 from dicomnet.types.sop_classes import DEFAULT_ABSTRACT_SYNTAXES, is_storage_sop_class
+from dicomnet.types.uids import is_valid_uid
 
 if TYPE_CHECKING:
     from dicomnet.association import Association
@@ -182,6 +183,10 @@ class _Retrieve:
                 except Exception as exc:  # noqa: BLE001 - the loop is over anyway
                     self._assoc._log.warning("cancelling C-%s %d failed: %s", self._service.upper(),
                                              self.message_id, exc)
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        """Undo what the operation installed on the association (idempotent)."""
 
     def result(self) -> int:
         """Read every remaining response; the final status (failure raises)."""
@@ -309,6 +314,7 @@ class GetResult(_Retrieve):
         self._store_to = store_to
         self._last_size = 0
         self._previous_sink: Any = None
+        self._installed: Any = None
 
     def _pending(self, progress: RetrieveProgress) -> None:
         self.progress = progress
@@ -354,7 +360,13 @@ class GetResult(_Retrieve):
 
     def _finish(self, status: int, comment: str | None, dataset: Any) -> None:
         super()._finish(status, comment, dataset)
-        self._assoc._assembler.set_sink(self._previous_sink)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        assembler = self._assoc._assembler
+        if self._installed is not None and assembler._sink_factory is self._installed:
+            assembler.set_sink(self._previous_sink)
+        self._installed = None
 
     def _install_sink(self) -> None:
         """Watch each C-STORE-RQ as its command set completes: with ``store_to``
@@ -389,13 +401,18 @@ class GetResult(_Retrieve):
                 if callable(target):
                     path = target(command)
                 else:
-                    uid = str(command.get("AffectedSOPInstanceUID") or f"instance-{command.message_id}")
+                    # The UID comes from the peer: only a valid UID (digits and dots,
+                    # PS3.5 9.1) becomes a file name, so nothing lands outside ``target``.
+                    uid = str(command.get("AffectedSOPInstanceUID") or "")
+                    if not is_valid_uid(uid):
+                        uid = f"instance-{self.message_id}-{command.message_id}"
                     path = os.path.join(os.fspath(target), uid + ".dcm")  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - answered as a failure status
                 return StoreSink(sctx, None, exc)
             return StoreSink(sctx, path)
 
         assembler.set_sink(factory)
+        self._installed = factory
 
 
 # ------------------------------------------------------------------- start
@@ -449,7 +466,7 @@ def start_get(assoc: Association, query: Dataset | Mapping[str, Any], *, model: 
     try:
         assoc._send_message(ctx.context_id, c_get_rq(message_id, sop_class, priority), data)
     except BaseException:
-        assoc._assembler.set_sink(result._previous_sink)
+        result._cleanup()
         raise
     assoc._open_find = result  # type: ignore[attr-defined]
     return result
