@@ -124,13 +124,12 @@ def bench_series(folder: Path, count: int, quick: bool) -> list[list[str]]:
 
     rounds_ours, rounds_theirs = (3, 1) if quick else (5, 2)
     rows = []
-    workloads = [
+    workloads: list[tuple[str, dict[str, Any], Callable[..., Any], Callable[..., Any]]] = [
         ("read + every value + pixel_array", {}, dicomnet_file, pydicom_file),
-        ("read only", None, lambda p: read_file(p), lambda p: pydicom.dcmread(p)),
+        ("read only", {}, read_file, pydicom.dcmread),
         ("... + pixel_array.sum()", {"touch_pixels": True}, dicomnet_file, pydicom_file),
     ]
     for label, kwargs, ours_fn, theirs_fn in workloads:
-        kwargs = kwargs or {}
         over(paths[:20], ours_fn, **kwargs)()  # warm caches and lazy imports
         over(paths[:5], theirs_fn, **kwargs)()
         ours_s = best_of(over(paths, ours_fn, **kwargs), rounds_ours)
