@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -283,3 +284,25 @@ def test_orthanc_moves_from_our_server_into_itself(orthanc: Orthanc, our_server:
         raw = orthanc.instance_file(ids[0])
         assert_same(read_file(raw), original)
         assert pydicom.dcmread(io.BytesIO(raw)).SOPInstanceUID == sop_uid
+
+
+def test_movescu_cancel_against_our_server(our_server: Callable[..., Server], tmp_path: Path) -> None:
+    require("movescu")
+    files = make_study(tmp_path, instances=4)
+
+    class SlowSink(Sink):
+        def on_store(self, ctx: Any, ds: Dataset) -> None:
+            super().on_store(ctx, ds)
+            time.sleep(0.1)
+
+    sink = SlowSink()
+    dest = our_server("DEST", sink)
+    source = Source(files)
+    srv = our_server("DICOMNET", source, destinations={"DEST": ("127.0.0.1", dest.port)})
+    res = movescu(srv.port, "DICOMNET", "DEST", [f"{k}={v}" for k, v in study_key(files).items()], "--cancel", "1",
+                  "-v")
+    assert "Final Move Response (Cancel" in res.output, res.output
+    assert 1 <= len(sink.received) < len(files)
+    # The association stays usable: a full move afterwards.
+    res = movescu(srv.port, "DICOMNET", "DEST", [f"{k}={v}" for k, v in study_key(files).items()])
+    assert res.returncode == 0 and not res.errors, res.output
