@@ -17,7 +17,7 @@ from dicomnet.cli.common import EXIT_FAILURE, common_parser, setup_logging
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Subcommand modules under dicomnet.cli, in the order ``--help`` lists them.
-COMMANDS = ("echo", "store", "find", "move", "get", "store-scp", "sample-server", "dump")
+COMMANDS = ("echo", "store", "find", "move", "get", "store-scp", "sample-server", "bench", "dump")
 
 
 def build_parser() -> argparse.ArgumentParser:

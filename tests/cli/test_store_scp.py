@@ -204,3 +204,24 @@ def test_sigterm_mid_transfer_leaves_no_partial_file(tmp_path, ct_files):
         finally:
             assoc.abort()
     assert _files(out) == []                           # neither the temporary nor a final file
+
+
+def test_bench_store_against_store_scp_ignore(tmp_path):
+    with Daemon("store-scp", "--ignore") as scp:
+        r = run("bench", "store", "127.0.0.1", str(scp.port), "--count", "20", "--rows", "64", "--cols", "32",
+                "--frames", "2", "--json")
+        assert r.returncode == 0, r.stderr
+        obj = json.loads(r.stdout)
+        code, rest, _ = scp.stop()
+    assert obj["ok"] and obj["failed"] == 0 and obj["count"] == 20
+    assert obj["bytes"] > 20 * 64 * 32 * 2 * 2           # at least the pixel data of every frame
+    assert obj["instances_per_s"] > 0 and obj["mb_per_s"] > 0
+    assert json.loads(rest.splitlines()[-1])["received"] == 20
+    with Daemon("store-scp", "--out", str(tmp_path)) as scp:
+        r = run("bench", "store", "127.0.0.1", str(scp.port), "--count", "3", "--rows", "16", "--cols", "16")
+        scp.stop()
+    assert r.returncode == 0, r.stderr
+    assert "sent 3 of 3" in r.stdout and "instances/s" in r.stdout and "MB/s" in r.stdout
+    assert len(list(tmp_path.glob("*.dcm"))) == 3
+    r = run("bench", "store", "127.0.0.1", "1", "--count", "0")
+    assert r.returncode == 2
