@@ -246,7 +246,14 @@ class Dataset:
         charsets = _DEFAULT_CHARSETS
         while ds is not None:
             if _SPECIFIC_CHARACTER_SET in ds:
-                charsets = parse_charsets(ds._value(_SPECIFIC_CHARACTER_SET))
+                value = ds._value(_SPECIFIC_CHARACTER_SET)
+                if isinstance(value, str) or (
+                        isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    charsets = parse_charsets(value)
+                else:
+                    # Malformed data gave (0008,0005) a binary or SQ VR: keep the default
+                    # (stringifying a sequence's items would look their charset up again).
+                    log.warning("Specific Character Set is not text; using the default repertoire")
                 break
             ds = ds._parent
         self.__dict__["_cs"] = charsets
@@ -278,7 +285,9 @@ class Dataset:
         if vr is None or vr == "UN":
             vr = self._implicit_vr(tag, idx, vr)
         if vr in _values.TEXT_VRS:
-            if vr not in _CHARSET_VRS:
+            if vr not in _CHARSET_VRS or tag == _SPECIFIC_CHARACTER_SET:
+                # (0008,0005) itself is ASCII, whatever VR malformed data gives it:
+                # looking up its own character set would recurse forever.
                 text = index.text(idx, 0) if vr != "UR" else None
             else:
                 codec = self._text_codec()
