@@ -186,3 +186,20 @@ def test_malformed_bits_allocated_does_not_break_vr_lookup():
     ds = read_dataset(data, transfer_syntax="1.2.840.10008.1.2.2")
     assert ds[0x00280100].value == b"\x00\x10"
     assert ds[0x7FE00010].VR in ("OB", "OW")
+
+
+@pytest.mark.parametrize("vr,value", [(b"PN", b"]\xff\xff\xffI\xfb"), (b"PN", b"ISO_IR 100"), (b"SQ", None),
+                                      (b"US", b"\x01\x00\x02\x00")])
+def test_specific_character_set_with_a_malformed_vr(vr, value):
+    # Found by fuzzing: (0008,0005) as PN (a character-set VR) or SQ recursed forever
+    # (its decoding looked up the character set, i.e. itself).
+    name = el(0x0010, 0x0010, "PN", b"AB")
+    if vr == b"SQ":
+        charset = el(0x0008, 0x0005, "SQ", struct.pack("<HHI", 0xFFFE, 0xE000, len(name)) + name)
+    else:
+        charset = struct.pack("<HH2sH", 0x0008, 0x0005, vr, len(value)) + value
+    ds = read_dataset(charset + name, transfer_syntax=LE)
+    assert len([e.value for e in ds]) == 2
+    assert str(ds.PatientName) == "AB"
+    if vr == b"SQ":
+        assert str(ds.SpecificCharacterSet[0].PatientName) == "AB"
