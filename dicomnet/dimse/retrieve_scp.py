@@ -51,13 +51,12 @@ from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
 from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
-from dicomnet.dimse.scu import _meta_text, _read_meta, prepare_store, send_store
+from dicomnet.dimse.scu import PreparedStore, _meta_text, _read_meta, prepare_store
 from dicomnet.errors import (
     AssociationAborted,
     AssociationError,
     DicomNetError,
     DicomTimeoutError,
-    DimseStatusError,
     NoPresentationContext,
     QueryError,
 )
@@ -178,9 +177,10 @@ class _Operation:
         self.failed_uids: list[str] = []
 
     def pending(self, *, flush: bool = True) -> None:
-        """A Pending response with the counters. ``flush=False`` (C-GET) only
-        queues it: it leaves with the next C-STORE-RQ on the same association
-        in one write, so the requestor wakes once per sub-operation, not twice."""
+        """A Pending response with the counters. ``flush=False`` only queues it:
+        C-GET's leaves with the next C-STORE-RQ on the same association in one
+        write (the requestor wakes once per sub-operation, not twice); C-MOVE's
+        once the next C-STORE-RQ is on its way to the destination."""
         rsp = self.rsp(self.message_id, self.sop_class, st.PENDING, self.remaining, self.completed,
                        self.failed, self.warning)
         if flush:
@@ -190,6 +190,10 @@ class _Operation:
         if not conn.is_established:
             self.assoc._raise_not_established()
         conn.send_pdata(self.context_id, True, encode_command(rsp))
+
+    def flush(self) -> None:
+        """Write a Pending response queued with ``pending(flush=False)``."""
+        self.assoc._driver.flush()
 
     def fail(self, item: Any, uid: str | None = None) -> None:
         self.failed += 1
@@ -305,38 +309,10 @@ def handle_move(server: Server, assoc: Association, info: AssociationInfo, messa
         return
     watch = _CancelWatch(assoc, op.message_id)
     cancelled = False
-    priority = int(message.command.get("Priority") or 0)
     try:
-        for n, (item, (_, uid, _)) in enumerate(zip(items, infos)):
-            if watch.check():
-                cancelled = ctx.cancelled = True
-                break
-            op.remaining -= 1
-            if not sub.is_established:
-                op.fail(item, uid)
-                continue
-            try:
-                status = send_store(sub, item, priority=priority, move_originator_ae=info.calling_ae,
-                                    move_originator_message_id=op.message_id)
-                comment = None
-            except DimseStatusError as exc:
-                status, comment = exc.status, exc.comment
-            except NoPresentationContext as exc:
-                log.info("C-MOVE %d: %s not sent: %s", op.message_id, uid, exc)
-                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
-            except (AssociationError, DicomTimeoutError) as exc:
-                # The destination association is gone (a timeout aborted it):
-                # this and the rest fail.
-                log.warning("C-MOVE %d: association with %s lost: %s", op.message_id, destination, exc)
-                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
-                if sub.is_established:
-                    sub.abort()
-            except (DicomNetError, OSError, ValueError, TypeError) as exc:  # unreadable file, no context
-                log.warning("C-MOVE %d: sub-operation for %s failed: %s", op.message_id, uid, exc)
-                status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
-            op.count(status, comment, item, uid)
-            if op.remaining:
-                op.pending()
+        cancelled = _move_suboperations(op, sub, items, infos, watch, info.calling_ae,
+                                        int(message.command.get("Priority") or 0), log)
+        ctx.cancelled = ctx.cancelled or cancelled
     finally:
         if watch.gone:
             sub.abort()
@@ -353,6 +329,71 @@ def handle_move(server: Server, assoc: Association, info: AssociationInfo, messa
     status = op.final(cancelled=cancelled)
     log.info("C-MOVE %d to %s: %d completed, %d failed, %d warning in %.2f s, final 0x%04X", op.message_id,
              destination, op.completed, op.failed, op.warning, time.monotonic() - started, status)
+
+
+def _prepare(sub: Association, item: Any) -> tuple[PreparedStore | None, BaseException | None]:
+    try:
+        return prepare_store(sub.negotiated, item), None
+    except (DicomNetError, OSError, ValueError, TypeError) as exc:   # no context, unreadable file
+        return None, exc
+
+
+def _move_suboperations(op: _Operation, sub: Association, items: list[Any], infos: list[Any],
+                        watch: _CancelWatch, originator: str, priority: int, log: Any) -> bool:
+    """The C-STORE sub-operations of one C-MOVE on ``sub``; True if cancelled.
+
+    Overlapped, one operation at a time still: while the destination stores
+    instance n, the Pending response for n-1 goes to the requestor and
+    instance n+1 is prepared (its file mapped, its File Meta read)."""
+    upcoming = _prepare(sub, items[0]) if items else (None, None)
+    for n, (item, (_, uid, _)) in enumerate(zip(items, infos)):
+        if watch.check():
+            if upcoming[0] is not None:
+                upcoming[0].close()
+            return True
+        op.remaining -= 1
+        prepared, error = upcoming
+        upcoming = (None, None)
+        status, comment = st.UNABLE_TO_PROCESS, None
+        store_id = 0
+        if not sub.is_established:
+            comment = "the association with the destination is gone"
+        elif prepared is None:
+            log.info("C-MOVE %d: %s not sent: %s", op.message_id, uid, error)
+            comment = error_comment(error) if error is not None else None
+        else:
+            uid = prepared.sop_instance_uid
+            try:
+                store_id = sub._next_message_id()
+                sub._send_message(prepared.context.context_id,
+                                  c_store_rq(store_id, prepared.sop_class_uid, uid, priority, originator,
+                                             op.message_id), prepared.dataset)
+            except (AssociationError, DicomTimeoutError) as exc:
+                log.warning("C-MOVE %d: association with the destination lost: %s", op.message_id, exc)
+                comment, store_id = error_comment(exc), 0
+            finally:
+                prepared.close()
+        op.flush()                                   # the previous Pending, while the destination works
+        if n + 1 < len(items) and sub.is_established:
+            upcoming = _prepare(sub, items[n + 1])
+        if store_id:
+            try:
+                rsp = sub._receive_response(store_id)
+                status = st.UNABLE_TO_PROCESS if rsp.status is None else rsp.status
+                comment = rsp.get("ErrorComment")
+            except (AssociationError, DicomTimeoutError) as exc:
+                # The destination went away (a timeout aborted it): this and the rest fail.
+                log.warning("C-MOVE %d: association with the destination lost: %s", op.message_id, exc)
+                comment = error_comment(exc)
+                if sub.is_established:
+                    sub.abort()
+        if not st.is_success(status):
+            log.info("C-MOVE %d: sub-operation for %s: status 0x%04X%s", op.message_id, uid, status,
+                     f" ({comment})" if comment else "")
+        op.count(status, comment, item, uid)
+        if op.remaining:
+            op.pending(flush=False)
+    return False
 
 
 # -------------------------------------------------------------------- C-GET
