@@ -413,3 +413,47 @@ def test_get_store_to_never_writes_outside_the_folder(servers, study, tmp_path):
     assert Path(path).parent == out and Path(path).name.startswith("instance-")
     assert not (tmp_path / "escaped.dcm").exists()
     assert read_file(path).SOPInstanceUID == "../../escaped"
+
+
+SC = "1.2.840.10008.5.1.4.1.1.7"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+RLE = "1.2.840.10008.1.2.5"
+
+
+def _testfile(name: str) -> str:
+    data = pytest.importorskip("pydicom.data")
+    path = data.get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} not available offline")
+    return str(path)
+
+
+def test_move_compressed_files_in_their_own_syntax(servers):
+    jpeg, rle = _testfile("JPEG-lossy.dcm"), _testfile("SC_rgb_rle.dcm")
+    sink = Sink()
+    dest = servers("DEST", sink, contexts={SC: [EXPLICIT, JPEG_EXTENDED, RLE]})
+    plain = servers("PLAIN", Sink())                      # uncompressed only: both fail
+    src = servers("SRC", Source([jpeg, rle], fixed=True),
+                  destinations={"DEST": ("127.0.0.1", dest.port), "PLAIN": ("127.0.0.1", plain.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        assert assoc.move(key(read_file(jpeg)), "DEST").result() == 0
+        result = assoc.move(key(read_file(jpeg)), "PLAIN")
+        with pytest.raises(DimseStatusError):
+            result.result()
+        assert result.status == 0xA702 and result.failed == 2
+    got = {ctx.transfer_syntax: raw for ctx, raw, _ in sink.received}
+    assert sorted(got) == sorted([JPEG_EXTENDED, RLE])
+    for path, ts in ((jpeg, JPEG_EXTENDED), (rle, RLE)):
+        assert got[ts] == bytes(encode_dataset(read_file(path), ts))
+
+
+def test_get_compressed_with_the_requested_syntaxes(servers):
+    from dicomnet.dimse.retrieve import retrieve_contexts
+
+    jpeg = _testfile("JPEG-lossy.dcm")
+    src = servers("SRC", Source([jpeg], fixed=True), contexts={STUDY_GET: [EXPLICIT], SC: [JPEG_EXTENDED, EXPLICIT]})
+    contexts, roles = retrieve_contexts([SC], transfer_syntaxes=[JPEG_EXTENDED, EXPLICIT], models=["study"])
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, role_selections=roles) as assoc:
+        [ds] = list(assoc.get(key(read_file(jpeg))))
+    assert ds.transfer_syntax == JPEG_EXTENDED
+    assert bytes(encode_dataset(ds, JPEG_EXTENDED)) == bytes(encode_dataset(read_file(jpeg), JPEG_EXTENDED))
