@@ -33,7 +33,7 @@ cdef class ElementIndex:
     cdef readonly Py_ssize_t start
     cdef readonly Py_ssize_t stop        # where top-level parsing ended
     cdef readonly bint stopped_early      # stop_tag was reached
-    cdef int max_depth
+    cdef readonly int max_depth          # sequence nesting allowed (re-parsed UN sequences inherit what is left)
     cdef uint32_t stop_tag
     cdef int only_group
     cdef object sq_tags

@@ -331,8 +331,17 @@ class Dataset:
 
         index = self._index
         _, _, _, _, offset, length, _ = index.entry(idx)
+        # Each re-parse is a new index: it may nest only as deep as the root's limit leaves.
+        depth, root = 0, self
+        while root._parent is not None:
+            depth, root = depth + 1, root._parent
+        max_depth = root._index.max_depth if root._index is not None else index.max_depth
+        limit = max_depth - depth
+        if limit < 1:
+            raise DicomParseError(f"sequences nested deeper than {max_depth} levels",
+                                  offset=offset, tag=index.tag(idx))
         sub = ElementIndex(index.source, offset, offset + length, implicit=True, little=True,
-                           sq_tags=SQ_TAGS, items=True)
+                           sq_tags=SQ_TAGS, items=True, max_depth=limit)
         return Sequence(Dataset._from_index(sub, a, b, self, self.transfer_syntax)
                         for a, b in (sub.children(i) for i in sub.siblings(0, len(sub))))
 
