@@ -203,3 +203,23 @@ def test_specific_character_set_with_a_malformed_vr(vr, value):
     assert str(ds.PatientName) == "AB"
     if vr == b"SQ":
         assert str(ds.SpecificCharacterSet[0].PatientName) == "AB"
+
+
+def test_nesting_through_reparsed_private_sequences_obeys_max_depth():
+    # Found by review: each implicit/UN private sequence is re-parsed lazily into its own
+    # index, so a chain of them escaped max_depth and then encode/repr hit RecursionError.
+    def iel(g, e, value):
+        return struct.pack("<HHI", g, e, len(value)) + value
+
+    body = iel(0x0010, 0x0020, b"ID")
+    for _ in range(3000):
+        body = iel(0x0009, 0x1001, struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body)
+    ds = read_dataset(body, transfer_syntax=IMPLICIT)
+    depth, item = 0, ds
+    while item[0x00091001].VR == "SQ":
+        item = item[0x00091001].value[0]
+        depth += 1
+    assert depth == 64  # max_depth levels of sequences; what is nested deeper stays an opaque UN value
+    assert isinstance(item[0x00091001].value, bytes)
+    assert len(bytes(encode_dataset(ds, LE))) > len(body)  # no RecursionError
+    assert "(0009,1001)" in repr(ds)
