@@ -38,7 +38,7 @@ from .errors import (
     ReadTimeout,
 )
 from .pdu import events as ev
-from .transport.sync import SyncDriver
+from .transport.sync import Interrupted, SyncDriver
 from .types.status import is_failure, status_meaning
 
 if TYPE_CHECKING:
@@ -295,7 +295,7 @@ class Association:
                 self._conn.abort(now=time.monotonic())
             self._driver.flush()
             self._driver.linger(0.5)
-        except (DicomTimeoutError, OSError, AssociationError) as exc:
+        except (DicomTimeoutError, OSError, AssociationError, Interrupted) as exc:
             self._log.debug("while aborting: %s", exc)
         finally:
             self._driver.close()
