@@ -334,8 +334,11 @@ class Server:
             if assoc is not None:
                 assoc.abort()
             elif not driver.closed and conn.state not in ("Sta1", "Sta13"):
-                conn.abort(now=time.monotonic())
-                driver.flush()
+                try:
+                    conn.abort(now=time.monotonic())
+                    driver.flush()
+                except (Interrupted, DicomNetError, OSError):
+                    pass  # closing below is all that is left to do
         except (DicomNetError, OSError) as exc:
             log.warning("association with %s ended: %s: %s", peer, type(exc).__name__, exc)
             if assoc is not None:
