@@ -67,7 +67,8 @@ def parse_error(data: bytes, **kwargs) -> DicomParseError:
 
 
 def test_index_entries_of_flat_and_nested_data():
-    data = DATE + seq_undefined(item(el(0x0010, 0x0020, "LO", b"AB"), undefined=True)) + el(0x0028, 0x0010, "US", b"\x00\x02")
+    data = (DATE + seq_undefined(item(el(0x0010, 0x0020, "LO", b"AB"), undefined=True))
+            + el(0x0028, 0x0010, "US", b"\x00\x02"))
     index = ElementIndex(data)
     assert index.stop == len(data) and not index.stopped_early
     top = index.siblings(0, len(index))
@@ -86,7 +87,8 @@ def test_index_entries_of_flat_and_nested_data():
 
 
 def test_big_endian_and_implicit_headers():
-    be = el(0x0028, 0x0010, "US", b"\x02\x00", little=False) + el(0x0028, 0x0011, "UL", b"\x00\x00\x01\x00", little=False)
+    be = (el(0x0028, 0x0010, "US", b"\x02\x00", little=False)
+          + el(0x0028, 0x0011, "UL", b"\x00\x00\x01\x00", little=False))
     index = ElementIndex(be, little=False)
     assert [index.tag(i) for i in range(len(index))] == [0x00280010, 0x00280011]
     assert index.numeric(0, "US") == 512 and index.numeric(1, "UL") == 256
@@ -243,7 +245,8 @@ def test_missing_sequence_delimiter():
 
 
 def test_missing_item_delimiter():
-    data = struct.pack("<HH2s2xI", 0x0040, 0xA730, b"SQ", UNDEFINED) + struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED) + DATE
+    data = (struct.pack("<HH2s2xI", 0x0040, 0xA730, b"SQ", UNDEFINED)
+            + struct.pack("<HHI", 0xFFFE, 0xE000, UNDEFINED) + DATE)
     err = parse_error(data)
     assert (err.offset, err.tag) == (len(data), 0xFFFEE000)
     # A sequence delimiter where the item delimiter belongs:

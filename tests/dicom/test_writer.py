@@ -263,7 +263,8 @@ def test_values_pydicom_would_write_the_same(tmp_path):
     import io
 
     ds = sample_dataset()
-    theirs = pydicom.dcmread(io.BytesIO(bytes(128) + b"DICM" + bytes(encode_file_meta(ds, LE)) + bytes(encode_dataset(ds, LE))))
+    blob = bytes(128) + b"DICM" + bytes(encode_file_meta(ds, LE)) + bytes(encode_dataset(ds, LE))
+    theirs = pydicom.dcmread(io.BytesIO(blob))
     buf = io.BytesIO()
     theirs.save_as(buf, enforce_file_format=False)
     written = buf.getvalue()

@@ -96,7 +96,8 @@ def undefined_lengths() -> bytes:
         return struct.pack("<HHI", 0xFFFE, 0xE000, UNDEF) + body + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
 
     seq_end = struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
-    inner = struct.pack("<HH2s2xI", 0x0008, 0x2218, b"SQ", UNDEF) + item_undef(el(0x0008, 0x0100, b"SH", b"T-D400")) + seq_end
+    inner = (struct.pack("<HH2s2xI", 0x0008, 0x2218, b"SQ", UNDEF)
+             + item_undef(el(0x0008, 0x0100, b"SH", b"T-D400")) + seq_end)
     implicit_item = struct.pack("<HHI", 0x0010, 0x0020, 4) + b"ID01"
     body = (el(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.88.11\x00")
             + el(0x0008, 0x0018, b"UI", b"1.2.826.0.1.3680043.8.498.9\x00")
@@ -105,7 +106,8 @@ def undefined_lengths() -> bytes:
             + struct.pack("<HH2s2xI", 0x0009, 0x1001, b"UN", UNDEF) + item_undef(implicit_item) + seq_end
             + struct.pack("<HH2s2xI", 0x0040, 0xA730, b"SQ", UNDEF)
             + item_undef(inner + el(0x0040, 0xA010, b"CS", b"CONTAINS"))
-            + fragment(el(0x0040, 0xA040, b"CS", b"TEXT") + struct.pack("<HH2s2xI", 0x0040, 0xA160, b"UT", 10) + b"Some text ")
+            + fragment(el(0x0040, 0xA040, b"CS", b"TEXT")
+                       + struct.pack("<HH2s2xI", 0x0040, 0xA160, b"UT", 10) + b"Some text ")
             + seq_end)
     ds = Dataset()
     ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.88.11", "1.2.826.0.1.3680043.8.498.9"
@@ -117,7 +119,8 @@ def seeds() -> dict[str, bytes]:
     rng = numpy.random.default_rng(20240102)
     out: dict[str, bytes] = {}
     out["ct_explicit_le.dcm"] = part10(mono(header(ct, 1, "CT"), rng.integers(0, 4096, (32, 32), numpy.uint16)), LE)
-    out["mr_implicit_le.dcm"] = part10(mono(header(ct, 2, "MR"), rng.integers(-500, 500, (16, 16), numpy.int16)), IMPLICIT)
+    signed = rng.integers(-500, 500, (16, 16), numpy.int16)
+    out["mr_implicit_le.dcm"] = part10(mono(header(ct, 2, "MR"), signed), IMPLICIT)
     out["mr_explicit_be.dcm"] = part10(mono(header(ct, 3, "MR"), rng.integers(0, 65535, (16, 16), numpy.uint16)), BE)
     sr = header("1.2.840.10008.5.1.4.1.1.88.11", 4, "SR")
     leaf = Dataset()
@@ -140,7 +143,8 @@ def seeds() -> dict[str, bytes]:
     split = [[f[0][:20], f[0][20:]] for f in jpeg]
     out["encapsulated_eot.dcm"] = encapsulated(header("1.2.840.10008.5.1.4.1.1.7", 7, "OT"), split, eot=True)
     out["sr_undefined_lengths.dcm"] = undefined_lengths()
-    out["bare_implicit_no_meta.dcm"] = bytes(encode_dataset(mono(header(ct, 8, "CT"), rng.integers(0, 255, (4, 4), numpy.uint16)), IMPLICIT))
+    tiny = mono(header(ct, 8, "CT"), rng.integers(0, 255, (4, 4), numpy.uint16))
+    out["bare_implicit_no_meta.dcm"] = bytes(encode_dataset(tiny, IMPLICIT))
     return out
 
 
