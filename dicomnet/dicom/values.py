@@ -59,6 +59,10 @@ def swap_bytes(raw: memoryview | bytes, vr: str) -> bytes:
     size = _ITEM_SIZE.get(vr, 1)
     if size == 1 or len(raw) == 0:
         return bytes(raw)
+    if len(raw) % size:
+        # Implicit VR data is not length-checked when indexed (the VR is not on the wire).
+        raise DicomParseError(f"a {vr} value of {len(raw)} bytes is not a whole number of "
+                              f"{size}-byte values: cannot change its byte order")
     return numpy.frombuffer(raw, dtype=f"u{size}").byteswap().tobytes()
 
 
