@@ -16,6 +16,7 @@ from dicomnet.dicom.dataset import Dataset, Sequence
 from dicomnet.dicom.reader import read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset, encode_file_meta, write_file
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from dicomnet.errors import DicomParseError
 
 LE, IMPLICIT, BE, DEFLATED = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
 UNCOMPRESSED = (LE, IMPLICIT, BE)
@@ -290,3 +291,12 @@ def test_rewriting_a_file_whose_meta_has_a_binary_transfer_syntax_uid(tmp_path):
     assert back.file_meta.TransferSyntaxUID == LE and back.file_meta[0x00020010].VR == "UI"
     assert back.file_meta.MediaStorageSOPInstanceUID == sample_dataset().SOPInstanceUID
     assert as_dict(back) == as_dict(sample_dataset())
+
+
+def test_odd_length_numeric_from_implicit_vr_cannot_be_byte_swapped():
+    # Found by fuzzing: Implicit VR carries no VR, so an odd-length US is only caught when
+    # decoded; transcoding it to big endian raised a bare ValueError from numpy.
+    data = struct.pack("<HHI", 0x0008, 0x0060, 2) + b"CT" + struct.pack("<HHI", 0x0028, 0x0010, 3) + b"\x01\x02\x03"
+    ds = read_dataset(data, transfer_syntax=IMPLICIT)
+    with pytest.raises(DicomParseError):
+        encode_dataset(ds, BE)
