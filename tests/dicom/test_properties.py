@@ -21,8 +21,8 @@ from dicomnet.dicom._dictionary import ENTRIES
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.pixels import PixelDataError
 from dicomnet.dicom.reader import read_dataset, read_file
-from dicomnet.dicom.writer import encode_dataset
-from dicomnet.errors import DicomParseError
+from dicomnet.dicom.writer import encode_dataset, encode_file_meta
+from dicomnet.errors import DicomNetError, DicomParseError
 
 LE, IMPLICIT, BE, DEFLATED = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"
 UNCOMPRESSED = (LE, IMPLICIT, BE)
@@ -186,7 +186,13 @@ def read_and_walk(data: bytes) -> None:
         if ds.file_meta is not None:
             walk(ds.file_meta)
     except DicomParseError:
-        pass  # PixelDataError is a DicomNetError too, but must only come from pixels (caught in walk)
+        return  # PixelDataError is a DicomNetError too, but must only come from pixels (caught in walk)
+    for ts in UNCOMPRESSED:  # what was read can be transcoded, or refused with a DicomNetError
+        try:
+            encode_dataset(ds, ts)
+            encode_file_meta(ds, ts)
+        except DicomNetError:
+            pass
 
 
 @settings(max_examples=2000, deadline=None)

@@ -1,10 +1,11 @@
 """Coverage-guided fuzzing of the data set reader with atheris (libFuzzer for Python).
 
 Each input is read as a DICOM file (and as bare data sets in the three
-uncompressed syntaxes); every value is decoded, nested items included, and
-the pixels are shaped and split into frames. Anything but DicomParseError
-(or PixelDataError while touching pixels) is a bug and stops the run with
-the input saved as a crash artifact.
+uncompressed syntaxes); every value is decoded, nested items included; the
+pixels are shaped and split into frames; what was read is transcoded to every
+uncompressed syntax. Anything but DicomParseError (PixelDataError while
+touching pixels, any DicomNetError while encoding) is a bug and stops the run
+with the input saved as a crash artifact.
 
 Short run (what tests/fuzz/test_fuzz_smoke.py does)::
 
@@ -32,7 +33,8 @@ with atheris.instrument_imports():
     from dicomnet.dicom.dataset import Dataset
     from dicomnet.dicom.pixels import PixelDataError
     from dicomnet.dicom.reader import read_dataset, read_file
-    from dicomnet.errors import DicomParseError
+    from dicomnet.dicom.writer import encode_dataset, encode_file_meta
+    from dicomnet.errors import DicomNetError, DicomParseError
 
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
 PIXEL_DATA = 0x7FE00010
@@ -65,7 +67,13 @@ def TestOneInput(data: bytes) -> None:
         if ds.file_meta is not None:
             walk(ds.file_meta)
     except DicomParseError:
-        pass
+        ds = None
+    for ts in SYNTAXES if ds is not None else ():
+        try:  # transcoding what was read: it works or is refused with a DicomNetError
+            encode_dataset(ds, ts)
+            encode_file_meta(ds, ts)
+        except DicomNetError:
+            pass
     # The same bytes as a bare data set, skipping the first 132 (a preamble) when present.
     body = data[132:] if len(data) > 132 and data[128:132] == b"DICM" else data
     for ts in SYNTAXES:
