@@ -108,6 +108,29 @@ class StoreSCPHandler:
         if self.out_dir is not None:
             os.makedirs(self.out_dir, exist_ok=True)
 
+    def sweep_temporary_files(self) -> int:
+        """After shutdown: remove any temporary file of ours still on disk (an
+        aborted transfer's file is removed when its association is freed; this
+        makes sure of it before the process exits). Returns how many."""
+        if self.out_dir is None:
+            return 0
+        removed = 0
+        for folder in (self.out_dir, os.path.join(self.out_dir, ".incoming")):
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                continue
+            for name in names:
+                if _own_temporary(name):
+                    try:
+                        os.unlink(os.path.join(folder, name))
+                        removed += 1
+                    except OSError:
+                        pass
+        if removed:
+            self.logger.warning("removed %d unfinished temporary file(s)", removed)
+        return removed
+
     def on_echo(self, ctx: Any) -> int:
         """C-ECHO: Success."""
         return 0
@@ -154,6 +177,14 @@ class StoreSCPHandler:
             self.received += 1
         self.logger.info("stored %s/%s/%s from %s", study, series, sop, ctx.calling_ae)
         return 0
+
+
+def _own_temporary(name: str) -> bool:
+    """A temporary file the server's streaming sink made in this process:
+    ``.<final name>.<pid>.<serial>.part`` (see :class:`dicomnet.dimse.scp.StoreSink`)."""
+    parts = name.split(".")
+    return (name.startswith(".") and len(parts) >= 4 and parts[-1] == "part" and parts[-3] == str(os.getpid())
+            and parts[-2].isdigit())
 
 
 def serve_until_signalled(server: Any, host: str, port: int, out: Output, base: dict[str, Any],
@@ -205,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
         out.error(str(exc))
         return EXIT_FAILURE
     code = serve_until_signalled(server, args.bind, args.port, out, base)
+    handler.sweep_temporary_files()
     out.line(f"store-scp: {handler.received} instance(s) received, {handler.refused} refused")
     out.record({**base, "summary": True, "received": handler.received, "refused": handler.refused})
     return code

@@ -203,7 +203,7 @@ def test_sigterm_mid_transfer_leaves_no_partial_file(tmp_path, ct_files):
             assert time.monotonic() - started < 10
         finally:
             assoc.abort()
-    assert _files(out) == []                           # neither the temporary nor a final file
+    assert _files(out) == [], err                      # neither the temporary nor a final file
 
 
 def test_bench_store_against_store_scp_ignore(tmp_path):
@@ -225,3 +225,16 @@ def test_bench_store_against_store_scp_ignore(tmp_path):
     assert len(list(tmp_path.glob("*.dcm"))) == 3
     r = run("bench", "store", "127.0.0.1", "1", "--count", "0")
     assert r.returncode == 2
+
+
+def test_sweep_removes_only_our_own_temporary_files(tmp_path):
+    from dicomnet.cli.store_scp import StoreSCPHandler
+
+    handler = StoreSCPHandler(str(tmp_path), layout="study")
+    ours = [tmp_path / f".1.2.3.dcm.{os.getpid()}.7.part", tmp_path / ".incoming" / f".1.2.4.dcm.{os.getpid()}.8.part"]
+    (tmp_path / ".incoming").mkdir()
+    keep = [tmp_path / f".1.2.3.dcm.{os.getpid() + 1}.7.part", tmp_path / "1.2.3.dcm", tmp_path / ".hidden"]
+    for path in ours + keep:
+        path.write_bytes(b"x")
+    assert handler.sweep_temporary_files() == 2
+    assert sorted(_files(tmp_path)) == sorted(keep)
