@@ -247,3 +247,20 @@ def test_find_usage_errors_and_quiet(server):
     for sub in ("store", "find"):
         r = run(sub, "--help")
         assert r.returncode == 0 and "--aet" in r.stdout and "--json" in r.stdout and "--timeout" in r.stdout
+
+
+def test_progress_uses_tqdm_when_installed():
+    pytest.importorskip("tqdm")
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    progress = Progress(3, 3_000_000, label="store", stream=stream)
+    assert progress._bar is not None
+    for _ in range(3):
+        progress.update(1_000_000)
+    text = stream.getvalue()
+    progress.close()
+    assert "store" in text and "3/3" in text and "MB/s" in text
