@@ -261,6 +261,7 @@ def test_progress_uses_tqdm_when_installed():
     assert progress._bar is not None
     for _ in range(3):
         progress.update(1_000_000)
+    progress._bar.refresh()                  # tqdm redraws at most every 0.1 s by itself
     text = stream.getvalue()
     progress.close()
     assert "store" in text and "3/3" in text and "MB/s" in text
