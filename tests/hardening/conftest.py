@@ -1,0 +1,197 @@
+"""Shared pieces of the hardening suite: raw-socket helpers, a summary recorder.
+
+Every test may call :func:`record` with counts of what it tried; at the end of
+the session the totals are written to ``build/reliability/summary.json``, which
+``tools/reliability_report.py`` renders into ``docs/reliability.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dicomnet.client import Client
+from dicomnet.pdu import pdus
+from dicomnet.pdu.negotiation import build_associate_rq
+from dicomnet.server import Server
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SUMMARY_DIR = os.path.join(ROOT, "build", "reliability")
+VERIFICATION = "1.2.840.10008.1.1"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+
+_summary: dict[str, dict[str, Any]] = {}
+_summary_lock = threading.Lock()
+
+
+def record(category: str, **values: Any) -> None:
+    """Add counts (numbers are summed, lists extended, anything else replaced)."""
+    with _summary_lock:
+        bucket = _summary.setdefault(category, {})
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key in bucket:
+                bucket[key] += value
+            elif isinstance(value, list) and key in bucket:
+                bucket[key].extend(value)
+            else:
+                bucket[key] = value
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _summary:
+        return
+    os.makedirs(SUMMARY_DIR, exist_ok=True)
+    path = os.path.join(SUMMARY_DIR, "summary.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        previous = {}
+    previous.update(_summary)  # categories run this session replace their old numbers
+    previous["_meta"] = {"written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "exitstatus": int(exitstatus)}
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(previous, f, indent=2, sort_keys=True)
+
+
+# ------------------------------------------------------------------ servers
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """A Server with short timers (ARTIM 0.5 s, read 3 s) on a free port."""
+    srv = Server("HARDEN", artim_timeout=0.5, read_timeout=3.0, write_timeout=3.0, dimse_timeout=3.0)
+    srv.start("127.0.0.1", 0)
+    try:
+        yield srv
+    finally:
+        srv.shutdown(5.0)
+
+
+def echo_ok(port: int, ae: str = "HARDEN", **client_kw: Any) -> bool:
+    """A C-ECHO from a fresh client succeeds."""
+    client = Client("PROBE", connect_timeout=3.0, read_timeout=5.0, artim_timeout=5.0, dimse_timeout=5.0,
+                    **client_kw)
+    with client.associate("127.0.0.1", port, ae, contexts=[VERIFICATION]) as assoc:
+        return assoc.echo() == 0
+
+
+# ---------------------------------------------------------------- raw bytes
+def pdu(pdu_type: int, body: bytes) -> bytes:
+    return struct.pack(">BBL", pdu_type, 0, len(body)) + body
+
+
+def associate_rq_bytes(called: str = "HARDEN", calling: str = "RAW", contexts: Any = None,
+                       **kw: Any) -> bytes:
+    """A valid A-ASSOCIATE-RQ (Verification unless ``contexts``)."""
+    rq = build_associate_rq(calling, called, contexts or [(VERIFICATION, (EXPLICIT, IMPLICIT))], **kw)
+    return pdus.encode_pdu(rq)
+
+
+def raw_rq_with_contexts(ids: list[int], called: str = "HARDEN") -> bytes:
+    """An A-ASSOCIATE-RQ with the given context ids, bypassing the encoder's checks."""
+    from dicomnet.pdu.items import PresentationContextRQ
+
+    rq = build_associate_rq("RAW", called, [(VERIFICATION, (EXPLICIT,))])
+    pcs = tuple(PresentationContextRQ(i, VERIFICATION, (EXPLICIT,)) for i in ids)
+    rq = dataclasses.replace(rq, presentation_contexts=pcs)
+    return pdus._encode_association(pdus.A_ASSOCIATE_RQ, rq)
+
+
+class Answer:
+    """What a peer got back: the PDUs (type, body), whether the server closed, how long it took."""
+
+    def __init__(self) -> None:
+        self.pdus: list[tuple[int, bytes]] = []
+        self.closed = False
+        self.reset = False
+        self.elapsed = 0.0
+
+    @property
+    def types(self) -> list[int]:
+        return [t for t, _ in self.pdus]
+
+    def rj(self) -> tuple[int, int, int] | None:
+        for t, body in self.pdus:
+            if t == 3:
+                return body[1], body[2], body[3]
+        return None
+
+    def abort(self) -> tuple[int, int] | None:
+        for t, body in self.pdus:
+            if t == 7:
+                return body[2], body[3]
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Answer types={self.types} closed={self.closed} reset={self.reset} {self.elapsed:.2f}s>"
+
+
+def converse(port: int, chunks: list[bytes] | bytes, *, wait: float = 5.0, pause: float = 0.0,
+             linger: bool = True) -> Answer:
+    """Connect, send ``chunks`` (``pause`` s apart), then read until the server
+    closes or ``wait`` s pass; parse what came back into PDUs."""
+    if isinstance(chunks, bytes):
+        chunks = [chunks]
+    answer = Answer()
+    start = time.monotonic()
+    data = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=3.0) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            for i, chunk in enumerate(chunks):
+                if i and pause:
+                    time.sleep(pause)
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            answer.reset = True
+        deadline = start + wait
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                got = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                answer.reset = answer.closed = True
+                break
+            if not got:
+                answer.closed = True
+                break
+            data += got
+    answer.elapsed = time.monotonic() - start
+    pos = 0
+    while len(data) - pos >= 6:
+        t, _, n = struct.unpack_from(">BBL", data, pos)
+        answer.pdus.append((t, bytes(data[pos + 6:pos + 6 + n])))
+        pos += 6 + n
+    return answer
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return bool(predicate())
