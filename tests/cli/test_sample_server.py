@@ -210,3 +210,20 @@ def test_c_cancel_stops_a_find():
     assert finds and finds[0].fields["cancelled"] is True and finds[0].fields["matches"] < 40
     line = json.loads(JsonLogFormatter().format(finds[0]))
     assert line["event"] == "find" and line["cancelled"] is True and line["calling_ae"] == "CANCELLER"
+
+
+def test_get_refuses_a_hostile_sop_instance_uid_from_the_peer(tmp_path):
+    good, bad = list(generate(patients=1, studies=1, series=1, instances=2, seed=77))
+    bad.SOPInstanceUID = "../evil"
+
+    class Hostile:
+        def on_get(self, ctx, query):
+            return [good, bad]
+
+    with Server("ANY-SCP", Hostile()).start("127.0.0.1", 0) as srv:
+        r = run("get", "127.0.0.1", str(srv.port), "-k", "StudyInstanceUID=1.2.3", "--out", str(tmp_path / "out"),
+                "--json")
+    assert r.returncode == 1
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["received"] == 1 and summary["failed"] == 1 and summary["status"] == 0xB000
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [f"{good.SOPInstanceUID}.dcm"]

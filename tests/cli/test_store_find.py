@@ -265,3 +265,33 @@ def test_progress_uses_tqdm_when_installed():
     text = stream.getvalue()
     progress.close()
     assert "store" in text and "3/3" in text and "MB/s" in text
+
+
+def test_find_worklist_model():
+    from dicomnet import Dataset
+
+    seen = []
+
+    class Worklist:
+        def on_find(self, ctx, query):
+            seen.append((ctx.abstract_syntax, query))
+            item = Dataset()
+            item.Modality = "CT"
+            item.ScheduledStationAETitle = "CT1"
+            answer = Dataset()
+            answer.PatientName = "Doe^Jane"
+            answer.PatientID = "W1"
+            answer.AccessionNumber = "ACC1"
+            answer.ScheduledProcedureStepSequence = [item]
+            yield answer
+
+    with Server("ANY-SCP", Worklist()).start("127.0.0.1", 0) as srv:
+        r = run("find", "127.0.0.1", str(srv.port), "--model", "worklist", "-k", "PatientID=W*")
+    assert r.returncode == 0, r.stderr
+    header, row, last = r.stdout.splitlines()
+    assert header.split() == ["PatientName", "PatientID", "AccessionNumber", "ScheduledProcedureStepSequence"]
+    assert row.split() == ["Doe^Jane", "W1", "ACC1", "<1", "item(s)>"]
+    sop_class, query = seen[0]
+    assert sop_class == "1.2.840.10008.5.1.4.31"
+    assert "QueryRetrieveLevel" not in query and query.PatientID == "W*"
+    assert query.ScheduledProcedureStepSequence == []
