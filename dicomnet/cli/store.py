@@ -280,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
                         enabled=None if not (args.quiet or args.json) else False)
     start = time.perf_counter()
     code = EXIT_OK
-    remaining = list(good)
+    remaining = {id(p): p for p in good}     # not yet answered (insertion-ordered)
     try:
         def body() -> int:
             for contexts, batch in plan_contexts(good, args.transfer_syntax):
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         code = guarded(out, state.base, where, body)
     finally:
         progress.close()
-    for plan in remaining:            # never attempted: the association failed
+    for plan in remaining.values():   # never attempted: the association failed
         state.failed.append((plan, "not sent: the association failed"))
     elapsed = time.perf_counter() - start
     total = len(missing) + len(plans) - len(skipped)
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Progress,
                 contexts: list[tuple[str, tuple[str, ...]]], batch: list[FilePlan],
-                remaining: list[FilePlan]) -> None:
+                remaining: dict[int, FilePlan]) -> None:
     """One association: send every file of ``batch`` (failures are recorded)."""
     from dicomnet.types.status import is_failure, status_meaning
 
@@ -323,19 +323,18 @@ def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Pr
             if _carried(assoc.negotiated, plan, wanted):
                 todo.append(plan)
             else:
-                remaining.remove(plan)
+                del remaining[id(plan)]
                 state.failure(plan, f"the peer accepted no presentation context for SOP class {plan.sop_class} "
                                     f"in {wanted or plan.transfer_syntax}")
                 progress.update(0, failed=True)
-        by_path = {p.path: p for p in todo}
         position = 0
         while position < len(todo):
             sources = [p.path for p in todo[position:]]
             try:
-                for source, status, comment in assoc.store_many(sources, transfer_syntax=wanted):
-                    plan = by_path[source]
+                for _source, status, comment in assoc.store_many(sources, transfer_syntax=wanted):
+                    plan = todo[position]          # answered in the order sent
                     position += 1
-                    remaining.remove(plan)
+                    del remaining[id(plan)]
                     if is_failure(status):
                         reason = f"status 0x{status:04X} ({status_meaning(status, 'storage')})" + (
                             f": {comment}" if comment else "")
@@ -344,6 +343,13 @@ def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Pr
                     else:
                         state.success(plan, status)
                         progress.update(plan.size)
+            except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+                # The file went away (or became unreadable) after planning.
+                plan = todo[position]
+                position += 1
+                del remaining[id(plan)]
+                state.failure(plan, exc.strerror or str(exc))
+                progress.update(0, failed=True)
             except (AssociationError, DicomTimeoutError, OSError):
                 raise
             except (DicomNetError, ValueError, TypeError) as exc:
@@ -351,6 +357,6 @@ def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Pr
                 # record it and go on with the rest on the same association.
                 plan = todo[position]
                 position += 1
-                remaining.remove(plan)
+                del remaining[id(plan)]
                 state.failure(plan, str(exc))
                 progress.update(0, failed=True)

@@ -295,3 +295,22 @@ def test_find_worklist_model():
     assert sop_class == "1.2.840.10008.5.1.4.31"
     assert "QueryRetrieveLevel" not in query and query.PatientID == "W*"
     assert query.ScheduledProcedureStepSequence == []
+
+
+def test_store_goes_on_after_a_file_that_fails_late(server, files, tmp_path):
+    import struct
+
+    from dicomnet.dimse.scp import file_meta_bytes
+
+    # A valid File Meta group (planning accepts it) over a data set that breaks at once.
+    broken = tmp_path / "broken.dcm"
+    broken.write_bytes(file_meta_bytes(CT, "1.2.826.0.1.3680043.2.1", EXPLICIT, None)
+                       + b"\x08\x00\x16\x00UI" + struct.pack("<H", 0x7FF0) + b"1.2")
+    good = sorted((files / "mr").glob("*.dcm"))
+    before = len(server.handler.archive)
+    r = run("store", "127.0.0.1", str(server.port), str(good[0]), str(broken), str(good[1]))
+    assert r.returncode == 1
+    assert "sent 2 of 3" in r.stdout and "1 failed" in r.stdout
+    assert [line for line in r.stdout.splitlines() if line.startswith("failed: ")][0].startswith(
+        f"failed: {broken}: ")
+    assert len(server.handler.archive) == before + 2
