@@ -349,6 +349,10 @@ class Server:
                 assoc.abort()
         finally:
             driver.close()
+            if assoc is not None and assoc._assembler.in_progress:
+                # Ended mid-message: a half-streamed C-STORE leaves no temporary
+                # file or fd behind (not even while a traceback holds assoc).
+                assoc._assembler.reset()
             with self._lock:
                 self._serving.discard(threading.current_thread())
                 self._rejecting.discard(threading.current_thread())

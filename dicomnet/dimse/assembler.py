@@ -102,9 +102,13 @@ class MessageAssembler:
         self._sink: Writable | None = None
 
     def reset(self) -> None:
-        """Drop a partly received message (e.g. after an abort)."""
+        """Drop a partly received message (e.g. after an abort); the streaming
+        sink of that message, if any, is discarded (its temporary file goes)."""
+        discard = getattr(self._sink, "discard", None)
         self._reset()
         self._last_without_dataset = None
+        if discard is not None:
+            discard()
 
     @property
     def in_progress(self) -> bool:
