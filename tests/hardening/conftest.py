@@ -35,12 +35,13 @@ _summary_lock = threading.Lock()
 
 
 def record(category: str, **values: Any) -> None:
-    """Add counts (numbers are summed, lists extended, anything else replaced)."""
+    """Add counts: numbers are summed (``max_*`` keys keep the largest), lists
+    extended, anything else replaced."""
     with _summary_lock:
         bucket = _summary.setdefault(category, {})
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key in bucket:
-                bucket[key] += value
+                bucket[key] = max(bucket[key], value) if key.startswith("max_") else bucket[key] + value
             elif isinstance(value, list) and key in bucket:
                 bucket[key].extend(value)
             else:
