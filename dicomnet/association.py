@@ -367,6 +367,9 @@ class Association:
             event = receive(max(limit - time.monotonic(), 0.0))
             if type(event) is ev.PDataReceived:
                 message = self._feed(event)
+                # Drop the event before the next receive: its PDV views pin the
+                # PDU reader's block, which could then not be reused in place.
+                event = None
                 if message is not None:
                     return message
                 continue
