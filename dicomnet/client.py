@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Sequence
 
@@ -52,6 +53,9 @@ class Client:
     limit is the ARTIM timer ``artim_timeout``), ``write_timeout`` for the
     peer to take our data, ``dimse_timeout`` for a DIMSE response.
     ``max_pdu`` is the largest P-DATA-TF PDU we offer to receive (0: no limit).
+    ``tls`` (an ``ssl.SSLContext``, see :func:`dicomnet.transport.tls.make_context`)
+    runs every association over TLS (PS3.15 Annex B); the server's certificate
+    is checked against ``tls_server_hostname`` (default: the host connected to).
     """
 
     def __init__(
@@ -65,6 +69,8 @@ class Client:
         artim_timeout: float = 30.0,
         max_pdu: int = DEFAULT_MAX_PDU,
         logger: logging.Logger | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_server_hostname: str | None = None,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
@@ -81,6 +87,8 @@ class Client:
         self.artim_timeout = float(artim_timeout)
         self.max_pdu = max_pdu
         self.logger = logger or logging.getLogger("dicomnet")
+        self.tls = tls
+        self.tls_server_hostname = tls_server_hostname
 
     def __repr__(self) -> str:
         return f"Client({self.ae_title!r})"
@@ -134,9 +142,15 @@ class Client:
             user_identity=user_identity,
         )
         sock = open_connection(host, port, self.connect_timeout)
+        driver_class: type[SyncDriver] = SyncDriver
+        if self.tls is not None:
+            from .transport.tls import TLSSyncDriver, client_handshake
+
+            sock = client_handshake(sock, self.tls, self.tls_server_hostname or host, self.connect_timeout)
+            driver_class = TLSSyncDriver
         conn = Connection("requestor", max_pdu=our_max, artim_timeout=self.artim_timeout, logger=log)
-        driver = SyncDriver(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
-                            logger=log)
+        driver = driver_class(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
+                              logger=log)
         try:
             # Never log the RQ itself: its user identity may hold a passcode.
             log.info("requesting association %s -> %s at %s:%d (%d context(s))",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -90,6 +91,10 @@ class Server:
     ``on_move`` returns only the instances. A handler with ``on_get`` makes
     the default ``accept_scp_role`` accept the requestor's SCP role for every
     storage SOP class (the C-STORE sub-operations need it).
+
+    ``tls`` (an ``ssl.SSLContext``; :func:`dicomnet.transport.tls.make_context`)
+    serves every connection over TLS (PS3.15 Annex B): the handshake runs on the
+    association's thread within ``artim_timeout``, never in the accept loop.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Server:
         accept_scp_role: Collection[str] | Callable[[str], bool] = (),
         extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None,
         destinations: Mapping[str, tuple[str, int]] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -128,6 +134,7 @@ class Server:
         self.max_associations = max_associations
         self.max_pdu = max_pdu
         self.destinations: dict[str, tuple[str, int]] = dict(destinations or {})
+        self.tls = tls
         if not accept_scp_role and callable(getattr(handler, "on_get", None)):
             from .types.sop_classes import is_storage_sop_class
 
@@ -289,9 +296,22 @@ class Server:
     def _run_connection(self, sock: socket.socket, peer: str, over_limit: bool) -> None:
         log = self.logger
         assert self._wake_r is not None
+        driver_class: type[SyncDriver] = SyncDriver
+        if self.tls is not None:
+            from .transport.tls import TLSSyncDriver, server_handshake
+
+            try:
+                sock = server_handshake(sock, self.tls, self.artim_timeout, self._wake_r.fileno())
+            except (OSError, DicomNetError, Interrupted) as exc:  # the socket is closed
+                log.warning("TLS handshake with %s failed: %s: %s", peer, type(exc).__name__, exc)
+                with self._lock:
+                    self._serving.discard(threading.current_thread())
+                    self._rejecting.discard(threading.current_thread())
+                return
+            driver_class = TLSSyncDriver
         conn = Connection("acceptor", max_pdu=self.max_pdu, artim_timeout=self.artim_timeout, logger=log)
-        driver = SyncDriver(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
-                            logger=log, interrupt_fd=self._wake_r.fileno())
+        driver = driver_class(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
+                              logger=log, interrupt_fd=self._wake_r.fileno())
         assoc: Association | None = None
         try:
             conn.transport_connected(time.monotonic())
