@@ -1,0 +1,221 @@
+"""TLS secure transport (PS3.15 Annex B): Client(tls=...) and Server(tls=...),
+with and without client certificates, handshake failures, and dcmtk interop.
+
+Certificates are made in the test with the ``openssl`` command (a CA, a server
+certificate for 127.0.0.1/localhost, a client certificate, and an unrelated CA).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from dicomnet.client import Client
+from dicomnet.errors import AssociationAborted, ConnectTimeout, DicomNetError
+from dicomnet.server import Server
+from dicomnet.transport.tls import make_context
+
+from .conftest import CT, EXPLICIT, VERIFICATION, record, wait_for
+from .test_faults import StreamingStore, dataset_part, make_instance
+
+OPENSSL = shutil.which("openssl")
+pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is needed to make certificates")
+
+
+def _run(*args: str, cwd: str) -> None:
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _ca(d: str, name: str) -> None:
+    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+         "-days", "2", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def _leaf(d: str, name: str, ca: str, ext: str) -> None:
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(ext)
+    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+         "-subj", f"/CN={name}", cwd=d)
+    _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+         "-out", f"{name}.crt", "-days", "2", "-sha256", "-extfile", f"{name}.ext", cwd=d)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("pki"))
+    _ca(d, "ca")
+    _ca(d, "otherca")
+    _leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
+    _leaf(d, "rogue", "otherca", "extendedKeyUsage=clientAuth\n")
+    return {name: os.path.join(d, name) for name in ("ca", "otherca", "server", "client", "rogue")}
+
+
+def server_ctx(pki, *, require_client_cert: bool = False) -> ssl.SSLContext:
+    return make_context(server_side=True, cert=pki["server"] + ".crt", key=pki["server"] + ".key",
+                        ca=pki["ca"] + ".crt", require_client_cert=require_client_cert)
+
+
+def client_ctx(pki, *, cert: str | None = None, ca: str = "ca") -> ssl.SSLContext:
+    return make_context(server_side=False, ca=pki[ca] + ".crt",
+                        cert=pki[cert] + ".crt" if cert else None, key=pki[cert] + ".key" if cert else None)
+
+
+@pytest.fixture
+def tls_server(pki, tmp_path, request):
+    require = getattr(request, "param", False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srv = Server("TLSSCP", StreamingStore(str(folder)), tls=server_ctx(pki, require_client_cert=require),
+                 artim_timeout=1.0, read_timeout=5.0, dimse_timeout=5.0)
+    srv.start("127.0.0.1", 0)
+    yield srv, folder
+    srv.shutdown(5.0)
+
+
+def tls_echo(port: int, ctx: ssl.SSLContext) -> int:
+    client = Client("TLSSCU", tls=ctx, connect_timeout=3.0, artim_timeout=3.0, dimse_timeout=3.0)
+    with client.associate("127.0.0.1", port, "TLSSCP", contexts=[VERIFICATION]) as assoc:
+        return assoc.echo()
+
+
+def test_echo_and_store_over_tls_without_client_certificate(pki, tls_server, tmp_path):
+    srv, folder = tls_server
+    assert tls_echo(srv.port, client_ctx(pki)) == 0
+    path = tmp_path / "big.dcm"
+    uid = make_instance(path, 512, 512, seed=5)   # ~512 KiB: many TLS records, partial reads
+    client = Client("TLSSCU", tls=client_ctx(pki), dimse_timeout=10.0)
+    with client.associate("127.0.0.1", srv.port, "TLSSCP", contexts=[(CT, EXPLICIT), VERIFICATION]) as assoc:
+        assert assoc.store(str(path)) == 0
+        assert assoc.echo() == 0
+    got = dataset_part(folder / f"{uid}.dcm")
+    assert hashlib.sha256(got).digest() == hashlib.sha256(dataset_part(path)).digest()
+    record("tls", cases=2)
+
+
+@pytest.mark.parametrize("tls_server", [True], indirect=True)
+def test_client_certificate_required(pki, tls_server):
+    srv, _ = tls_server
+    assert tls_echo(srv.port, client_ctx(pki, cert="client")) == 0
+    for cert in (None, "rogue"):  # no certificate, or one from another CA
+        with pytest.raises((ssl.SSLError, DicomNetError, OSError)):
+            tls_echo(srv.port, client_ctx(pki, cert=cert))
+    assert tls_echo(srv.port, client_ctx(pki, cert="client")) == 0
+    assert wait_for(lambda: srv.active_associations == 0, 3.0)
+    record("tls", cases=3)
+
+
+def test_server_certificate_is_verified(pki, tls_server):
+    srv, _ = tls_server
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_echo(srv.port, client_ctx(pki, ca="otherca"))
+    wrong_name = make_context(server_side=False, ca=pki["ca"] + ".crt")
+    client = Client("TLSSCU", tls=wrong_name, tls_server_hostname="pacs.example.org")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        client.associate("127.0.0.1", srv.port, "TLSSCP", contexts=[VERIFICATION])
+    assert tls_echo(srv.port, client_ctx(pki)) == 0
+    record("tls", cases=2)
+
+
+def test_plain_dicom_to_a_tls_port_and_tls_to_a_plain_port(pki, tls_server):
+    srv, _ = tls_server
+    t0 = time.monotonic()
+    with pytest.raises((AssociationAborted, DicomNetError, OSError)):
+        Client("PLAIN", artim_timeout=3.0).associate("127.0.0.1", srv.port, "TLSSCP", contexts=[VERIFICATION])
+    assert time.monotonic() - t0 < 2.0
+    plain = Server("PLAINSCP", artim_timeout=0.5)
+    plain.start("127.0.0.1", 0)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises((ssl.SSLError, ConnectTimeout, OSError)):
+            Client("TLSSCU", tls=client_ctx(pki), connect_timeout=3.0).associate(
+                "127.0.0.1", plain.port, "PLAINSCP", contexts=[VERIFICATION])
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        plain.shutdown(5.0)
+    assert tls_echo(srv.port, client_ctx(pki)) == 0
+    record("tls", cases=2)
+
+
+def test_stalled_handshakes_never_block_the_accept_loop(pki, tls_server):
+    srv, _ = tls_server
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(5)]
+    try:
+        t0 = time.monotonic()
+        assert tls_echo(srv.port, client_ctx(pki)) == 0
+        assert time.monotonic() - t0 < 1.0
+        # Each stalled handshake ends at ARTIM: the server closes the socket.
+        for sock in idle:
+            sock.settimeout(srv.artim_timeout + 2.0)
+            assert sock.recv(10) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+    assert wait_for(lambda: srv.active_associations == 0, 2.0)
+    record("tls", cases=1, stalled_handshakes=len(idle))
+
+
+# -------------------------------------------------------------------- dcmtk
+def _dcmtk_has_tls() -> bool:
+    exe = shutil.which("echoscu")
+    if exe is None:
+        return False
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    return "+tls" in out
+
+
+needs_dcmtk_tls = pytest.mark.skipif(not _dcmtk_has_tls(), reason="dcmtk with TLS (echoscu +tls) is not installed")
+
+
+@needs_dcmtk_tls
+@pytest.mark.parametrize("tls_server", [True], indirect=True)
+def test_dcmtk_echoscu_over_tls_to_our_server(pki, tls_server):
+    srv, _ = tls_server
+    proc = subprocess.run(
+        ["echoscu", "-aet", "DCMTK", "-aec", "TLSSCP", "+tls", pki["client"] + ".key", pki["client"] + ".crt",
+         "+cf", pki["ca"] + ".crt", "127.0.0.1", str(srv.port)],
+        capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    record("tls", cases=1, dcmtk_interop=1)
+
+
+@needs_dcmtk_tls
+def test_our_client_stores_into_dcmtk_storescp_over_tls(pki, tmp_path):
+    from .conftest import free_port
+
+    out = tmp_path / "dcmtk"
+    out.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "STORESCP", "-od", str(out), "+tls", pki["server"] + ".key", pki["server"] + ".crt",
+         "+cf", pki["ca"] + ".crt", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: _listening(port), 10.0), "storescp did not start"
+        path = tmp_path / "one.dcm"
+        make_instance(path, 64, 64, seed=9)
+        client = Client("TLSSCU", tls=client_ctx(pki, cert="client"), dimse_timeout=10.0)
+        with client.associate("127.0.0.1", port, "STORESCP", contexts=[(CT, EXPLICIT)]) as assoc:
+            assert assoc.store(str(path)) == 0
+        assert wait_for(lambda: len(os.listdir(out)) == 1, 5.0)
+        received = out / os.listdir(out)[0]
+        assert hashlib.sha256(dataset_part(received)).digest() == hashlib.sha256(dataset_part(path)).digest()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    record("tls", cases=1, dcmtk_interop=1)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
