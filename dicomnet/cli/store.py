@@ -324,8 +324,14 @@ def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Pr
                 todo.append(plan)
             else:
                 del remaining[id(plan)]
-                state.failure(plan, f"the peer accepted no presentation context for SOP class {plan.sop_class} "
-                                    f"in {wanted or plan.transfer_syntax}")
+                own = plan.transfer_syntax or _EXPLICIT_LE
+                if wanted is not None and wanted != own and (_encapsulated(wanted) or _encapsulated(own)):
+                    reason = (f"cannot be sent in {wanted}: it is in {own}, and only uncompressed data sets "
+                              "are transcoded")
+                else:
+                    reason = (f"the peer accepted no presentation context for SOP class {plan.sop_class} "
+                              f"in {wanted or own}")
+                state.failure(plan, reason)
                 progress.update(0, failed=True)
         position = 0
         while position < len(todo):

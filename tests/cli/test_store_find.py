@@ -314,3 +314,11 @@ def test_store_goes_on_after_a_file_that_fails_late(server, files, tmp_path):
     assert [line for line in r.stdout.splitlines() if line.startswith("failed: ")][0].startswith(
         f"failed: {broken}: ")
     assert len(server.handler.archive) == before + 2
+
+
+def test_store_will_not_pretend_to_compress(server, files):
+    jpeg = "1.2.840.10008.1.2.4.50"
+    r = run("store", "127.0.0.1", str(server.port), str(files / "mr" / "mr0.dcm"), "--transfer-syntax", jpeg)
+    assert r.returncode == 1
+    assert f"cannot be sent in {jpeg}: it is in {IMPLICIT}, and only uncompressed data sets are transcoded" \
+        in r.stdout
