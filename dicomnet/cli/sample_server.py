@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -61,6 +62,8 @@ def build_archive(args: argparse.Namespace, logger: logging.Logger) -> Any:
                                       frames=args.frames, modality=args.modality, seed=args.seed)
     archive = Archive(logger=logger)
     for path in args.dicom:
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file or folder: {path}")
         archive.add_path(path)
     return archive
 

@@ -156,6 +156,8 @@ def test_bad_destinations_are_usage_errors(tmp_path):
     assert parse_destination("ORTHANC=orthanc:4242") == ("ORTHANC", ("orthanc", 4242))
     r = run("sample-server", "--port", "0")        # neither --synthetic nor --dicom
     assert r.returncode == 2
+    r = run("sample-server", "--port", "0", "--dicom", str(tmp_path / "missing"))
+    assert r.returncode == 1 and "no such file or folder" in r.stderr
 
 
 def test_dicom_folder_archive(tmp_path):
