@@ -261,6 +261,10 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
         ctx = service_context(server, owner, info, context_id, command)
         try:
             path = destination(ctx, command)
+        except ValueError as exc:
+            # A deliberate refusal (e.g. a SOP Instance UID unfit to name a file): no traceback.
+            server.logger.warning("store_destination refused the instance: %s", exc)
+            return StoreSink(ctx, None, exc)
         except Exception as exc:  # noqa: BLE001 - answered as a failure status
             server.logger.exception("store_destination handler failed")
             return StoreSink(ctx, None, exc)
