@@ -336,6 +336,10 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
                     text = raw.decode("ascii")
                 except UnicodeDecodeError:
                     raise DicomParseError(f"{keyword}: non-ASCII {vr} value", offset, tag) from None
+                # PS3.5 6.2: UI holds at most 64 characters, AE 16. A longer value
+                # could not even be echoed in the response (found by hardening tests).
+                if len(text.strip("\0 ")) > (64 if vr == "UI" else 16):
+                    raise DicomParseError(f"{keyword}: {vr} value of {len(raw)} bytes is too long", offset, tag)
             else:
                 text = raw.decode("ascii", errors="replace")
             command[keyword] = text.strip("\0 ")
