@@ -14,6 +14,7 @@ joins all threads.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 import ssl
@@ -92,6 +93,10 @@ class Server:
     the default ``accept_scp_role`` accept the requestor's SCP role for every
     storage SOP class (the C-STORE sub-operations need it).
 
+    ``allowed_peers`` (None: any) lists the IP addresses or networks
+    (``"10.0.0.0/8"``) that may connect; any other connection is closed as soon
+    as it is accepted, before a byte is read or a thread is started.
+
     ``tls`` (an ``ssl.SSLContext``; :func:`dicomnet.transport.tls.make_context`)
     serves every connection over TLS (PS3.15 Annex B): the handshake runs on the
     association's thread within ``artim_timeout``, never in the accept loop.
@@ -117,6 +122,7 @@ class Server:
         extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None,
         destinations: Mapping[str, tuple[str, int]] | None = None,
         tls: ssl.SSLContext | None = None,
+        allowed_peers: Iterable[str] | None = None,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -135,6 +141,8 @@ class Server:
         self.max_pdu = max_pdu
         self.destinations: dict[str, tuple[str, int]] = dict(destinations or {})
         self.tls = tls
+        self.allowed_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = (
+            None if allowed_peers is None else tuple(ipaddress.ip_network(p, strict=False) for p in allowed_peers))
         if not accept_scp_role and callable(getattr(handler, "on_get", None)):
             from .types.sop_classes import is_storage_sop_class
 
@@ -280,6 +288,10 @@ class Server:
     def _dispatch_connection(self, sock: socket.socket, address: Any) -> None:
         prepare_socket(sock)
         peer = f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address)
+        if self.allowed_peers is not None and not _peer_allowed(address, self.allowed_peers):
+            self.logger.warning("connection from %s closed: not in allowed_peers", peer)
+            sock.close()
+            return
         with self._lock:
             over_limit = len(self._serving) >= self.max_associations
             pool = self._rejecting if over_limit else self._serving
@@ -482,6 +494,16 @@ class Server:
         if sop_class:
             rsp["AffectedSOPClassUID"] = sop_class
         assoc._send_message(message.context_id, rsp)
+
+
+def _peer_allowed(address: Any, networks: Sequence[Any]) -> bool:
+    """Whether the peer's IP address lies in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(str(address[0]).split("%")[0])
+    except (ValueError, TypeError, IndexError):
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:a.b.c.d on a dual-stack socket
+    return any(ip in net or (mapped is not None and mapped in net) for net in networks)
 
 
 def _error_comment(exc: BaseException) -> str:
