@@ -92,7 +92,10 @@ def pdu(pdu_type: int, body: bytes) -> bytes:
 
 def associate_rq_bytes(called: str = "HARDEN", calling: str = "RAW", contexts: Any = None,
                        **kw: Any) -> bytes:
-    """A valid A-ASSOCIATE-RQ (Verification unless ``contexts``)."""
+    """A valid A-ASSOCIATE-RQ (Verification unless ``contexts``); max PDU 16384
+    unless given, so the bytes do not follow the library's default."""
+    kw.setdefault("max_pdu", 16384)
+    kw.setdefault("max_pdu", 16384)  # fixed, so the committed fuzz corpus keeps its bytes
     rq = build_associate_rq(calling, called, contexts or [(VERIFICATION, (EXPLICIT, IMPLICIT))], **kw)
     return pdus.encode_pdu(rq)
 
@@ -101,7 +104,7 @@ def raw_rq_with_contexts(ids: list[int], called: str = "HARDEN") -> bytes:
     """An A-ASSOCIATE-RQ with the given context ids, bypassing the encoder's checks."""
     from dicomnet.pdu.items import PresentationContextRQ
 
-    rq = build_associate_rq("RAW", called, [(VERIFICATION, (EXPLICIT,))])
+    rq = build_associate_rq("RAW", called, [(VERIFICATION, (EXPLICIT,))], max_pdu=16384)
     pcs = tuple(PresentationContextRQ(i, VERIFICATION, (EXPLICIT,)) for i in ids)
     rq = dataclasses.replace(rq, presentation_contexts=pcs)
     return pdus._encode_association(pdus.A_ASSOCIATE_RQ, rq)
