@@ -333,6 +333,12 @@ class Server:
                          "ARTIM expired" if driver.timer_expired else type(event).__name__)
                 return
             rq = event.rq
+            if conn.state != "Sta3":
+                # More arrived with the RQ (a second RQ, garbage): the state
+                # machine has already aborted (AA-8); nothing left to answer.
+                log.info("association request from %s aborted before our answer (%s)", peer, conn.state)
+                self._wait_closed(driver)
+                return
             if over_limit:
                 self._reject(driver, AAssociateRJ(AAssociateRJ.RESULT_REJECTED_TRANSIENT,
                                                   AAssociateRJ.SOURCE_SERVICE_PROVIDER_PRESENTATION,
