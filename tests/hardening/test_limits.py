@@ -7,6 +7,7 @@ the Server then still answers a C-ECHO from another client.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -240,7 +241,7 @@ def _send_case(port: int, data: bytes) -> Answer:
     return converse(port, data, wait=6.0)
 
 
-def test_malformed_corpus_over_real_sockets(server):
+def test_malformed_corpus_over_real_sockets(server, caplog):
     cases = malformed_corpus()
     with ThreadPoolExecutor(8) as pool:
         answers = dict(zip(cases, pool.map(lambda d: _send_case(server.port, d), cases.values())))
@@ -269,6 +270,10 @@ def test_malformed_corpus_over_real_sockets(server):
     assert answers["rq-then-garbage"].abort() == (PROVIDER, ABORT_UNRECOGNIZED_PDU)
     assert answers["rq-twice"].abort() == (PROVIDER, ABORT_UNEXPECTED_PDU)
     assert echo_ok(server.port)
+    # Hostile input is logged as the peer's fault, never as an internal error.
+    internal = [r.getMessage() for r in caplog.records
+                if r.levelno >= logging.ERROR or "LocalProtocolError" in r.getMessage()]
+    assert not internal, internal
     record("limits", corpus_cases=len(cases), corpus_outcomes=outcomes)
 
 
