@@ -20,6 +20,7 @@ from dicomnet.errors import (
     ReadTimeout,
 )
 from dicomnet.pdu.items import RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation, UserIdentityRQ
+from dicomnet.pdu.negotiation import DEFAULT_MAX_PDU
 from dicomnet.server import Server
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -41,7 +42,7 @@ def test_echo_on_loopback(server):
         assert assoc.echo() == 0x0000
         assert assoc.echo() == 0x0000
         n = assoc.negotiated
-        assert n.peer_max_pdu == 16384
+        assert n.peer_max_pdu == DEFAULT_MAX_PDU  # the server's default
         assert n.peer_implementation_version_name == "DICOMNET_010"
         assert [c.abstract_syntax for c in n.contexts.values()] == [VERIFICATION]
     assert assoc.is_closed and not assoc.is_established

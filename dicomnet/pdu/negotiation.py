@@ -54,7 +54,13 @@ __all__ = [
 logger = logging.getLogger("dicomnet")
 
 #: Largest P-DATA-TF variable field we offer to receive, unless told otherwise.
-DEFAULT_MAX_PDU = 16384
+#: 1 MiB: a typical image then arrives in one or a few PDUs, i.e. few Python
+#: steps per instance (our receive buffer grows only with bytes actually
+#: received). A peer that cannot send PDUs this large sends smaller ones (the
+#: Maximum Length is a limit, not a request); what *we* send is always cut to
+#: the peer's own maximum (dcmtk tools accept at most 128 KiB, pynetdicom and
+#: Orthanc default to about 16 KiB).
+DEFAULT_MAX_PDU = 1 << 20
 #: dicomnet's Implementation Class UID (PS3.7 D.3.3.2), a UUID-derived UID (PS3.5 B.2).
 IMPLEMENTATION_CLASS_UID = "2.25.139869872471706760963384181199194595705"
 IMPLEMENTATION_VERSION_NAME = "DICOMNET_010"

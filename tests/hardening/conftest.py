@@ -95,7 +95,6 @@ def associate_rq_bytes(called: str = "HARDEN", calling: str = "RAW", contexts: A
     """A valid A-ASSOCIATE-RQ (Verification unless ``contexts``); max PDU 16384
     unless given, so the bytes do not follow the library's default."""
     kw.setdefault("max_pdu", 16384)
-    kw.setdefault("max_pdu", 16384)  # fixed, so the committed fuzz corpus keeps its bytes
     rq = build_associate_rq(calling, called, contexts or [(VERIFICATION, (EXPLICIT, IMPLICIT))], **kw)
     return pdus.encode_pdu(rq)
 

@@ -107,7 +107,7 @@ def test_successful_association():
 def test_rejection_reaches_requestor_and_both_sides_close():
     p = Pair()
     p.acc.transport_connected(0.0)
-    p.req.request_association(build_associate_rq("SCU", "WRONG", [(VERIFICATION, [IMPLICIT])]), 0.0)
+    p.req.request_association(build_associate_rq("SCU", "WRONG", [(VERIFICATION, [IMPLICIT])], max_pdu=16384), 0.0)
     p.to_acc()
     (request,) = drain(p.acc)
     rj = negotiate(request.rq, p.policy)
