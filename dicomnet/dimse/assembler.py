@@ -11,7 +11,8 @@ Buffer ownership: the ``data`` handed to :meth:`MessageAssembler.feed` is a
 view of the Upper Layer's receive buffer that is only valid during the call,
 so its bytes are copied exactly once -- into a small command buffer, or into
 the one growable buffer of the data set (doubled as it fills, never a list of
-fragments joined at the end), or straight into a streaming sink. A completed
+fragments joined at the end; from 256 KiB on an anonymous memory map faulted
+in with one call), or straight into a streaming sink. A completed
 :class:`Message` owns its data set buffer; the assembler starts a new one for
 the next message.
 
@@ -26,6 +27,7 @@ the peer's maximum PDU length, so a message goes out as::
 from __future__ import annotations
 
 import logging
+import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -41,6 +43,41 @@ _log = logging.getLogger("dicomnet")
 DEFAULT_MAX_COMMAND_BYTES = 1 << 16
 # The first allocation of a data set buffer when its size is not known.
 _FIRST_CAPACITY = 1 << 16
+# Data set buffers from this size on are anonymous memory maps pre-faulted in
+# one call (Linux MAP_POPULATE) rather than bytearrays: a fresh bytearray is
+# zero-filled and then faults in page by page as it is written, which costs
+# more than the copy itself (measured: 512 KiB in 0.29 ms vs 0.20 ms).
+_MAP_MIN = 1 << 18
+_MAP_FLAGS = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
+              if hasattr(mmap, "MAP_POPULATE") and hasattr(mmap, "MAP_ANONYMOUS") else 0)
+
+
+def _new_buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer of ``size`` bytes for a data set (see _MAP_MIN)."""
+    if _MAP_FLAGS and size >= _MAP_MIN:
+        try:
+            return mmap.mmap(-1, size, flags=_MAP_FLAGS)
+        except OSError:  # pragma: no cover - out of address space / map count: use the heap
+            pass
+    return bytearray(size)
+
+
+def _grow(buf: bytearray | mmap.mmap, size: int, used: int) -> bytearray | mmap.mmap:
+    """``buf`` enlarged to ``size`` bytes, its first ``used`` bytes kept. Never
+    called while a view of ``buf`` is exported (the assembler exports only
+    completed data sets)."""
+    if isinstance(buf, mmap.mmap):
+        buf.resize(size)                # mremap: the pages move, nothing is copied
+        return buf
+    if _MAP_FLAGS and size >= _MAP_MIN:
+        bigger = _new_buffer(size)
+        if isinstance(bigger, mmap.mmap):
+            bigger[:used] = memoryview(buf)[:used]
+            return bigger
+    # Grow in place: bytes(k) is zeroed memory, and a large bytearray is
+    # resized by realloc, which need not copy what is already there.
+    buf += bytes(size - len(buf))
+    return buf
 
 
 class Writable(Protocol):
@@ -97,7 +134,7 @@ class MessageAssembler:
         self._context_id: int | None = None     # None: between messages
         self._command_buf = bytearray()
         self._command: Command | None = None    # set once the command set is complete
-        self._data: bytearray | None = None
+        self._data: bytearray | mmap.mmap | None = None
         self._size = 0                          # data set bytes received
         self._sink: Writable | None = None
 
@@ -141,9 +178,9 @@ class MessageAssembler:
             self._reset()
             raise
         if self._data is None:
-            self._data = bytearray(nbytes)
+            self._data = _new_buffer(nbytes)
         elif nbytes > len(self._data):
-            self._data += bytes(nbytes - len(self._data))
+            self._data = _grow(self._data, nbytes, self._size)
 
     # ------------------------------------------------------------ input
 
@@ -223,9 +260,13 @@ class MessageAssembler:
         if self._sink is not None:
             message.sink = self._sink
         else:
-            buf = self._data if self._data is not None else bytearray()
+            buf = self._data if self._data is not None and self._size else bytearray()
             if len(buf) > self._size:
-                del buf[self._size:]           # give back the spare capacity
+                # Give back the spare capacity (mremap / realloc: no copy).
+                if isinstance(buf, mmap.mmap):
+                    buf.resize(self._size)
+                else:
+                    del buf[self._size:]
             message.dataset = memoryview(buf)
         _log.debug("DIMSE message complete: %r, %d data set bytes", message.command, self._size)
         self._reset()
@@ -242,13 +283,11 @@ class MessageAssembler:
         buf = self._data
         if buf is None:
             # The first fragment: exact when it is also the last, else room to grow.
-            buf = self._data = bytearray(n if is_last else max(_FIRST_CAPACITY, 2 * n))
+            buf = self._data = _new_buffer(n if is_last else max(_FIRST_CAPACITY, 2 * n))
         elif end > len(buf):
             capacity = max(end, 2 * len(buf))
             if self.max_dataset_bytes is not None:
                 capacity = min(capacity, max(end, self.max_dataset_bytes))
-            # Grow in place: bytes(k) is zeroed memory, and a large bytearray is
-            # resized by realloc, which need not copy what is already there.
-            buf += bytes(capacity - len(buf))
+            buf = self._data = _grow(buf, capacity, self._size)
         buf[self._size:end] = data
         self._size = end

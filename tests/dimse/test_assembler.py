@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import io
+import mmap
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dicomnet.dimse import assembler as asm_mod
 from dicomnet.dimse import commands as C
 from dicomnet.dimse.assembler import Message, MessageAssembler
 from dicomnet.dimse.commands import encode_command
@@ -211,6 +213,48 @@ def test_reserve_presizes() -> None:
     assert len(asm._data) == 5000                   # no growth needed
     msg = asm.feed(1, False, True, b"!")
     assert bytes(msg.dataset) == b"r" * 5000 + b"!"
+
+
+needs_populate = pytest.mark.skipif(not asm_mod._MAP_FLAGS, reason="no MAP_POPULATE on this platform")
+
+
+@needs_populate
+def test_large_dataset_lands_in_an_anonymous_map() -> None:
+    asm = MessageAssembler()
+    payload = bytes(range(256)) * 2048                 # 512 KiB, above _MAP_MIN
+    asm.feed(1, True, True, STORE)
+    asm.reserve(len(payload) + 5000)                   # too large a guess: trimmed at the end
+    assert isinstance(asm._data, mmap.mmap)
+    for view in pieces(payload, [1, 100_000, 300_000]):
+        assert asm.feed(1, False, False, view) is None
+    msg = asm.feed(1, False, True, b"")
+    assert msg is not None and msg.dataset is not None
+    assert isinstance(msg.dataset.obj, mmap.mmap) and len(msg.dataset.obj) == len(payload)
+    assert bytes(msg.dataset) == payload and not msg.dataset.readonly
+
+
+@needs_populate
+def test_growth_from_bytearray_into_a_map_keeps_the_bytes() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, True, STORE)
+    chunk = bytes(range(200)) * 50                     # 10000 bytes per fragment
+    for _ in range(60):                                # 64 KiB bytearray, then a map from 256 KiB
+        asm.feed(1, False, False, chunk)
+    assert isinstance(asm._data, mmap.mmap)
+    msg = asm.feed(1, False, True, b"tail")
+    assert bytes(msg.dataset) == chunk * 60 + b"tail"
+    assert len(msg.dataset.obj) == 600004
+    second = feed_all(asm, 1, STORE, b"z" * 10)[0]    # small ones stay bytearrays
+    assert isinstance(second.dataset.obj, bytearray) and bytes(second.dataset) == b"z" * 10
+
+
+@needs_populate
+def test_reserved_map_for_an_empty_dataset() -> None:
+    asm = MessageAssembler()
+    asm.feed(1, True, True, STORE)
+    asm.reserve(1 << 20)
+    msg = asm.feed(1, False, True, b"")
+    assert msg is not None and msg.dataset is not None and len(msg.dataset) == 0
 
 
 # ------------------------------------------------------------ streaming
