@@ -100,6 +100,31 @@ def test_echo_and_store_over_tls_without_client_certificate(pki, tls_server, tmp
     record("tls", cases=2)
 
 
+def test_tls_through_a_fragmenting_and_cutting_proxy(pki, tls_server, tmp_path):
+    """TLS records split at every possible point (and a reset mid-transfer)."""
+    from .proxy import FaultProxy, Plan
+
+    srv, folder = tls_server
+    path = tmp_path / "mid.dcm"
+    uid = make_instance(path, 256, 256, seed=6)
+    with FaultProxy(("127.0.0.1", srv.port), up=Plan(chunk=(1, 700), seed=7), down=Plan(chunk=(1, 9), seed=8)) as p:
+        client = Client("TLSSCU", tls=client_ctx(pki), dimse_timeout=10.0)
+        with client.associate("127.0.0.1", p.port, "TLSSCP", contexts=[(CT, EXPLICIT)]) as assoc:
+            assert assoc.store(str(path)) == 0
+    got = dataset_part(folder / f"{uid}.dcm")
+    assert hashlib.sha256(got).digest() == hashlib.sha256(dataset_part(path)).digest()
+    os.unlink(folder / f"{uid}.dcm")
+    with FaultProxy(("127.0.0.1", srv.port), up=Plan(cut_at=40_000)) as p:
+        t0 = time.monotonic()
+        with pytest.raises((DicomNetError, OSError)):
+            Client("TLSSCU", tls=client_ctx(pki), dimse_timeout=3.0).associate(
+                "127.0.0.1", p.port, "TLSSCP", contexts=[(CT, EXPLICIT)]).store(str(path))
+        assert time.monotonic() - t0 < 2.0
+    assert wait_for(lambda: srv.active_associations == 0, 2.0)
+    assert os.listdir(folder) == []
+    record("tls", cases=2)
+
+
 @pytest.mark.parametrize("tls_server", [True], indirect=True)
 def test_client_certificate_required(pki, tls_server):
     srv, _ = tls_server
