@@ -436,7 +436,11 @@ cdef class ElementIndex:
         return out
 
     def level_items(self, Py_ssize_t first, Py_ssize_t stop):
-        """(tag, VR or None) of the siblings in [first, stop), in ascending tag order."""
+        """(tag, VR or None) of the siblings in [first, stop), in ascending tag order.
+
+        A tag that occurs more than once (malformed data) is listed once, with the
+        VR of its last occurrence: the entry :meth:`level` maps it to.
+        """
         cdef list out = []
         cdef Py_ssize_t i = first
         cdef uint32_t last = 0
@@ -444,13 +448,13 @@ cdef class ElementIndex:
         if first < 0 or stop > self.n:
             raise IndexError("level range out of the index")
         while i < stop:
-            if self.entries[i].tag < last:
+            if i != first and self.entries[i].tag <= last:
                 ordered = False
             last = self.entries[i].tag
             out.append((self.entries[i].tag, vr_str(self.entries[i].vr)))
             i = self.entries[i].end
         if not ordered:
-            out.sort()
+            out = sorted(dict(out).items())
         return out
 
     def entry(self, Py_ssize_t i):
