@@ -356,3 +356,13 @@ def test_implicit_defined_length_sequence_needs_sq_tags():
     assert len(opaque) == 1 and opaque.flags(0) == 0
     items = ElementIndex(seq, 8, implicit=True, items=True)  # the value re-read as items
     assert [items.tag(i) for i in range(len(items))] == [0xFFFEE000, 0x00080100]
+
+
+def test_level_items_lists_each_tag_once_in_order():
+    data = (el(0x0010, 0x0020, "LO", b"AB") + el(0x0008, 0x0060, "CS", b"CT")
+            + el(0x0010, 0x0020, "SH", b"CD"))
+    index = ElementIndex(data)
+    assert index.level_items(0, len(index)) == [(0x00080060, "CS"), (0x00100020, "SH")]
+    assert index.level(0, len(index)) == {0x00100020: 2, 0x00080060: 1}
+    ordered = ElementIndex(DATE + el(0x0010, 0x0020, "LO", b"AB"))
+    assert ordered.level_items(0, 2) == [(0x00080020, "DA"), (0x00100020, "LO")]

@@ -223,3 +223,15 @@ def test_nesting_through_reparsed_private_sequences_obeys_max_depth():
     assert isinstance(item[0x00091001].value, bytes)
     assert len(bytes(encode_dataset(ds, LE))) > len(body)  # no RecursionError
     assert "(0009,1001)" in repr(ds)
+
+
+def test_a_tag_repeated_in_the_data_is_one_element_whose_vr_matches_its_value():
+    # Found by fuzzing: (0020,0000) as an empty SQ then again as OF; iterating gave two
+    # elements, the first with VR SQ but the OF's array as value.
+    data = (el(0x0020, 0x0000, "SQ", b"") + el(0x0020, 0x0000, "OB", b"\x01\x02")
+            + el(0x0028, 0x0010, "US", b"\x02\x00"))
+    ds = read_dataset(data, transfer_syntax=LE)
+    elems = list(ds)
+    assert [e.tag for e in elems] == [0x00200000, 0x00280010] and len(ds) == 2
+    assert elems[0].VR == "OB" and elems[0].value.tolist() == [1, 2]  # the last occurrence, as ds[tag]
+    assert ds[0x00200000].VR == "OB"
