@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from typing import Any, Literal
 
-from .._codec.pdu import PDUReader, fragment
+from .._codec.pdu import PDUReader, fragment, iter_pdvs
 from ..errors import LocalProtocolError, PDUError
 from . import events as ev
 from . import fsm
@@ -40,6 +40,7 @@ from .pdus import (
     AReleaseRP,
     AReleaseRQ,
     PDataTF,
+    PDV,
     decode_pdu,
     encode_pdu,
 )
@@ -50,6 +51,9 @@ Role = Literal["requestor", "acceptor"]
 
 _PROVIDER = AAbort.SOURCE_SERVICE_PROVIDER
 _USER = AAbort.SOURCE_SERVICE_USER
+_P_DATA_TF = 0x04
+_new_object = object.__new__
+_set_field = object.__setattr__
 
 
 class Connection:
@@ -283,6 +287,9 @@ class Connection:
         )
 
     def _on_pdu(self, pdu_type: int, body: memoryview) -> None:
+        if pdu_type == _P_DATA_TF and self._state == "Sta6":
+            self._on_pdata(body)
+            return
         event = fsm.PDU_TYPE_EVENTS[pdu_type]
         if self._state == "Sta13":
             # AA-6 ignores / AA-7 answers without looking inside the PDU.
@@ -304,6 +311,36 @@ class Connection:
             self._fire("Evt19", reason=AAbort.REASON_INVALID_PDU_PARAMETER_VALUE)
             return
         self._fire(event, pdu=pdu, **extra)
+
+    def _on_pdata(self, body: memoryview) -> None:
+        """Evt10 in Sta6, the data-transfer hot path (one call per P-DATA-TF).
+
+        Table 9-10 gives DT-2 there: no timer effect, Sta6 again, a P-DATA
+        indication. So the table walk of :meth:`_fire` and the field checks
+        of :class:`PDV` (whose values :func:`iter_pdvs` has just produced:
+        a byte, two flags, a byte view) are skipped; the outcome -- the event,
+        or Evt19 for a malformed PDU or an unaccepted context -- is the same.
+        """
+        contexts = self.negotiated.contexts  # type: ignore[union-attr]  # set in Sta6
+        try:
+            items = iter_pdvs(body)
+            if not items:
+                raise PDUError("P-DATA-TF holds no PDV (PS3.8 9.3.5 requires one or more)")
+            pdvs = []
+            for context_id, is_command, is_last, data in items:
+                if context_id not in contexts:
+                    raise PDUError(f"PDV on presentation context {context_id}, which is not accepted")
+                pdv = _new_object(PDV)
+                _set_field(pdv, "context_id", context_id)
+                _set_field(pdv, "is_command", is_command)
+                _set_field(pdv, "is_last", is_last)
+                _set_field(pdv, "data", data)
+                pdvs.append(pdv)
+        except PDUError as exc:
+            self._log.warning("invalid %s from peer (%s); aborting", "P-DATA-TF PDU", exc)
+            self._fire("Evt19", reason=AAbort.REASON_INVALID_PDU_PARAMETER_VALUE)
+            return
+        self._events.append(ev.PDataReceived(tuple(pdvs)))
 
     def _fire(self, event: str, **payload: Any) -> None:
         """Look ``(event, state)`` up in Table 9-10 and carry out the action."""

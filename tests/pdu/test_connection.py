@@ -548,3 +548,41 @@ def test_random_bytes_never_crash(data, established):
     for buf in p.acc.data_to_send():
         assert bytes(buf)[0] in (1, 2, 3, 4, 5, 6, 7)
     drain(p.acc)
+
+
+# ------------------------------------------- P-DATA-TF in Sta6 (the hot path)
+def _pdata(*pdvs: tuple[int, int, bytes]) -> bytes:
+    body = b"".join((len(data) + 2).to_bytes(4, "big") + bytes([ctx, control]) + data
+                    for ctx, control, data in pdvs)
+    return b"\x04\x00" + len(body).to_bytes(4, "big") + body
+
+
+def test_pdata_in_sta6_gives_the_pdvs_as_decode_pdu_reads_them():
+    from dicomnet.pdu.pdus import PDV, decode_pdu
+
+    p = Pair()
+    p.associate()
+    raw = _pdata((1, 0x03, b"cmd!"), (3, 0x00, b"part"), (3, 0x02, b""))
+    p.acc.receive_data(raw)
+    (event,) = drain(p.acc)
+    assert event == ev.PDataReceived(decode_pdu(4, raw[6:]).pdvs)
+    assert [type(pdv) for pdv in event.pdvs] == [PDV] * 3
+    assert [(d.context_id, d.is_command, d.is_last, bytes(d.data)) for d in event.pdvs] == [
+        (1, True, True, b"cmd!"), (3, False, False, b"part"), (3, False, True, b"")]
+    assert p.acc.state == "Sta6"
+
+
+@pytest.mark.parametrize("raw", [
+    _pdata((1, 0x03, b"ok"), (9, 0x02, b"x")),          # context 9 was never proposed
+    b"\x04\x00\x00\x00\x00\x00",                         # no PDV at all
+    b"\x04\x00\x00\x00\x00\x05" + b"\x00\x00\x00\x09\x01",   # PDV longer than the PDU
+], ids=["unaccepted-context", "empty", "pdv-overrun"])
+def test_bad_pdata_in_sta6_aborts_with_invalid_parameter(raw):
+    p = Pair()
+    p.associate()
+    p.acc.receive_data(raw)
+    events = drain(p.acc)
+    assert isinstance(events[0], ev.Abort) and events[0].local
+    assert events[0].reason == AAbort.REASON_INVALID_PDU_PARAMETER_VALUE
+    (sent,) = p.acc.data_to_send()
+    assert sent == encode_pdu(AAbort(AAbort.SOURCE_SERVICE_PROVIDER, AAbort.REASON_INVALID_PDU_PARAMETER_VALUE))
