@@ -163,7 +163,7 @@ def test_client_killed_mid_store_releases_everything(store_server, how):
         proc.wait(5)
         if proc.stdout is not None:
             proc.stdout.close()
-    assert noticed < (0.5 if how == "SIGKILL" else srv.read_timeout + 1.0), noticed
+    assert noticed < (1.0 if how == "SIGKILL" else srv.read_timeout + 1.0), noticed
     assert wait_for(lambda: len(threading.enumerate()) <= threads_before, 3.0), threading.enumerate()
     assert wait_for(lambda: fd_count() <= fds_before, 3.0), (fd_count(), fds_before, open_fds(), os.listdir(folder))
     assert os.listdir(folder) == [], os.listdir(folder)  # no partial file, final or temporary
@@ -214,7 +214,7 @@ def test_slowloris_is_dropped_and_blocks_nobody(store_server):
             assert echo_ok(srv.port)
             latencies.append(time.monotonic() - t0)
         results = [f.result() for f in lorises]
-    assert max(latencies) < 1.0, latencies
+    assert max(latencies) < 1.5, latencies  # never waits for a loris (ARTIM 0.5 s, read 2 s)
     for (closed, after), limit in zip(results, [srv.artim_timeout] * 2 + [srv.read_timeout] * 2):
         assert closed and after < limit + 1.5, (results, limit)
     record("faults", injected=len(results), slowloris_dropped=len(results),
@@ -247,7 +247,7 @@ def test_hanging_handler_times_out_at_the_client_and_blocks_nobody(store_server)
     t0 = time.monotonic()
     with pytest.raises(ReadTimeout):
         assoc.echo()
-    assert 0.9 < time.monotonic() - t0 < 2.0
+    assert 0.9 < time.monotonic() - t0 < 2.5
     assert assoc.is_closed  # the requestor aborted after its DIMSE timeout
     # Meanwhile the server answers everybody else.
     assert all(echo_ok(srv.port) for _ in range(3))
@@ -316,7 +316,7 @@ def test_every_cut_ends_cleanly_on_both_sides(store_server, instances):
             proxy.close()
         elapsed = time.monotonic() - t0
         # A cut is a TCP reset: both sides notice at once, not after a timeout.
-        assert elapsed < 1.5, (direction, offset, elapsed)
+        assert elapsed < 2.0, (direction, offset, elapsed)  # the timeouts are 3 s
         assert proxy.cuts == 1, (direction, offset)
         assert wait_for(lambda: srv.active_associations == 0, 1.0), (direction, offset)
         leftovers = os.listdir(folder)
