@@ -36,6 +36,7 @@ from .conftest import (
 from .proxy import FaultProxy, Plan
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
 class StreamingStore:
@@ -219,6 +220,53 @@ def test_slowloris_is_dropped_and_blocks_nobody(store_server):
         assert closed and after < limit + 1.5, (results, limit)
     record("faults", injected=len(results), slowloris_dropped=len(results),
            echo_latency_during_slowloris_max_s=round(max(latencies), 3))
+
+
+# ------------------------------------------------------------ slow reader
+def test_peer_that_stops_reading_is_dropped_by_the_write_timeout(caplog):
+    """A C-FIND requestor that never reads its responses: the server's writes
+    stall, write_timeout ends the association, everybody else is served."""
+    from dicomnet.dicom.dataset import Dataset
+    from dicomnet.dicom.writer import encode_dataset
+    from dicomnet.dimse.commands import c_find_rq
+
+    stop = threading.Event()
+    sent = [0]
+
+    class Endless:
+        def on_find(self, ctx, query):
+            while not stop.is_set():
+                ds = Dataset()
+                ds.QueryRetrieveLevel = "STUDY"
+                ds.PatientComments = "x" * 10000
+                ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.7777.4.{sent[0]}"
+                sent[0] += 1
+                yield ds
+
+    srv = Server("HARDEN", Endless(), artim_timeout=0.5, read_timeout=5.0, write_timeout=1.0, dimse_timeout=5.0)
+    srv.start("127.0.0.1", 0)
+    try:
+        assoc = Client("STALLER").associate("127.0.0.1", srv.port, "HARDEN", contexts=[STUDY_FIND])
+        assoc._driver.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ctx = assoc.context_for(STUDY_FIND)
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = ""
+        assoc._send_message(ctx.context_id, c_find_rq(1, STUDY_FIND),
+                            bytes(encode_dataset(query, ctx.transfer_syntax)))
+        t0 = time.monotonic()
+        assert wait_for(lambda: srv.active_associations == 1 and sent[0] > 10, 3.0)
+        assert echo_ok(srv.port)             # served while the staller's writes are stuck
+        assert wait_for(lambda: srv.active_associations == 0, srv.write_timeout + 3.0), sent[0]
+        dropped_after = time.monotonic() - t0
+        assoc.abort()
+        assert echo_ok(srv.port)
+    finally:
+        stop.set()
+        srv.shutdown(5.0)
+    assert dropped_after < srv.write_timeout + 3.0
+    assert any("took no data" in r.getMessage() for r in caplog.records)  # the write timeout did it
+    record("faults", injected=1, stalled_readers_dropped=1)
 
 
 # ----------------------------------------------------------------- handlers
