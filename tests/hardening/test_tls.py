@@ -187,6 +187,27 @@ def test_stalled_handshakes_never_block_the_accept_loop(pki, tls_server):
     record("tls", cases=1, stalled_handshakes=len(idle))
 
 
+def test_make_context_and_driver_refuse_misuse(pki):
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.transport.tls import TLSSyncDriver
+
+    with pytest.raises(ValueError):
+        make_context(server_side=True)                       # a server needs a certificate
+    with pytest.raises(ValueError):
+        make_context(server_side=True, cert=pki["server"] + ".crt", key=pki["server"] + ".key",
+                     require_client_cert=True)               # ... and a CA to check clients
+    ctx = client_ctx(pki)
+    assert ctx.minimum_version >= ssl.TLSVersion.TLSv1_2 and ctx.verify_mode == ssl.CERT_REQUIRED
+    a, b = socket.socketpair()
+    try:
+        with pytest.raises(TypeError):
+            TLSSyncDriver(a, Connection("requestor"))        # not an SSLSocket
+    finally:
+        a.close()
+        b.close()
+    record("tls", cases=3)
+
+
 # -------------------------------------------------------------------- dcmtk
 def _dcmtk_has_tls() -> bool:
     exe = shutil.which("echoscu")
