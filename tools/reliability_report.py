@@ -72,7 +72,8 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any]) -> str:
         f"| Load (`test_load.py`) | {load.get('stores', 0)} C-STOREs, {load.get('finds', 0)} C-FINDs | "
         f"lost {load.get('lost', '?')}, duplicated {load.get('duplicated', '?')}, "
         f"mismatched {load.get('mismatched', '?')} |",
-        f"| TLS (`test_tls.py`) | {tls.get('cases', 0)} | incl. {tls.get('dcmtk_interop', 0)} dcmtk +tls runs |",
+        f"| TLS (`test_tls.py`) | {tls.get('cases', 0)} | incl. {tls.get('dcmtk_interop', 0)} dcmtk +tls and "
+        f"{tls.get('pynetdicom_interop', 0)} pynetdicom runs |",
         f"| Access control (`test_access.py`) | {acc.get('cases', 0)} | refused as PS3.8 says; no secret logged |",
         f"| Fuzzing (`tests/fuzz/`) | {sum(v.get('executions', 0) for v in fuzz.values())} executions | "
         f"{sum(v.get('crashes', 0) for v in fuzz.values())} crashes |",
@@ -133,6 +134,7 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any]) -> str:
         "## TLS (PS3.15 Annex B)",
         "",
         *_table([("cases", tls.get("cases")), ("dcmtk interop runs (echoscu/storescp +tls)", tls.get("dcmtk_interop")),
+                 ("pynetdicom interop runs (requestor and acceptor)", tls.get("pynetdicom_interop")),
                  ("stalled handshakes that did not block the accept loop", tls.get("stalled_handshakes"))]),
         "",
         "## Access control",

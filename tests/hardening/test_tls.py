@@ -7,6 +7,7 @@ certificate for 127.0.0.1/localhost, a client certificate, and an unrelated CA).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -206,6 +207,36 @@ def test_make_context_and_driver_refuse_misuse(pki):
         a.close()
         b.close()
     record("tls", cases=3)
+
+
+# --------------------------------------------------------------- pynetdicom
+@pytest.mark.parametrize("tls_server", [True], indirect=True)
+def test_pynetdicom_over_tls_both_ways(pki, tls_server):
+    pynetdicom = pytest.importorskip("pynetdicom")
+    srv, _ = tls_server
+    logging.getLogger("pynetdicom").setLevel(logging.ERROR)
+    # pynetdicom as the requestor, with a client certificate, to our Server.
+    ae = pynetdicom.AE(ae_title="PYNET")
+    ae.add_requested_context(VERIFICATION)
+    assoc = ae.associate("127.0.0.1", srv.port, ae_title="TLSSCP",
+                         tls_args=(client_ctx(pki, cert="client"), "127.0.0.1"))
+    try:
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0
+    finally:
+        assoc.release()
+    # Our Client to a pynetdicom acceptor over TLS.
+    scp = pynetdicom.AE(ae_title="PYSCP")
+    scp.add_supported_context(VERIFICATION)
+    server = scp.start_server(("127.0.0.1", 0), block=False, ssl_context=server_ctx(pki))
+    try:
+        port = server.server_address[1]
+        client = Client("TLSSCU", tls=client_ctx(pki), dimse_timeout=5.0)
+        with client.associate("127.0.0.1", port, "PYSCP", contexts=[VERIFICATION]) as ours:
+            assert ours.echo() == 0
+    finally:
+        server.shutdown()
+    record("tls", cases=2, pynetdicom_interop=2)
 
 
 # -------------------------------------------------------------------- dcmtk
