@@ -86,13 +86,24 @@ def _handshake(tls: ssl.SSLSocket, timeout: float, interrupt_fd: int | None, wha
         remaining = deadline - _monotonic()
         if remaining <= 0:
             raise ConnectTimeout(f"TLS handshake {what} not complete within {timeout:g} s")
-        rlist = [] if writing else [tls.fileno()]
-        wlist = [tls.fileno()] if writing else []
-        if interrupt_fd is not None:
-            rlist.append(interrupt_fd)
-        r, _, _ = select.select(rlist, wlist, [], remaining)
-        if interrupt_fd is not None and interrupt_fd in r:
+        if _wait_fds(tls.fileno(), writing, interrupt_fd, remaining):
             raise Interrupted()
+
+
+def _wait_fds(fd: int, writing: bool, interrupt_fd: int | None, seconds: float) -> bool:
+    """Wait until ``fd`` is ready or ``seconds`` pass; True if ``interrupt_fd``
+    became readable. poll() where there is one (select() fails above fd 1023)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT if writing else select.POLLIN)
+        if interrupt_fd is not None:
+            poller.register(interrupt_fd, select.POLLIN)
+        return any(ready == interrupt_fd for ready, _ in poller.poll(seconds * 1000.0 + 1.0))
+    rlist = [] if writing else [fd]
+    if interrupt_fd is not None:
+        rlist.append(interrupt_fd)
+    r, _, _ = select.select(rlist, [fd] if writing else [], [], seconds)
+    return interrupt_fd is not None and interrupt_fd in r
 
 
 def client_handshake(sock: socket.socket, context: ssl.SSLContext, server_hostname: str | None,
