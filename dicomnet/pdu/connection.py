@@ -237,6 +237,11 @@ class Connection:
         assert self.negotiated is not None
         if context_id not in self.negotiated.contexts:
             raise ValueError(f"presentation context {context_id} was not accepted on this association")
+        if self._state == "Sta6":
+            # Evt9 in Sta6 is always DT-1 (no timer effect, Sta6 again): the
+            # hot path of every DIMSE message, so without the table walk.
+            self._out.extend(fragment(context_id, is_command, data, self.negotiated.peer_max_pdu))
+            return
         self._fire("Evt9", context_id=context_id, is_command=is_command, data=data)
 
     def request_release(self) -> None:
