@@ -5,7 +5,11 @@ summary.json; tests/fuzz/test_fuzz_network.py: fuzz.json). Run the tests, then
 this script::
 
     .venv/bin/python -m pytest tests/hardening tests/fuzz -q
-    .venv/bin/python tools/reliability_report.py
+    .venv/bin/python tools/reliability_report.py [--fuzz-log NAME=LOG ...]
+
+``--fuzz-log`` adds a longer libFuzzer run (its log: "Done N runs in S
+second(s)", no crash artifact) to a "longer runs" table; the result is kept in
+build/reliability/fuzz_long.json for later renders.
 
 Nothing in the document is typed by hand except the prose describing each
 category; every number comes from the JSON (a missing category says so).
@@ -45,7 +49,19 @@ def _table(rows: list[tuple[str, Any]]) -> list[str]:
     return out
 
 
-def render(summary: dict[str, Any], fuzz: dict[str, Any]) -> str:
+def parse_fuzz_log(path: str) -> dict[str, Any]:
+    """Executions and seconds from a libFuzzer log; crashes from its messages."""
+    import re
+
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    done = re.search(r"Done (\d+) runs in (\d+) second", text)
+    crashed = ("ERROR: libFuzzer" in text) or ("Test unit written to" in text)
+    return {"executions": int(done.group(1)) if done else 0, "seconds": int(done.group(2)) if done else 0,
+            "crashes": int(crashed), "complete": bool(done)}
+
+
+def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, Any] | None = None) -> str:
     meta = summary.get("_meta", {})
     lim, flt, prx = summary.get("limits", {}), summary.get("faults", {}), summary.get("proxy", {})
     load, tls, acc = summary.get("load", {}), summary.get("tls", {}), summary.get("access", {})
@@ -150,6 +166,10 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any]) -> str:
         *[f"| {name} | {v.get('executions')} | {v.get('seconds')} | {v.get('crashes')} |"
           for name, v in sorted(fuzz.items())],
         "",
+        *(["Longer runs (scratch corpus seeded from the committed one, `-max_total_time`):", "",
+           "| harness | executions | seconds | crashes |", "|---|---|---|---|",
+           *[f"| {name} | {v.get('executions')} | {v.get('seconds')} | {v.get('crashes')} |"
+             for name, v in sorted(fuzz_long.items())], ""] if fuzz_long else []),
         "## Bugs these tests found (fixed, with regression tests)",
         "",
         "- A C-STORE that ended by a read timeout kept its temporary `.part` file and its fd until",
@@ -165,12 +185,23 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any]) -> str:
 
 
 def main() -> int:
-    summary, fuzz = _load("summary.json"), _load("fuzz.json")
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fuzz-log", action="append", default=[], metavar="NAME=LOG")
+    args = parser.parse_args()
+    summary, fuzz, fuzz_long = _load("summary.json"), _load("fuzz.json"), _load("fuzz_long.json")
+    for item in args.fuzz_log:
+        name, _, path = item.partition("=")
+        fuzz_long[name] = parse_fuzz_log(path)
+    if args.fuzz_log:
+        with open(os.path.join(SOURCE, "fuzz_long.json"), "w", encoding="utf-8") as f:
+            json.dump(fuzz_long, f, indent=2, sort_keys=True)
     if not summary:
         print("no build/reliability/summary.json: run pytest tests/hardening first", file=sys.stderr)
         return 1
     with open(TARGET, "w", encoding="utf-8") as f:
-        f.write(render(summary, fuzz))
+        f.write(render(summary, fuzz, fuzz_long))
     print(f"wrote {os.path.relpath(TARGET, ROOT)}")
     return 0
 
