@@ -255,7 +255,11 @@ class Dataset:
                     # (stringifying a sequence's items would look their charset up again).
                     log.warning("Specific Character Set is not text; using the default repertoire")
                 break
-            ds = ds._parent
+            parent = ds._parent
+            if parent is not None and parent.__dict__.get("_cs") is not None:
+                charsets = parent.__dict__["_cs"]   # resolved already: reuse it
+                break
+            ds = parent
         self.__dict__["_cs"] = charsets
         self.__dict__["_codec"] = _FAST_CODECS.get(charsets, -1)
         return charsets
