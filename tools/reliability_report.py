@@ -134,7 +134,7 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         "## Load",
         "",
         "A `dicomnet store-scp` subprocess streaming to files; 32 concurrent associations x 100",
-        "C-STOREs of four sizes (~1-74 KiB of pixels each); every file's data set compared by sha256.",
+        "C-STOREs of four sizes (0.5-74 KiB of pixels each); every file's data set compared by sha256.",
         "",
         *_table([("C-STOREs", load.get("stores")), ("concurrent associations", load.get("associations")),
                  ("megabytes sent", load.get("megabytes")), ("seconds", load.get("store_seconds")),

@@ -2,7 +2,7 @@
 C-FIND clients against the sample archive, and max_associations under pressure.
 
 Sizes (to stay well under a minute on 2 cores): 32 associations x 100 C-STOREs
-= 3200 instances of 4 sizes (about 1 KiB to 74 KiB of pixels, ~25 KiB mean);
+= 3200 instances of 4 sizes (0.5 KiB to 74 KiB of 16-bit pixels, ~25 KiB mean);
 the store SCP is a ``dicomnet store-scp`` subprocess (its own GIL and core).
 """
 from __future__ import annotations
