@@ -161,7 +161,9 @@ class TLSSyncDriver(SyncDriver):
         assert sock is not None
         piece = bytearray()
         for buf in buffers:
-            piece += buf
+            # A file region (os.sendfile's unit) carries its bytes as ``view``;
+            # TLS must encrypt them in user space anyway.
+            piece += buf if isinstance(buf, (bytes, bytearray, memoryview)) else buf.view  # type: ignore[attr-defined]
             if len(piece) >= WRITE_PIECE:
                 if not self._send_piece(sock, piece):
                     return
