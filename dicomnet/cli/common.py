@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_ASSOCIATION", "EXIT_NETWORK",
-           "common_parser", "setup_logging", "Output"]
+           "common_parser", "setup_logging", "Output", "tls_context"]
 
 #: Exit codes of the ``dicomnet`` command.
 EXIT_OK = 0            # the operation succeeded
@@ -37,7 +37,37 @@ def common_parser() -> argparse.ArgumentParser:
                        help="print nothing on success; only errors")
     group.add_argument("--json", action="store_true",
                        help="machine-readable output: one JSON object per line")
+    tls = parent.add_argument_group("TLS (DICOM secure transport, PS3.15 B)")
+    tls.add_argument("--tls-cert", metavar="FILE",
+                     help="our certificate (PEM; a server needs one, a client presents it if given)")
+    tls.add_argument("--tls-key", metavar="FILE", help="the private key of --tls-cert (PEM)")
+    tls.add_argument("--tls-ca", metavar="FILE",
+                     help="CA certificates (PEM) that verify the peer: a client checks the server with them "
+                          "(default: the system's CAs); a server then requires client certificates")
     return parent
+
+
+def tls_context(args: argparse.Namespace, *, server_side: bool) -> Any:
+    """The ``ssl.SSLContext`` the TLS options ask for, or None when none was given.
+
+    A server needs ``--tls-cert`` (and ``--tls-key``); given ``--tls-ca`` it
+    requires and verifies client certificates. A client verifies the server
+    against ``--tls-ca`` (or the system's CAs) including its host name or IP
+    address, and presents ``--tls-cert`` when given. Bad files raise
+    ``ValueError`` naming the problem.
+    """
+    cert, key, ca = (getattr(args, name, None) for name in ("tls_cert", "tls_key", "tls_ca"))
+    if not (cert or key or ca):
+        return None
+    if key and not cert:
+        raise ValueError("--tls-key needs --tls-cert")
+    from dicomnet.transport.tls import make_context
+
+    try:
+        return make_context(server_side=server_side, cert=cert, key=key, ca=ca,
+                            require_client_cert=server_side and bool(ca))
+    except OSError as exc:  # a missing file, or ssl.SSLError for one that is not PEM
+        raise ValueError(f"TLS set-up failed: {exc}") from None
 
 
 def setup_logging(verbose: int, quiet: bool) -> None:

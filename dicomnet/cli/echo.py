@@ -5,7 +5,7 @@ import argparse
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output
+from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, tls_context
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -45,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
     where = f"{args.aec} at {args.host}:{args.port}"
     try:
         client = Client(args.aet, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
-                        write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout)
-    except ValueError as exc:
+                        write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout,
+                        tls=tls_context(args, server_side=False))
+    except (ValueError, OSError) as exc:
         out.error(str(exc))
         out.record({**base, "ok": False, "error": str(exc), "error_type": type(exc).__name__})
         return EXIT_FAILURE

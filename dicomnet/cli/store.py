@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output
+from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, tls_context
 from dicomnet.cli.progress import Progress, format_rate
 from dicomnet.errors import (
     AssociationAborted,
@@ -224,7 +224,8 @@ def make_client(args: argparse.Namespace) -> Any:
     if getattr(args, "max_pdu", None) is not None:
         kwargs["max_pdu"] = args.max_pdu
     return Client(args.aet, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
-                  write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout, **kwargs)
+                  write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout,
+                  tls=tls_context(args, server_side=False), **kwargs)
 
 
 class _Run:

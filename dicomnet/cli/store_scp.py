@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output
+from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output, tls_context
 
 __all__ = ["add_parser", "run", "StoreSCPHandler", "storage_contexts", "serve_until_signalled", "safe_uid"]
 
@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
         handler = StoreSCPHandler(args.out, args.layout, args.ignore)
         server = Server(args.aet, handler, contexts=storage_contexts(), read_timeout=args.timeout,
                         write_timeout=args.timeout, artim_timeout=args.timeout, dimse_timeout=args.timeout,
-                        max_associations=args.max_associations, require_called_ae=False)
+                        max_associations=args.max_associations, require_called_ae=False,
+                        tls=tls_context(args, server_side=True))
     except (ValueError, OSError) as exc:
         out.error(str(exc))
         return EXIT_FAILURE
