@@ -33,7 +33,7 @@ _DEFAULT_CHARSETS = ("ISO_IR 6",)
 
 _CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 # Character sets whose text the compiled core decodes in one call (0 ASCII, 1 Latin-1, 2 UTF-8).
-_FAST_CODECS = {("ISO_IR 6",): 0, ("ISO_IR 100",): 1, ("ISO_IR 192",): 2}
+_FAST_CODECS: dict[tuple[str, ...], int] = {("ISO_IR 6",): 0, ("ISO_IR 100",): 1, ("ISO_IR 192",): 2}
 
 #: Tags the dictionary knows as sequences: Implicit VR data needs them to find items.
 SQ_TAGS = frozenset(tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ")
@@ -243,7 +243,7 @@ class Dataset:
         if cached is not None:
             return cached
         ds: Dataset | None = self
-        charsets = _DEFAULT_CHARSETS
+        charsets: tuple[str, ...] = _DEFAULT_CHARSETS
         while ds is not None:
             if _SPECIFIC_CHARACTER_SET in ds:
                 value = ds._value(_SPECIFIC_CHARACTER_SET)
@@ -527,7 +527,7 @@ class Dataset:
         return sorted(names)
 
     # Implemented in other modules, attached here to keep this file readable.
-    def encode(self, transfer_syntax: Any = None) -> bytes | memoryview:
+    def encode(self, transfer_syntax: Any = None) -> bytes | bytearray | memoryview:
         """Encode as a data set (no File Meta) in ``transfer_syntax`` (default: the source's)."""
         from dicomnet.dicom.writer import encode_dataset
 

@@ -9,7 +9,7 @@ import logging
 import mmap
 import os
 import zlib
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO, Literal, Union
 
 from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom.dataset import SQ_TAGS, Dataset
@@ -179,7 +179,7 @@ def _uid_text(value: Any) -> str | None:
 def _vr_matches_dictionary(buf: memoryview, pos: int, little: bool) -> bool:
     from dicomnet.dicom.dictionary import lookup
 
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     tag = (int.from_bytes(buf[pos:pos + 2], order) << 16) | int.from_bytes(buf[pos + 2:pos + 4], order)
     entry = lookup(tag)
     vr = bytes(buf[pos + 4:pos + 6]).decode("ascii", "replace")

@@ -52,49 +52,59 @@ def _sequence_unchanged(ds: Dataset, tag: int) -> bool:
 
 def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool) -> None:
     index = ds._index
-    same = index is not None and index.implicit == implicit and index.little == little
-    source = memoryview(index.source).cast("B") if index is not None else None
     charsets = ds._charsets()
+    if index is None:
+        for tag in ds.tags():
+            _encode_assigned(ds, tag, out, implicit, little, charsets)
+        return
+    same = index.implicit == implicit and index.little == little
+    source = memoryview(index.source).cast("B")
     for tag in ds.tags():
         idx = ds._raw.get(tag)
-        if idx is not None and tag not in ds._vrs:
-            flags = index.flags(idx)
-            if same and (not flags & _F_SEQUENCE or _sequence_unchanged(ds, tag)):
-                start, past = index.span(idx)
-                out += source[start:past]
-                continue
-            vr = ds._vr(tag)
-            if vr == "SQ":
-                _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little)
-            elif flags & _F_ENCAPSULATED:
-                if not little or implicit:
-                    raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
-                start, past = index.span(idx)
-                out += _header(tag, "OB", _UNDEFINED, implicit, little)
-                out += source[index.entry(idx)[4]:past]
-            elif flags & _F_SEQUENCE:
-                # UN of undefined length that the dictionary does not know: its
-                # content is Implicit VR LE items; keep it verbatim.
-                if not little:
-                    raise DicomParseError("cannot write an undefined-length UN in big endian", tag=tag)
-                start, past = index.span(idx)
-                out += _header(tag, "UN", _UNDEFINED, implicit, little)
-                out += source[index.entry(idx)[4]:past]
-            else:
-                raw = index.raw(idx)
-                if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
-                    raw = _values.swap_bytes(raw, vr)
-                out += _header(tag, vr, len(raw), implicit, little)
-                out += raw
+        if idx is None or tag in ds._vrs:
+            _encode_assigned(ds, tag, out, implicit, little, charsets)
+            continue
+        flags = index.flags(idx)
+        if same and (not flags & _F_SEQUENCE or _sequence_unchanged(ds, tag)):
+            start, past = index.span(idx)
+            out += source[start:past]
             continue
         vr = ds._vr(tag)
-        value = ds._value(tag)
         if vr == "SQ":
-            _encode_sequence(ds, tag, value, False, out, implicit, little)
-            continue
-        data = _values.encode_value(vr, value, charsets, little)
-        out += _header(tag, vr, len(data), implicit, little)
-        out += data
+            _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little)
+        elif flags & _F_ENCAPSULATED:
+            if not little or implicit:
+                raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
+            start, past = index.span(idx)
+            out += _header(tag, "OB", _UNDEFINED, implicit, little)
+            out += source[index.entry(idx)[4]:past]
+        elif flags & _F_SEQUENCE:
+            # UN of undefined length that the dictionary does not know: its
+            # content is Implicit VR LE items; keep it verbatim.
+            if not little:
+                raise DicomParseError("cannot write an undefined-length UN in big endian", tag=tag)
+            start, past = index.span(idx)
+            out += _header(tag, "UN", _UNDEFINED, implicit, little)
+            out += source[index.entry(idx)[4]:past]
+        else:
+            raw = index.raw(idx)
+            if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
+                raw = _values.swap_bytes(raw, vr)
+            out += _header(tag, vr, len(raw), implicit, little)
+            out += raw
+
+
+def _encode_assigned(ds: Dataset, tag: int, out: bytearray, implicit: bool, little: bool,
+                     charsets: tuple[str, ...]) -> None:
+    """An element set in Python: encoded from its value."""
+    vr = ds._vr(tag)
+    value = ds._value(tag)
+    if vr == "SQ":
+        _encode_sequence(ds, tag, value, False, out, implicit, little)
+        return
+    data = _values.encode_value(vr, value, charsets, little)
+    out += _header(tag, vr, len(data), implicit, little)
+    out += data
 
 
 def _encode_sequence(ds: Dataset, tag: int, items: Any, undefined: bool, out: bytearray,
@@ -119,7 +129,7 @@ def _encode_sequence(ds: Dataset, tag: int, items: Any, undefined: bool, out: by
         struct.pack_into(order, out, length_at, len(out) - start)
 
 
-def encode_dataset(ds: Dataset, transfer_syntax: str | None = None) -> bytes | memoryview:
+def encode_dataset(ds: Dataset, transfer_syntax: str | None = None) -> bytes | bytearray | memoryview:
     """The data set's bytes in ``transfer_syntax`` (default: the one it was read in).
 
     An unmodified dataset in its own syntax returns a memoryview of the source
@@ -131,7 +141,7 @@ def encode_dataset(ds: Dataset, transfer_syntax: str | None = None) -> bytes | m
     if (index is not None and ds._parent is None and uid == ds.transfer_syntax
             and len(index) and ds.tags() and not ds.is_modified()
             and ds._raw.keys() == index.level(0, len(index)).keys()):
-        body: bytes | memoryview = memoryview(index.source).cast("B")[index.start:index.stop]
+        body: bytes | bytearray | memoryview = memoryview(index.source).cast("B")[index.start:index.stop]
     else:
         out = bytearray()
         _encode_into(ds, out, implicit, little)
