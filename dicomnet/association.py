@@ -365,15 +365,14 @@ class Association:
         receive = self._driver.receive_event
         while True:
             event = receive(max(limit - time.monotonic(), 0.0))
-            if type(event) is ev.PDataReceived:
-                message = self._feed(event)
-                # Drop the event before the next receive: its PDV views pin the
-                # PDU reader's block, which could then not be reused in place.
-                event = None
-                if message is not None:
-                    return message
-                continue
-            return event
+            if type(event) is not ev.PDataReceived:
+                return event
+            message = self._feed(event)
+            # Drop the event before the next receive: its PDV views pin the
+            # PDU reader's block, which could then not be reused in place.
+            del event
+            if message is not None:
+                return message
 
     def _feed(self, event: ev.PDataReceived) -> Message | None:
         """Hand each PDV to the assembler; return the first completed message

@@ -161,9 +161,7 @@ class TLSSyncDriver(SyncDriver):
         assert sock is not None
         piece = bytearray()
         for buf in buffers:
-            # A file region (os.sendfile's unit) carries its bytes as ``view``;
-            # TLS must encrypt them in user space anyway.
-            piece += buf if isinstance(buf, (bytes, bytearray, memoryview)) else buf.view  # type: ignore[attr-defined]
+            piece += buf
             if len(piece) >= WRITE_PIECE:
                 if not self._send_piece(sock, piece):
                     return
