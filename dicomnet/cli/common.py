@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_ASSOCIATION", "EXIT_NETWORK",
-           "common_parser", "setup_logging", "Output", "tls_context"]
+           "common_parser", "setup_logging", "Output", "tls_context", "StderrHandler"]
 
 #: Exit codes of the ``dicomnet`` command.
 EXIT_OK = 0            # the operation succeeded
@@ -70,13 +70,30 @@ def tls_context(args: argparse.Namespace, *, server_side: bool) -> Any:
         raise ValueError(f"TLS set-up failed: {exc}") from None
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler bound to whatever ``sys.stderr`` is when a record is
+    emitted, not when the handler was made (a captured or replaced stderr may
+    be closed by then; server threads log long after set-up)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: int, quiet: bool) -> None:
     """Log records of the ``dicomnet`` logger go to stderr at the chosen level."""
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logger = logging.getLogger("dicomnet")
     logger.setLevel(level)
     if not any(getattr(h, "_dicomnet_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._dicomnet_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

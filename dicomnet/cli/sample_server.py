@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, tls_context
+from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, tls_context
 from dicomnet.cli.store_scp import add_listen_options, serve_until_signalled, storage_contexts
 
 __all__ = ["add_parser", "run", "build_archive"]
@@ -78,7 +77,7 @@ def _setup_logging(args: argparse.Namespace) -> logging.Logger:
     for handler in list(root.handlers):
         if getattr(handler, "_dicomnet_cli", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()
     handler.setFormatter(JsonLogFormatter() if args.log_format == "json"
                          else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler._dicomnet_cli = True  # type: ignore[attr-defined]
