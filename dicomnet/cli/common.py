@@ -8,7 +8,7 @@ import sys
 from typing import Any, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_ASSOCIATION", "EXIT_NETWORK",
-           "common_parser", "setup_logging", "Output", "tls_context", "StderrHandler"]
+           "common_parser", "setup_logging", "Output", "fail", "tls_context", "StderrHandler"]
 
 #: Exit codes of the ``dicomnet`` command.
 EXIT_OK = 0            # the operation succeeded
@@ -121,3 +121,15 @@ class Output:
     def error(self, text: str) -> None:
         """An error for a human: always printed, on stderr."""
         print(f"dicomnet: error: {text}", file=self.err)
+
+
+def fail(out: Output, base: dict[str, Any], text: str, exc: BaseException, code: int) -> int:
+    """Report a fatal error (human line or JSON record); returns ``code``."""
+    if not out.json:
+        out.error(text)
+    record: dict[str, Any] = {**base, "ok": False, "error": text, "error_type": type(exc).__name__}
+    for name in ("result", "source", "reason"):
+        if hasattr(exc, name):
+            record[name] = getattr(exc, name)
+    out.record(record)
+    return code

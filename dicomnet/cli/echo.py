@@ -5,7 +5,7 @@ import argparse
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, tls_context
+from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, fail, tls_context
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -72,25 +72,14 @@ def run(args: argparse.Namespace) -> int:
                             "error_comment": comment, "sequence": n, "elapsed_ms": round(ms, 3),
                             "association_ms": round(assoc_ms, 3)})
     except AssociationRejected as exc:
-        return _fail(out, base, f"association rejected by {where}: {exc}", exc, EXIT_ASSOCIATION)
+        return fail(out, base, f"association rejected by {where}: {exc}", exc, EXIT_ASSOCIATION)
     except AssociationAborted as exc:
-        return _fail(out, base, f"association with {where} aborted: {exc}", exc, EXIT_ASSOCIATION)
+        return fail(out, base, f"association with {where} aborted: {exc}", exc, EXIT_ASSOCIATION)
     except DicomTimeoutError as exc:
-        return _fail(out, base, f"{where}: {exc}", exc, EXIT_NETWORK)
+        return fail(out, base, f"{where}: {exc}", exc, EXIT_NETWORK)
     except OSError as exc:
-        return _fail(out, base, f"cannot connect to {args.host}:{args.port}: {exc.strerror or exc}", exc,
+        return fail(out, base, f"cannot connect to {args.host}:{args.port}: {exc.strerror or exc}", exc,
                      EXIT_NETWORK)
     except DicomNetError as exc:
-        return _fail(out, base, f"{where}: {exc}", exc, EXIT_FAILURE)
+        return fail(out, base, f"{where}: {exc}", exc, EXIT_FAILURE)
     return EXIT_FAILURE if failures else EXIT_OK
-
-
-def _fail(out: Output, base: dict[str, Any], text: str, exc: BaseException, code: int) -> int:
-    if not out.json:
-        out.error(text)
-    record: dict[str, Any] = {**base, "ok": False, "error": text, "error_type": type(exc).__name__}
-    for name in ("result", "source", "reason"):
-        if hasattr(exc, name):
-            record[name] = getattr(exc, name)
-    out.record(record)
-    return code

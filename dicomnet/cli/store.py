@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, tls_context
+from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, fail, tls_context
 from dicomnet.cli.progress import Progress, format_rate
 from dicomnet.errors import (
     AssociationAborted,
@@ -202,18 +202,6 @@ def guarded(out: Output, base: dict[str, Any], where: str, body: Callable[[], in
         return fail(out, base, f"cannot connect to {where}: {exc.strerror or exc}", exc, EXIT_NETWORK)
     except DicomNetError as exc:
         return fail(out, base, f"{where}: {exc}", exc, EXIT_FAILURE)
-
-
-def fail(out: Output, base: dict[str, Any], text: str, exc: BaseException, code: int) -> int:
-    """Report a fatal error (human line or JSON record); returns ``code``."""
-    if not out.json:
-        out.error(text)
-    record: dict[str, Any] = {**base, "ok": False, "error": text, "error_type": type(exc).__name__}
-    for name in ("result", "source", "reason"):
-        if hasattr(exc, name):
-            record[name] = getattr(exc, name)
-    out.record(record)
-    return code
 
 
 def make_client(args: argparse.Namespace) -> Any:
