@@ -100,15 +100,16 @@ def serve(kind: str, count: int) -> None:
     ae = AE(SCP_AE)
     ae.maximum_pdu_size = PDU
     ae.add_supported_context(STUDY_ROOT_FIND)
-    server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
-    print(f"READY {server.server_address[1]}", flush=True)
+    py_server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
+    assert py_server is not None
+    print(f"READY {py_server.server_address[1]}", flush=True)
     sys.stdin.read()
-    server.shutdown()
+    py_server.shutdown()
 
 
 @contextmanager
-def python_scp(kind: str, count: int) -> Iterator[int]:
-    """This script in ``--serve kind COUNT`` mode, in its own process; its port."""
+def python_scp(kind: str, count: int) -> Iterator[tuple[int, int]]:
+    """This script in ``--serve kind COUNT`` mode, in its own process; its port and pid."""
     proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(count)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -116,7 +117,7 @@ def python_scp(kind: str, count: int) -> Iterator[int]:
         line = proc.stdout.readline()
         if not line.startswith("READY"):
             raise RuntimeError(f"{kind} SCP did not start: {line!r}")
-        yield int(line.split()[1])
+        yield int(line.split()[1]), proc.pid
     finally:
         if proc.stdin:
             proc.stdin.close()
@@ -125,6 +126,15 @@ def python_scp(kind: str, count: int) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds a (live) process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------ the clients
@@ -198,7 +208,7 @@ def main() -> None:
     count = args.matches
     repeat = args.repeat or (1 if args.quick else 3)
     print(f"study-level C-FIND, {count} matches of 10 elements each; best of {repeat}")
-    results: dict[str, tuple[float, float]] = {}
+    results: dict[str, tuple[float, float, float]] = {}
     cases = [("dicomnet -> dicomnet", "dicomnet", find_dicomnet)]
     try:
         import pynetdicom  # noqa: F401
@@ -208,18 +218,21 @@ def main() -> None:
         print("pynetdicom is not installed: its row is left out")
     for label, kind, client in cases:
         runs = []
-        with python_scp(kind, count) as port:
+        with python_scp(kind, count) as (port, pid):
             for _ in range(repeat):
-                runs.append(client(port, count))
+                cpu0 = cpu_of(pid)
+                wall, client_cpu = client(port, count)
+                runs.append((wall, client_cpu, cpu_of(pid) - cpu0))
         results[label] = min(runs)
         print(f"  {label:<26} {results[label][0]:7.3f} s", flush=True)
 
     ours = results["dicomnet -> dicomnet"][0]
     rows = []
-    for label, (wall, cpu) in results.items():
-        rows.append([label, f"{wall:.3f}", fmt(count / wall), f"{1e6 * cpu / count:.1f}", f"{wall / ours:.1f}x"])
-    print_table(f"C-FIND, {count} matches (SCU CPU per match in us; last column: time / dicomnet's)",
-                ["case", "seconds", "matches/s", "SCU us/match", "time x"], rows)
+    for label, (wall, cpu, server_cpu) in results.items():
+        rows.append([label, f"{wall:.3f}", fmt(count / wall), f"{1e6 * cpu / count:.1f}",
+                     f"{1e6 * server_cpu / count:.1f}", f"{wall / ours:.1f}x"])
+    print_table(f"C-FIND, {count} matches (CPU per match in us, user + system; last column: time / dicomnet's)",
+                ["case", "seconds", "matches/s", "SCU us/match", "SCP us/match", "time x"], rows)
     if "pynetdicom -> pynetdicom" in results:
         r = results["pynetdicom -> pynetdicom"][0] / ours
         print(f"\ndicomnet vs pynetdicom: {r:.1f}x matches/s (target >= 20x){' OK' if r >= 20 else ' BELOW TARGET'}")
