@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -274,3 +275,26 @@ def write_multiframe(path: Path, size_bytes: int, rows: int = 512, columns: int 
         for _ in range(frames):
             f.write(frame)
     return frames
+
+
+@contextmanager
+def serve_process(argv: Sequence[str], what: str, preexec_fn: Callable[[], Any] | None = None
+                  ) -> Iterator[tuple[int, int]]:
+    """Run a server process that prints ``READY <port>`` once it listens and
+    stops when its stdin closes; yield ``(port, pid)`` while it runs."""
+    proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=preexec_fn)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"{what} did not start: {line!r}")
+        yield int(line.split()[1]), proc.pid
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import serve_process  # noqa: E402
 VERIFICATION = "1.2.840.10008.1.1"
 
 
@@ -34,23 +36,9 @@ VERIFICATION = "1.2.840.10008.1.1"
 @contextmanager
 def echo_server(kind: str, ae: str = "ECHOSCP", cpu: int | None = None) -> Iterator[int]:
     """Start ``_echo_server.py kind`` in its own process (on ``cpu`` if given); yield its port."""
-    proc = subprocess.Popen([sys.executable, str(HERE / "_echo_server.py"), kind, ae],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            preexec_fn=_pin_child(cpu))
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"{kind} echo server did not start: {line!r}")
-        yield int(line.split()[1])
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_process([sys.executable, str(HERE / "_echo_server.py"), kind, ae], f"{kind} echo server",
+                       preexec_fn=_pin_child(cpu)) as (port, _pid):
+        yield port
 
 
 def _pin_child(cpu: int | None) -> Callable[[], None] | None:

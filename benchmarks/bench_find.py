@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, print_table  # noqa: E402
+from _common import fmt, print_table, serve_process  # noqa: E402
 
 PDU = 131072
 SCP_AE = "FINDSCP"
@@ -110,22 +109,8 @@ def serve(kind: str, count: int) -> None:
 @contextmanager
 def python_scp(kind: str, count: int) -> Iterator[tuple[int, int]]:
     """This script in ``--serve kind COUNT`` mode, in its own process; its port and pid."""
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(count)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"{kind} SCP did not start: {line!r}")
-        yield int(line.split()[1]), proc.pid
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_process([sys.executable, __file__, "--serve", kind, str(count)], f"{kind} SCP") as served:
+        yield served
 
 
 def cpu_of(pid: int) -> float:

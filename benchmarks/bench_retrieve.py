@@ -44,7 +44,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import print_table, ratio  # noqa: E402
+from _common import print_table, ratio, serve_process  # noqa: E402
 from bench_store import generate  # noqa: E402  (the same 512x512 CT files)
 
 PDU = 131072
@@ -108,22 +108,9 @@ def serve(kind: str, folder: str, dest_port: str) -> None:
 
 @contextmanager
 def python_scp(kind: str, folder: Path, dest_port: int = 0) -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(folder), str(dest_port)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"{kind} SCP did not start: {line!r}")
-        yield int(line.split()[1])
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_process([sys.executable, __file__, "--serve", kind, str(folder), str(dest_port)],
+                       f"{kind} SCP") as (port, _pid):
+        yield port
 
 
 # ------------------------------------------------------------ the clients

@@ -42,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import serve_process  # noqa: E402
+
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
 PDU = 131072
@@ -132,22 +135,8 @@ def storescp(out: Path | None) -> Iterator[tuple[int, int]]:
 @contextmanager
 def python_scp(kind: str, out: Path) -> Iterator[tuple[int, int]]:
     """This script in ``--serve kind OUT`` mode, in its own process."""
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", kind, str(out)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("READY"):
-            raise RuntimeError(f"{kind} SCP did not start: {line!r}")
-        yield int(line.split()[1]), proc.pid
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_process([sys.executable, __file__, "--serve", kind, str(out)], f"{kind} SCP") as served:
+        yield served
 
 
 def serve(kind: str, out: str) -> None:
