@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.commands import Command, CommandField, c_cancel_rq, c_get_rq, c_move_rq, c_store_rsp
+from dicomnet.dimse.commands import Command, CommandField, c_get_rq, c_move_rq, c_store_rsp
+from dicomnet.dimse.stream import ResponseStream
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError
 from dicomnet.pdu.items import RoleSelection
 from dicomnet.types import status as st
@@ -135,7 +136,7 @@ class RetrieveProgress:
     warning: int | None
 
 
-class _Retrieve:
+class _Retrieve(ResponseStream):
     """What C-MOVE and C-GET results share: the response loop, cancel, counters."""
 
     _service = "move"
@@ -143,50 +144,12 @@ class _Retrieve:
 
     def __init__(self, assoc: Association, context: NegotiatedContext, message_id: int,
                  timeout: float | None) -> None:
-        self._assoc = assoc
-        self.context = context
-        self.message_id = message_id
-        self.timeout = timeout
-        self.status: int | None = None
-        self.error_comment: str | None = None
+        super().__init__(assoc, context, message_id, timeout)
         self.remaining: int | None = None
         self.completed: int | None = None
         self.failed: int | None = None
         self.warning: int | None = None
         self.failed_instances: list[str] = []
-        self.cancelled = False
-        self._started = False
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once the final response has been received."""
-        return self._done
-
-    def __iter__(self) -> Iterator[Any]:
-        if self._started:
-            raise RuntimeError(f"a {type(self).__name__} can be iterated only once")
-        self._started = True
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[Any]:
-        # A generator: a loop left early closes it and ``finally`` cancels.
-        try:
-            while not self._done:
-                item = self._step()
-                if item is not None:
-                    yield item
-        finally:
-            if not self._done and self._assoc.is_established:
-                try:
-                    self.cancel()
-                except Exception as exc:  # noqa: BLE001 - the loop is over anyway
-                    self._assoc._log.warning("cancelling C-%s %d failed: %s", self._service.upper(),
-                                             self.message_id, exc)
-            self._cleanup()
-
-    def _cleanup(self) -> None:
-        """Undo what the operation installed on the association (idempotent)."""
 
     def result(self) -> int:
         """Read every remaining response; the final status (failure raises)."""
@@ -197,19 +160,6 @@ class _Retrieve:
             while not self._done:
                 self._step()
         assert self.status is not None
-        return self.status
-
-    def cancel(self) -> int | None:
-        """Send C-CANCEL-RQ and read up to the final response (instances still
-        arriving are answered and dropped). Returns the final status."""
-        if self._done:
-            return self.status
-        if not self.cancelled:
-            self.cancelled = True
-            self._assoc._log.debug("C-CANCEL for C-%s %d", self._service.upper(), self.message_id)
-            self._assoc._send_message(self.context.context_id, c_cancel_rq(self.message_id))
-        while not self._done:
-            self._step()
         return self.status
 
     # -- one message

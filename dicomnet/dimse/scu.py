@@ -34,7 +34,8 @@ from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom.dataset import SQ_TAGS, Dataset
 from dicomnet.dicom.reader import _looks_explicit, _vr_matches_dictionary, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.commands import CommandField, c_cancel_rq, c_find_rq, c_store_rq
+from dicomnet.dimse.commands import CommandField, c_find_rq, c_store_rq
+from dicomnet.dimse.stream import ResponseStream
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError, NoPresentationContext
 from dicomnet.types.status import is_failure, is_pending, is_warning, status_meaning
 from dicomnet.types.transfer_syntax import transfer_syntax as _ts_info
@@ -411,7 +412,7 @@ def _finish_open_operation(assoc: Association) -> None:
             assoc._open_find = None  # type: ignore[attr-defined]  # gone with the association
 
 
-class FindResult:
+class FindResult(ResponseStream):
     """The matches of one C-FIND, as they arrive (iterate once).
 
     ``status`` is the final status once the responses are exhausted (None
@@ -421,46 +422,17 @@ class FindResult:
     remaining responses, so the association stays usable.
     """
 
+    _service = "find"
+
     def __init__(self, assoc: Association, context: NegotiatedContext, message_id: int,
                  timeout: float | None) -> None:
-        self._assoc = assoc
-        self.context = context
-        self.message_id = message_id
-        self.timeout = timeout
-        self.status: int | None = None
-        self.error_comment: str | None = None
-        self.cancelled = False
+        super().__init__(assoc, context, message_id, timeout)
         self.matches = 0
-        self._started = False
-        self._done = False
-
-    @property
-    def done(self) -> bool:
-        """True once the final response has been received."""
-        return self._done
 
     def __iter__(self) -> Iterator[Dataset]:
-        if self._started:
-            raise RuntimeError("a FindResult can be iterated only once")
-        self._started = True
-        return self._iterate()
+        return super().__iter__()
 
-    def _iterate(self) -> Iterator[Dataset]:
-        # A generator: when the caller's loop ends early, CPython closes it at
-        # once (the loop held the only reference) and ``finally`` cancels.
-        try:
-            while not self._done:
-                ds = self._next_response()
-                if ds is not None:
-                    yield ds
-        finally:
-            if not self._done and self._assoc.is_established:
-                try:
-                    self.cancel()
-                except Exception as exc:  # noqa: BLE001 - reported, the loop is over anyway
-                    self._assoc._log.warning("cancelling C-FIND %d failed: %s", self.message_id, exc)
-
-    def _next_response(self) -> Dataset | None:
+    def _step(self) -> Dataset | None:
         """Read one C-FIND-RSP: the match of a pending one, None for the final one."""
         assoc = self._assoc
         message = assoc._receive_message(self.timeout)
@@ -493,20 +465,6 @@ class FindResult:
         self._done = True
         if getattr(self._assoc, "_open_find", None) is self:
             self._assoc._open_find = None  # type: ignore[attr-defined]
-
-    def cancel(self) -> int | None:
-        """Send C-CANCEL-RQ (PS3.7 9.3.2.3) and read responses up to the final
-        one (matches still in flight are dropped). Returns the final status."""
-        if self._done:
-            return self.status
-        assoc = self._assoc
-        if not self.cancelled:
-            self.cancelled = True
-            assoc._log.debug("C-CANCEL for C-FIND %d", self.message_id)
-            assoc._send_message(self.context.context_id, c_cancel_rq(self.message_id))
-        while not self._done:
-            self._next_response()
-        return self.status
 
     def __repr__(self) -> str:
         state = f"status 0x{self.status:04X}" if self.status is not None else "in progress"
