@@ -27,7 +27,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, print_table, write_ct_series, write_multiframe  # noqa: E402
+from _common import fmt, free_port, print_table, wait_port, write_ct_series, write_multiframe  # noqa: E402
 
 PDU = 131072
 SCP_AE = "ANY-SCP"
@@ -55,25 +54,6 @@ def dicomnet_exe() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.01)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 def _env() -> dict[str, str]:
     return dict(os.environ, TCP_NODELAY="1")
 
@@ -84,7 +64,7 @@ def receiver(args: list[str], port: int) -> Iterator[tuple[subprocess.Popen[byte
     start = time.perf_counter()
     proc = subprocess.Popen(args, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc)
         yield proc, time.perf_counter() - start
     finally:
         if proc.poll() is None:
@@ -136,13 +116,13 @@ def throughput(src: Path, out: Path, count: int, repeat: int) -> dict[str, tuple
         results[label] = min(runs)
         print(f"  {label:<28} {results[label][0]:7.3f} s   ({count} files received)", flush=True)
 
-    port = _free_port()
+    port = free_port()
     case("dicomnet store -> store-scp",
          [exe, "store-scp", "--port", str(port), "--out", str(out), "-q"],
          [exe, "store", "-q", "127.0.0.1", str(port), str(src)],
          [exe, "echo", "-q", "127.0.0.1", str(port)], port)
     if shutil.which("storescu") and shutil.which("storescp"):
-        port = _free_port()
+        port = free_port()
         case("storescu -> storescp (dcmtk)",
              ["storescp", "-aet", SCP_AE, "-pdu", str(PDU), "-od", str(out), str(port)],
              ["storescu", "-aet", "STORESCU", "-aec", SCP_AE, "-pdu", str(PDU), "+sd", "127.0.0.1", str(port),
@@ -219,7 +199,7 @@ def memory(root: Path, want_mb: int) -> list[list[str]] | None:
         frames = write_multiframe(big, size_mb * 1_000_000)
         size = big.stat().st_size
         print(f"  {frames} frames, {size / 1e6:.0f} MB written in {time.perf_counter() - t0:.1f} s")
-        port = _free_port()
+        port = free_port()
         with receiver([exe, "store-scp", "--port", str(port), "--out", str(out), "-q"], port) as (scp, _):
             idle = _status_kib(scp.pid, "VmRSS") or 0
             idle_hwm = _status_kib(scp.pid, "VmHWM") or 0

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import serve_process  # noqa: E402
+from _common import free_port, serve_process  # noqa: E402
 VERIFICATION = "1.2.840.10008.1.1"
 
 
@@ -61,15 +61,9 @@ def pinned(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def dcmtk_storescp(cpu: int | None = None) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     out = tempfile.mkdtemp(prefix="bench-storescp-")
     env = {**os.environ, "TCP_NODELAY": "1"}
     proc = subprocess.Popen(["storescp", "-aet", "ECHOSCP", "-od", out, str(port)], env=env,

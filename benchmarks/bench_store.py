@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import serve_process  # noqa: E402
+from _common import free_port, serve_process, wait_port  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT = "1.2.840.10008.1.2.1"
@@ -86,25 +85,6 @@ def generate(folder: Path, count: int) -> list[str]:
 
 
 # ------------------------------------------------------------------ peers
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on port {port}")
-
-
 def cpu_of(pid: int) -> float:
     """User + system CPU seconds a (live) process has used so far (Linux /proc)."""
     try:
@@ -120,12 +100,12 @@ def _env() -> dict[str, str]:
 
 @contextmanager
 def storescp(out: Path | None) -> Iterator[tuple[int, int]]:
-    port = _free_port()
+    port = free_port()
     args = ["storescp", "-aet", SCP_AE, "-pdu", str(PDU)]
     args += ["--ignore"] if out is None else ["-od", str(out)]
     proc = subprocess.Popen(args + [str(port)], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(port, proc)
+        wait_port(port, proc)
         yield port, proc.pid
     finally:
         proc.kill()
