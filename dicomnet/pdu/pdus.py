@@ -19,7 +19,7 @@ import logging
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 from .._codec.pdu import iter_pdvs
 from ..errors import PDUError
@@ -121,6 +121,19 @@ def _check_ae_type(value: object, name: str) -> None:
 
 
 # ---------------------------------------------------------- association PDUs
+
+def _check_associate(pdu: Any, context_type: type, wrong_identity: type, identity_rule: str) -> None:
+    """The field checks A-ASSOCIATE-RQ and -AC share (they differ in item types)."""
+    _check_ae_type(pdu.called_ae, "called_ae")
+    _check_ae_type(pdu.calling_ae, "calling_ae")
+    _it._check_tuple(pdu.presentation_contexts, "presentation_contexts", context_type)
+    if not isinstance(pdu.user_information, UserInformation):
+        raise TypeError("user_information must be a UserInformation")
+    if isinstance(pdu.user_information.user_identity, wrong_identity):
+        raise PDUError(f"{identity_rule}, not a {wrong_identity.__name__}")
+    _it._check_uid(pdu.application_context, "application_context")
+    _check_version(pdu.protocol_version)
+
 @dataclass(frozen=True, slots=True)
 class AAssociateRQ:
     """A-ASSOCIATE-RQ (PS3.8 9.3.2).
@@ -143,15 +156,7 @@ class AAssociateRQ:
     protocol_version: int = 1
 
     def __post_init__(self) -> None:
-        _check_ae_type(self.called_ae, "called_ae")
-        _check_ae_type(self.calling_ae, "calling_ae")
-        _it._check_tuple(self.presentation_contexts, "presentation_contexts", PresentationContextRQ)
-        if not isinstance(self.user_information, UserInformation):
-            raise TypeError("user_information must be a UserInformation")
-        if isinstance(self.user_information.user_identity, UserIdentityAC):
-            raise PDUError("an A-ASSOCIATE-RQ carries a UserIdentityRQ, not a UserIdentityAC")
-        _it._check_uid(self.application_context, "application_context")
-        _check_version(self.protocol_version)
+        _check_associate(self, PresentationContextRQ, UserIdentityAC, "an A-ASSOCIATE-RQ carries a UserIdentityRQ")
 
     def context_id_problems(self) -> list[str]:
         """What is wrong with the presentation context ids, in words (empty if nothing).
@@ -192,15 +197,7 @@ class AAssociateAC:
     protocol_version: int = 1
 
     def __post_init__(self) -> None:
-        _check_ae_type(self.called_ae, "called_ae")
-        _check_ae_type(self.calling_ae, "calling_ae")
-        _it._check_tuple(self.presentation_contexts, "presentation_contexts", PresentationContextAC)
-        if not isinstance(self.user_information, UserInformation):
-            raise TypeError("user_information must be a UserInformation")
-        if isinstance(self.user_information.user_identity, UserIdentityRQ):
-            raise PDUError("an A-ASSOCIATE-AC carries a UserIdentityAC, not a UserIdentityRQ")
-        _it._check_uid(self.application_context, "application_context")
-        _check_version(self.protocol_version)
+        _check_associate(self, PresentationContextAC, UserIdentityRQ, "an A-ASSOCIATE-AC carries a UserIdentityAC")
 
 
 @dataclass(frozen=True, slots=True)
