@@ -16,6 +16,9 @@ LONG_VRS: frozenset[str]
 #: or None; which one depends on the VR and the length at run time, hence Any.
 _NumericValue: TypeAlias = Any
 
+#: What ``ElementIndex.simple_value`` (compiled only) answers for a value it leaves to the general decoder.
+SKIP: object
+
 class ElementIndex:
     """The flat index of one data set over a buffer; raises DicomParseError on bad input."""
 
@@ -68,6 +71,8 @@ class ElementIndex:
     def decode_level(
         self, first: int, stop: int, codec: int, person_name: Callable[[str], Any], into: dict[int, Any]
     ) -> None: ...
+    def items(self, i: int) -> list[tuple[int, int, bool]]:
+        """(first, stop, undefined length) of each item of the sequence at entry ``i``."""
     def numeric(self, i: int, vr: str, as_array: bool = False) -> _NumericValue: ...
 
 def decode_value(

@@ -104,7 +104,7 @@ cdef inline bint _is_vr_letter(unsigned char c) noexcept:
     return 65 <= c <= 90   # 'A'..'Z'
 
 
-# Text VR kinds for the bulk decoder (see ElementIndex.decode_level).
+# Text VR kinds for the bulk decoder (see ElementIndex.simple_value).
 cdef enum:
     K_TEXT = 1          # a text VR the bulk decoder handles
     K_CHARSET = 2       # affected by Specific Character Set
@@ -128,7 +128,8 @@ for _name, _kind in {
     _TEXT_KIND[_vr(_name.encode()[0], _name.encode()[1])] = _kind
 
 cdef uint16_t _AT = _vr(b'A', b'T')
-cdef object _SKIP = object()
+# What ElementIndex.simple_value answers for a value it leaves to the general decoder.
+SKIP = object()
 
 
 cdef bint _is_int_text(str s):
@@ -161,21 +162,21 @@ cdef object _convert_one(str text, int kind, object person_name):
         if not text.strip(" \x00"):
             return None
         if not _is_int_text(text.strip(" \x00")):
-            return _SKIP
+            return SKIP
         try:
             return int(text)
         except ValueError:
-            return _SKIP
+            return SKIP
     if kind & K_DS:
         if not text.strip(" \x00"):
             return None
         if not _is_float_text(text.strip(" \x00")):
-            return _SKIP
+            return SKIP
         try:
             value = float(text)
         except ValueError:
-            return _SKIP
-        return value if value == value and value not in (float("inf"), float("-inf")) else _SKIP
+            return SKIP
+        return value if value == value and value not in (float("inf"), float("-inf")) else SKIP
     if kind & K_PN:
         return person_name(text.rstrip("\x00 ").rstrip("="))
     if kind & K_RSTRIP:
@@ -530,35 +531,58 @@ cdef class ElementIndex:
                      dict into):
         """Decode in one pass every simple value of a level into ``into`` (tag -> value).
 
-        The fast path behind iterating a Dataset: explicit-VR text elements in
-        a character set the core decodes itself (``codec`` as in :meth:`text`;
-        -1 leaves charset VRs alone), and single binary numbers. Anything
-        else — sequences, bulk data, AT, implicit VR, text that needs the
-        general decoder or does not parse — is left out of ``into`` for the
+        The fast path behind iterating a Dataset: what :meth:`simple_value`
+        decodes goes into ``into``; everything else is left to the
         per-element path, which gives the same values. Tags already in
         ``into`` are not touched.
         """
         cdef Py_ssize_t i = first
         cdef Entry* e
-        cdef uint16_t vr
-        cdef str text
-        cdef object value
-        if first < 0 or stop > self.n:
+        cdef object tag, value
+        if first < 0 or stop > self.n or first > stop:
             raise IndexError("level range out of the index")
         while i < stop:
             e = &self.entries[i]
             i = e.end
-            vr = e.vr
-            if vr == 0 or e.flags != 0 or e.tag in into:
+            if e.vr == 0 or e.flags != 0:
                 continue
-            if _VR_TABLE[vr] & 0x0F:
-                if vr == _AT or e.length != (_VR_TABLE[vr] & 0x0F) or (vr >> 8) == 79:  # 'O' bulk VRs
-                    continue
-                into[e.tag] = _scalar(&self.buf[e.offset], vr_str(vr), self.little)
+            tag = e.tag
+            if tag in into:
                 continue
-            value = self._text_value(e, vr, codec, person_name)
-            if value is not _SKIP:
-                into[e.tag] = value
+            value = self.simple_value(e, codec, person_name)
+            if value is not SKIP:
+                into[tag] = value
+
+    def items(self, Py_ssize_t i):
+        """(first, stop, undefined length) of each item of the sequence at entry ``i``."""
+        self._check(i)
+        cdef list out = []
+        cdef Py_ssize_t j = i + 1, stop = self.entries[i].end
+        while j < stop:
+            out.append((j + 1, self.entries[j].end, (self.entries[j].flags & F_UNDEFINED) != 0))
+            j = self.entries[j].end
+        return out
+
+    cdef object simple_value(self, Entry* e, int codec, object person_name):
+        """The value of one entry when the compiled core decodes it itself, else ``SKIP``.
+
+        Decoded here: explicit-VR text elements in a character set the core
+        decodes (``codec`` as in :meth:`text`; -1 leaves charset VRs alone) and
+        single binary numbers. Anything else (sequences, bulk data, AT,
+        implicit VR, text that needs the general decoder or does not parse)
+        gives ``SKIP`` and is left to the per-element path, which gives the
+        same values.
+        """
+        cdef uint16_t vr = e.vr
+        if vr == 0 or e.flags != 0:
+            return SKIP
+        if _VR_TABLE[vr] & 0x0F:
+            if vr == _AT or e.length != (_VR_TABLE[vr] & 0x0F) or (vr >> 8) == 79:  # 'O' bulk VRs
+                return SKIP
+            if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
+                raise _error("value outside the buffer", e.offset, e.tag)
+            return _scalar(&self.buf[e.offset], vr_str(vr), self.little)
+        return self._text_value(e, vr, codec, person_name)
 
     cdef object _text_value(self, Entry* e, uint16_t vr, int codec, object person_name):
         cdef int kind = _TEXT_KIND[vr]
@@ -566,10 +590,10 @@ cdef class ElementIndex:
         cdef const char* p
         cdef str text
         if kind == 0:
-            return _SKIP
+            return SKIP
         if kind & K_CHARSET:
             if codec < 0:
-                return _SKIP
+                return SKIP
         else:
             codec = 0
         if n:
@@ -586,7 +610,7 @@ cdef class ElementIndex:
             else:
                 text = PyUnicode_DecodeUTF8(p, n, NULL)
         except UnicodeDecodeError:
-            return _SKIP
+            return SKIP
         if kind & K_SINGLE:
             return text
         if not text:
@@ -600,8 +624,8 @@ cdef class ElementIndex:
         out = []
         for part in text.split("\\"):
             value = _convert_one(part, kind, person_name)
-            if value is _SKIP:
-                return _SKIP
+            if value is SKIP:
+                return SKIP
             out.append(value)
         return out
 
