@@ -20,6 +20,8 @@ from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1, PyUn
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 from libc.string cimport memcpy
 
+from dicomnet._codec.textvalue cimport decode_text, text_kind as _TEXT_KIND
+
 import numpy
 
 from dicomnet.errors import DicomParseError
@@ -104,86 +106,9 @@ cdef inline bint _is_vr_letter(unsigned char c) noexcept:
     return 65 <= c <= 90   # 'A'..'Z'
 
 
-# Text VR kinds for the bulk decoder (see ElementIndex.simple_value).
-cdef enum:
-    K_TEXT = 1          # a text VR the bulk decoder handles
-    K_CHARSET = 2       # affected by Specific Character Set
-    K_SINGLE = 4        # single-valued (no backslash split)
-    K_IS = 8
-    K_DS = 16
-    K_PN = 32
-    K_RSTRIP = 64       # each value loses trailing spaces/NULs
-    K_STRIP = 128       # each value loses leading and trailing spaces/NULs
-
-cdef int _TEXT_KIND[65536]
-_TEXT_KIND[:] = [0] * 65536
-for _name, _kind in {
-    "AE": K_TEXT | K_STRIP, "AS": K_TEXT, "CS": K_TEXT, "DA": K_TEXT, "DT": K_TEXT, "TM": K_TEXT,
-    "UI": K_TEXT, "IS": K_TEXT | K_IS, "DS": K_TEXT | K_DS,
-    "SH": K_TEXT | K_CHARSET | K_RSTRIP, "LO": K_TEXT | K_CHARSET | K_RSTRIP,
-    "UC": K_TEXT | K_CHARSET | K_RSTRIP, "PN": K_TEXT | K_CHARSET | K_PN,
-    "LT": K_TEXT | K_CHARSET | K_SINGLE, "ST": K_TEXT | K_CHARSET | K_SINGLE,
-    "UT": K_TEXT | K_CHARSET | K_SINGLE,
-}.items():
-    _TEXT_KIND[_vr(_name.encode()[0], _name.encode()[1])] = _kind
-
 cdef uint16_t _AT = _vr(b'A', b'T')
 # What ElementIndex.simple_value answers for a value it leaves to the general decoder.
 SKIP = object()
-
-
-cdef bint _is_int_text(str s):
-    cdef Py_ssize_t i, n = len(s)
-    cdef Py_UCS4 c
-    cdef bint digits = False
-    for i in range(n):
-        c = s[i]
-        if 48 <= c <= 57:
-            digits = True
-        elif not ((c == 43 or c == 45) and not digits) and c != 32:
-            return False
-    return digits
-
-
-cdef bint _is_float_text(str s):
-    cdef Py_UCS4 c
-    cdef bint digits = False
-    for c in s:
-        if 48 <= c <= 57:
-            digits = True
-        elif c not in "+-.eE ":
-            return False
-    return digits
-
-
-cdef object _convert_one(str text, int kind, object person_name):
-    cdef object value
-    if kind & K_IS:
-        if not text.strip(" \x00"):
-            return None
-        if not _is_int_text(text.strip(" \x00")):
-            return SKIP
-        try:
-            return int(text)
-        except ValueError:
-            return SKIP
-    if kind & K_DS:
-        if not text.strip(" \x00"):
-            return None
-        if not _is_float_text(text.strip(" \x00")):
-            return SKIP
-        try:
-            value = float(text)
-        except ValueError:
-            return SKIP
-        return value if value == value and value not in (float("inf"), float("-inf")) else SKIP
-    if kind & K_PN:
-        return person_name(text.rstrip("\x00 ").rstrip("="))
-    if kind & K_RSTRIP:
-        return text.rstrip("\x00 ")
-    if kind & K_STRIP:
-        return text.strip("\x00 ")
-    return text
 
 
 def _error(msg, offset, tag):
@@ -574,6 +499,7 @@ cdef class ElementIndex:
         same values.
         """
         cdef uint16_t vr = e.vr
+        cdef bint decoded
         if vr == 0 or e.flags != 0:
             return SKIP
         if _VR_TABLE[vr] & 0x0F:
@@ -582,52 +508,13 @@ cdef class ElementIndex:
             if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
                 raise _error("value outside the buffer", e.offset, e.tag)
             return _scalar(&self.buf[e.offset], vr_str(vr), self.little)
-        return self._text_value(e, vr, codec, person_name)
-
-    cdef object _text_value(self, Entry* e, uint16_t vr, int codec, object person_name):
-        cdef int kind = _TEXT_KIND[vr]
-        cdef Py_ssize_t n = e.length
-        cdef const char* p
-        cdef str text
-        if kind == 0:
+        if _TEXT_KIND(vr) == 0:
             return SKIP
-        if kind & K_CHARSET:
-            if codec < 0:
-                return SKIP
-        else:
-            codec = 0
-        if n:
-            p = <const char*>&self.buf[e.offset]
-            while n > 0 and (p[n - 1] == 32 or p[n - 1] == 0):
-                n -= 1
-        try:
-            if n == 0:
-                text = ""
-            elif codec == 0:
-                text = PyUnicode_DecodeASCII(p, n, NULL)
-            elif codec == 1:
-                text = PyUnicode_DecodeLatin1(p, n, NULL)
-            else:
-                text = PyUnicode_DecodeUTF8(p, n, NULL)
-        except UnicodeDecodeError:
-            return SKIP
-        if kind & K_SINGLE:
-            return text
-        if not text:
-            if kind & (K_IS | K_DS):
-                return None
-            if kind & K_PN:
-                return person_name("")
-            return ""
-        if "\\" not in text:
-            return _convert_one(text, kind, person_name)
-        out = []
-        for part in text.split("\\"):
-            value = _convert_one(part, kind, person_name)
-            if value is SKIP:
-                return SKIP
-            out.append(value)
-        return out
+        if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
+            raise _error("value outside the buffer", e.offset, e.tag)
+        value = decode_text(<const char*>&self.buf[e.offset] if e.length else NULL, e.length, vr,
+                            codec, person_name, &decoded)
+        return value if decoded else SKIP
 
     def numeric(self, Py_ssize_t i, str vr, bint as_array=False):
         """Decode a binary numeric value (US SS UL SL FL FD SV UV AT, or OB/OW/... as arrays).
