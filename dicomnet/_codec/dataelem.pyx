@@ -1,5 +1,5 @@
 # cython: freethreading_compatible = False
-"""The compiled :class:`DataElement` and the iterator behind walking a Dataset.
+"""The compiled parts of the lazy Dataset: DataElement, the level iterator and the level map.
 
 A DataElement is a view on one element of a Dataset: its ``tag`` and ``VR``,
 and a ``value`` read through to the Dataset (decoded on first access, cached in
@@ -9,22 +9,30 @@ Walking every element of a Dataset read from bytes is the common case
 (dumping, converting, indexing a file), so :func:`iter_level` walks one
 level of an untouched Dataset straight off the
 :class:`~dicomnet._codec.elements.ElementIndex`, making each DataElement as it
-is asked for. The Dataset has by then decoded every value that the compiled
-core decodes itself (``ElementIndex.decode_level``) into ``_vals``, so reading
+is asked for. On a first walk it decodes every value that the compiled
+core decodes itself (``ElementIndex.simple_value``) into ``_vals``, so reading
 ``elem.value`` is one dict lookup; what is left (sequences, bulk data, implicit
 VR, other character sets) is decoded by the Dataset on first access, exactly
-as through ``ds[tag]``.
+as through ``ds[tag]``. :class:`LevelMap` is the Dataset's tag -> entry map
+(``_raw``), answered from the index without building a dict.
 """
 from cpython.dict cimport PyDict_GetItem
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
-from libc.stdint cimport uint16_t, uint32_t
+from libc.stdint cimport int32_t, uint16_t, uint32_t
+from libc.string cimport memmove, memset
+from cpython.ref cimport Py_INCREF
+cimport cython
 
 from dicomnet._codec.elements cimport ElementIndex, Entry
 
+from dicomnet._codec.elements import SKIP
+
 cdef uint16_t VR_UN = (<uint16_t>ord("U") << 8) | <uint16_t>ord("N")
 
-# Interned two-letter VR strings by code (a VR seen once is reused for every element).
-cdef dict _VR_STR = {}
+# Two-letter VR strings by code (both letters A-Z: the parser checks), made once each.
+cdef PyObject* _VR_STR[26 * 26]
+memset(_VR_STR, 0, sizeof(_VR_STR))
 
 # dicomnet.dicom.dictionary and numpy, imported on first use: dicomnet.dicom imports this
 # module while it is being imported itself.
@@ -33,12 +41,15 @@ cdef object _numpy = None
 
 
 cdef inline object _vr_str(uint16_t code):
-    cdef PyObject* s = PyDict_GetItem(_VR_STR, code)
-    if s is not NULL:
-        return <object>s
-    text = chr(code >> 8) + chr(code & 0xFF)
-    _VR_STR[code] = text
-    return text
+    cdef int a = (code >> 8) - 65, b = (code & 0xFF) - 65
+    cdef object text
+    if a < 0 or a >= 26 or b < 0 or b >= 26:
+        return chr(code >> 8) + chr(code & 0xFF)
+    if _VR_STR[a * 26 + b] is NULL:
+        text = chr(code >> 8) + chr(code & 0xFF)
+        Py_INCREF(text)    # kept for the life of the module
+        _VR_STR[a * 26 + b] = <PyObject*>text
+    return <object>_VR_STR[a * 26 + b]
 
 
 cdef object _keyword_of(object tag):
@@ -53,6 +64,7 @@ cdef str _fmt(object tag):
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
+@cython.freelist(16)
 cdef class DataElement:
     """One element of a Dataset: tag, VR and (lazily decoded) value.
 
@@ -136,7 +148,9 @@ cdef class LevelIterator:
     """
 
     cdef ElementIndex index
-    cdef Py_ssize_t i, stop
+    cdef list tags          # the tag (int) of each element, in order: the keys used in vals
+    cdef list entries       # the entry index of each element
+    cdef Py_ssize_t k
     cdef object ds
     cdef dict vals
 
@@ -146,12 +160,14 @@ cdef class LevelIterator:
     def __next__(self):
         cdef Entry* e
         cdef DataElement elem
-        if self.i >= self.stop:
+        cdef Py_ssize_t i
+        if self.k >= len(self.tags):
             raise StopIteration
-        e = &self.index.entries[self.i]
-        self.i = e.end
+        i = self.entries[self.k]
+        e = &self.index.entries[i]
         elem = DataElement.__new__(DataElement)
-        elem.tag = e.tag
+        elem.tag = self.tags[self.k]
+        self.k += 1
         if e.vr == 0 or e.vr == VR_UN:
             elem.VR = self.ds._vr(elem.tag)
         else:
@@ -161,18 +177,24 @@ cdef class LevelIterator:
         return elem
 
 
-def iter_level(ElementIndex index, Py_ssize_t first, Py_ssize_t stop, object ds, dict vals):
+def iter_level(ElementIndex index, Py_ssize_t first, Py_ssize_t stop, object ds, dict vals,
+               int codec=-2, object person_name=None):
     """An iterator over the DataElements of the level [first, stop) of ``index``, in tag order.
 
     ``ds`` is the untouched Dataset over that level and ``vals`` its value cache.
-    An element whose VR is not on the wire (implicit VR, or UN) gets
-    ``ds._vr(tag)``. Returns None when the level's tags are not in strictly
-    ascending order (malformed data): the caller sorts them itself.
+    With ``codec`` >= -1 (as in ``ElementIndex.simple_value``) every value the
+    compiled core decodes itself goes into ``vals`` first (unless a value for
+    the tag is there already): the bulk pass of a first walk. An element whose
+    VR is not on the wire (implicit VR, or UN) gets ``ds._vr(tag)``. Returns
+    None when the level's tags do not ascend strictly (malformed data): the
+    caller sorts them itself.
     """
     cdef Py_ssize_t i
     cdef Entry* e
     cdef uint32_t last = 0
     cdef LevelIterator it
+    cdef list tags = [], entries = []
+    cdef object tag, value
     if first < 0 or stop > len(index) or first > stop:
         raise IndexError("level range out of the index")
     i = first
@@ -181,11 +203,148 @@ def iter_level(ElementIndex index, Py_ssize_t first, Py_ssize_t stop, object ds,
         if i != first and e.tag <= last:
             return None
         last = e.tag
+        tag = e.tag
+        tags.append(tag)
+        entries.append(i)
+        if codec >= -1 and e.vr != 0 and e.flags == 0 and PyDict_GetItem(vals, tag) is NULL:
+            value = index.simple_value(e, codec, person_name)
+            if value is not SKIP:
+                vals[tag] = value
         i = e.end
     it = LevelIterator.__new__(LevelIterator)
     it.index = index
-    it.i = first
-    it.stop = stop
+    it.tags = tags
+    it.entries = entries
+    it.k = 0
     it.ds = ds
     it.vals = vals
     return it
+
+
+cdef class LevelMap:
+    """tag -> entry index for the elements of one level of an ElementIndex.
+
+    What a Dataset read from bytes keeps in ``_raw``: a read-only-but-for-``pop``
+    mapping with the dict methods the Dataset uses (``in``, ``[]``, ``get``,
+    ``pop``, ``len``, iteration in ascending tag order, ``keys`` as a frozenset),
+    answered by binary search over the level's entries instead of a dict built
+    for every Dataset. Made by :func:`level_map` for levels whose tags ascend
+    strictly; keys that are not ints are simply absent.
+    """
+
+    cdef ElementIndex index
+    cdef int32_t* pos       # entry index of each element still mapped, ascending tags
+    cdef Py_ssize_t n
+
+    def __cinit__(self):
+        self.pos = NULL
+        self.n = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.pos)
+
+    cdef Py_ssize_t _find(self, object key) except -2:
+        """Position of ``key`` in ``pos``, or -1."""
+        cdef unsigned long long tag
+        cdef Py_ssize_t lo = 0, hi = self.n, mid
+        cdef uint32_t t
+        if not isinstance(key, int):
+            return -1
+        try:
+            tag = key
+        except OverflowError:   # negative or huge: not a tag
+            return -1
+        if tag > 0xFFFFFFFF:
+            return -1
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            t = self.index.entries[self.pos[mid]].tag
+            if t < tag:
+                lo = mid + 1
+            elif t > tag:
+                hi = mid
+            else:
+                return mid
+        return -1
+
+    def __len__(self):
+        return self.n
+
+    def __contains__(self, key):
+        return self._find(key) >= 0
+
+    def __getitem__(self, key):
+        cdef Py_ssize_t k = self._find(key)
+        if k < 0:
+            raise KeyError(key)
+        return self.pos[k]
+
+    def get(self, key, default=None):
+        cdef Py_ssize_t k = self._find(key)
+        return self.pos[k] if k >= 0 else default
+
+    def pop(self, key, *default):
+        """Remove ``key`` and return its entry index (``default`` when absent, like dict.pop)."""
+        cdef Py_ssize_t k = self._find(key)
+        cdef int32_t found
+        if len(default) > 1:
+            raise TypeError(f"pop expected at most 2 arguments, got {1 + len(default)}")
+        if k < 0:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        found = self.pos[k]
+        memmove(&self.pos[k], &self.pos[k + 1], (self.n - k - 1) * sizeof(int32_t))
+        self.n -= 1
+        return found
+
+    def __iter__(self):
+        return iter([self.index.entries[self.pos[k]].tag for k in range(self.n)])
+
+    def keys(self):
+        return frozenset([self.index.entries[self.pos[k]].tag for k in range(self.n)])
+
+    def values(self):
+        return [self.pos[k] for k in range(self.n)]
+
+    def items(self):
+        return [(self.index.entries[self.pos[k]].tag, self.pos[k]) for k in range(self.n)]
+
+    def __eq__(self, other):
+        if isinstance(other, (LevelMap, dict)):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"LevelMap({dict(self.items())!r})"
+
+
+def level_map(ElementIndex index, Py_ssize_t first, Py_ssize_t stop):
+    """A :class:`LevelMap` of the level [first, stop) of ``index``; a dict (tag -> entry
+    index, the last occurrence of a repeated tag) when its tags do not ascend strictly."""
+    cdef Py_ssize_t i, count = 0
+    cdef uint32_t last = 0
+    cdef LevelMap m
+    if first < 0 or stop > len(index) or first > stop:
+        raise IndexError("level range out of the index")
+    i = first
+    while i < stop:
+        if i != first and index.entries[i].tag <= last:
+            return index.level(first, stop)
+        last = index.entries[i].tag
+        count += 1
+        i = index.entries[i].end
+    m = LevelMap.__new__(LevelMap)
+    m.index = index
+    if count:
+        m.pos = <int32_t*>PyMem_Malloc(count * sizeof(int32_t))
+        if m.pos == NULL:
+            raise MemoryError()
+    i = first
+    while i < stop:
+        m.pos[m.n] = <int32_t>i
+        m.n += 1
+        i = index.entries[i].end
+    return m

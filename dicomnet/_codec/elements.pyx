@@ -452,32 +452,6 @@ cdef class ElementIndex:
         except UnicodeDecodeError:
             return None
 
-    def decode_level(self, Py_ssize_t first, Py_ssize_t stop, int codec, object person_name,
-                     dict into):
-        """Decode in one pass every simple value of a level into ``into`` (tag -> value).
-
-        The fast path behind iterating a Dataset: what :meth:`simple_value`
-        decodes goes into ``into``; everything else is left to the
-        per-element path, which gives the same values. Tags already in
-        ``into`` are not touched.
-        """
-        cdef Py_ssize_t i = first
-        cdef Entry* e
-        cdef object tag, value
-        if first < 0 or stop > self.n or first > stop:
-            raise IndexError("level range out of the index")
-        while i < stop:
-            e = &self.entries[i]
-            i = e.end
-            if e.vr == 0 or e.flags != 0:
-                continue
-            tag = e.tag
-            if tag in into:
-                continue
-            value = self.simple_value(e, codec, person_name)
-            if value is not SKIP:
-                into[tag] = value
-
     def items(self, Py_ssize_t i):
         """(first, stop, undefined length) of each item of the sequence at entry ``i``."""
         self._check(i)

@@ -1,7 +1,8 @@
 """The lazy :class:`Dataset`.
 
 A Dataset read from bytes is a window on an :class:`~dicomnet._codec.elements.ElementIndex`:
-``_raw`` maps each tag to its entry in the index, and a value is decoded the
+``_raw`` maps each tag to its entry in the index (a compiled ``LevelMap``, or a
+dict for malformed levels whose tags do not ascend), and a value is decoded the
 first time it is asked for (then cached in ``_vals``). Nested sequences are
 Datasets over ranges of the same index, so reading a file never copies its
 values. Elements set by the user live in ``_vals`` and are marked dirty; an
@@ -14,6 +15,7 @@ from typing import Any, Iterator
 
 from dicomnet._codec.dataelem import DataElement
 from dicomnet._codec.dataelem import iter_level as _iter_level
+from dicomnet._codec.dataelem import level_map as _level_map
 from dicomnet.dicom import dictionary as _dict
 from dicomnet.dicom import pixels as _pixels
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
@@ -119,7 +121,7 @@ class Dataset:
         ds = cls.__new__(cls)
         d = ds.__dict__
         d["_index"] = index
-        d["_raw"] = index.level(first, stop)
+        d["_raw"] = _level_map(index, first, stop)
         d["_range"] = (first, stop)
         d["_vals"] = {}
         d["_vrs"] = {}
@@ -377,25 +379,27 @@ class Dataset:
         return tag in self._raw or tag in self._vals
 
     def __len__(self) -> int:
-        return len(self._raw.keys() | self._vals.keys())
+        raw = self._raw
+        return len(raw) + sum(1 for tag in self._vals if tag not in raw)
 
     def tags(self) -> list[int]:
         """The tags present, in ascending order."""
         raw = self._raw
-        if not self._vals or self._vals.keys() <= raw.keys():
-            return sorted(raw)
-        return sorted(raw.keys() | self._vals.keys())
+        extra = [tag for tag in self._vals if tag not in raw]
+        return sorted([*raw, *extra]) if extra else sorted(raw)
 
     def __iter__(self) -> Iterator[DataElement]:
         d = self.__dict__
         if not d["_dirty"] and d["_index"] is not None:
             # Untouched: the index lists exactly our elements, VRs included.
             index, (first, stop) = d["_index"], d["_range"]
-            if not d.get("_bulk"):
+            if d.get("_bulk"):
+                codec = -2
+            else:
                 # Walking every element: decode the simple values in one compiled pass.
                 d["_bulk"] = True
-                index.decode_level(first, stop, self._text_codec(), PersonName, d["_vals"])
-            it = _iter_level(index, first, stop, self, d["_vals"])
+                codec = self._text_codec()
+            it = _iter_level(index, first, stop, self, d["_vals"], codec, PersonName)
             if it is not None:
                 return it
         return (DataElement(tag, self._vr(tag), self) for tag in self.tags())

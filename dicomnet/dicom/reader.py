@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import stat
 import zlib
 from typing import Any, BinaryIO, Literal, Union
 
@@ -43,12 +42,12 @@ def _open_source(source: PathOrBuffer) -> tuple[Any, str | None]:
         # os.open rather than open(): no buffered file object is built only to be closed.
         fd = os.open(path, os.O_RDONLY | _O_BINARY)
         try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                if st.st_size == 0:
-                    raise DicomParseError(f"{path} is empty", offset=0)
-                # The mapping holds its own reference to the file; closing fd is fine.
-                return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), path
+            # The mapping holds its own reference to the file; closing fd is fine.
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), path
+        except ValueError:
+            raise DicomParseError(f"{path} is empty", offset=0) from None
+        except OSError:
+            pass   # not a regular file
         finally:
             os.close(fd)
         with open(path, "rb") as f:   # not a regular file: open() says what is wrong with it
