@@ -19,9 +19,11 @@ Values by VR (the dictionary's group 0000 entries):
 ignored) and checked, then dropped, by :func:`decode_command`, so
 ``decode_command(encode_command(c)) == c`` for every command built here.
 
-The encoder is on the hot path of every message (a C-ECHO round trip is two
-encodes and two decodes), so it packs each element with a precomputed
-``struct.Struct`` and a precomputed tag word; no Dataset machinery is involved.
+The codec is on the hot path of every message (a C-ECHO round trip is two
+encodes and two decodes): the compiled :class:`dicomnet._codec.dimse.CommandCodec`
+encodes and decodes the plain shapes and hands everything else -- unknown
+tags, multi-valued or AT elements, AE titles, malformed input -- to the Python
+reference implementation here, so both give the same result and the same errors.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dicomnet._codec.dimse import CommandCodec
 from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom import dictionary
 from dicomnet.errors import DicomParseError
@@ -254,6 +257,12 @@ def encode_command(command: Mapping[str, Any]) -> bytes:
     CommandGroupLength (0000,0000). An unknown keyword or a value that does not
     fit its VR raises ``ValueError``.
     """
+    return _CODEC.encode(command)
+
+
+def _encode_command_py(command: Mapping[str, Any]) -> bytes:
+    """The reference encoder (see :func:`encode_command`); the compiled codec
+    hands it every command it does not encode itself."""
     items = []
     for key, value in command.items():
         spec = _ENC.get(key)
@@ -310,6 +319,12 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     ascending order, a missing or wrong CommandGroupLength, a missing
     CommandField, or a value that does not fit its VR.
     """
+    return _CODEC.decode(data)  # type: ignore[no-any-return]
+
+
+def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
+    """The reference decoder (see :func:`decode_command`); the compiled codec
+    hands it every command set it does not decode itself, malformed ones included."""
     index = ElementIndex(data, implicit=True, little=True)
     n = len(index)
     command = Command()
@@ -366,6 +381,11 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     if not isinstance(command.get("CommandField"), int):
         raise DicomParseError("command set has no CommandField (0000,0100)", 0, 0x00000100)
     return command
+
+
+# The compiled codec takes the plain shapes (see dicomnet/_codec/dimse.pyx) and
+# hands everything else to the two reference functions above.
+_CODEC = CommandCodec(Command, _SPEC, _decode_command_py, _encode_command_py)
 
 
 # ---------------------------------------------------------------- builders
