@@ -417,16 +417,24 @@ def _counters(cmd: Command, remaining: int | None, completed: int | None, failed
     return cmd
 
 
+# Enum members bound once: a lookup on the Enum class costs more than building
+# a small command (C-ECHO builds one per message on each side).
+_C_ECHO_RQ = CommandField.C_ECHO_RQ
+_C_ECHO_RSP = CommandField.C_ECHO_RSP
+
+
 def c_echo_rq(message_id: int) -> Command:
     """C-ECHO-RQ (PS3.7 Table 9.3-12)."""
-    return Command(CommandField=CommandField.C_ECHO_RQ, MessageID=message_id,
+    return Command(CommandField=_C_ECHO_RQ, MessageID=message_id,
                    AffectedSOPClassUID=VERIFICATION_SOP_CLASS, CommandDataSetType=NO_DATASET)
 
 
 def c_echo_rsp(message_id_being_responded_to: int, status: int = 0x0000) -> Command:
     """C-ECHO-RSP (PS3.7 Table 9.3-13)."""
-    return _response(CommandField.C_ECHO_RSP, message_id_being_responded_to,
-                     VERIFICATION_SOP_CLASS, status, False, None)
+    # The key order of _response(): CommandField, MessageIDBeingRespondedTo,
+    # CommandDataSetType, Status, AffectedSOPClassUID.
+    return Command(CommandField=_C_ECHO_RSP, MessageIDBeingRespondedTo=message_id_being_responded_to,
+                   CommandDataSetType=NO_DATASET, Status=status, AffectedSOPClassUID=VERIFICATION_SOP_CLASS)
 
 
 def c_store_rq(message_id: int, sop_class_uid: str, sop_instance_uid: str,
