@@ -200,3 +200,83 @@ def test_move_over_tls_into_dcmtk_storescp(pki, tmp_path, instances):
         proc.terminate()
         proc.communicate(timeout=10)
     record("tls", cases=1, dcmtk_interop=1, move_over_tls=1)
+
+
+# ------------------------------------------------------- C-CANCEL over TLS
+@pytest.fixture
+def small_server_reads(monkeypatch):
+    """The server's reads take at most 40 bytes from the TLS socket, so most of
+    each TLS record the requestor sends stays decrypted inside OpenSSL
+    (``SSLSocket.pending()``) where poll() on the socket cannot see it -- the
+    condition a cancel watch must not miss. (With the driver's 16 KiB read
+    window one read takes a whole record; this makes the case certain.)"""
+    original = Connection.get_buffer
+
+    def small(self, sizehint=-1):
+        view = original(self, sizehint)
+        return view[:40] if self.role == "acceptor" else view
+
+    monkeypatch.setattr(Connection, "get_buffer", small)
+
+
+def _send_with_cancel(assoc, context_id: int, rq, identifier: bytes) -> None:
+    """The request and its C-CANCEL-RQ in one write (one TLS record)."""
+    conn = assoc._conn
+    conn.send_pdata(context_id, True, encode_command(rq))
+    conn.send_pdata(context_id, False, identifier)
+    conn.send_pdata(context_id, True, encode_command(c_cancel_rq(rq.message_id)))
+    assoc._driver.flush()
+
+
+def test_cancel_over_tls_stops_a_find_promptly(pki, small_server_reads):
+    handler = Retrieve([], matches=400)
+    srv = Server("TLSSRC", handler, tls=server_ctx(pki), artim_timeout=2.0).start("127.0.0.1", 0)
+    try:
+        client = Client("CANCELLER", tls=client_ctx(pki), dimse_timeout=10.0)
+        with client.associate("127.0.0.1", srv.port, "TLSSRC", contexts=[(STUDY_FIND, EXPLICIT)]) as assoc:
+            ctx = assoc.context_for(STUDY_FIND)
+            identifier = encode_dataset(query_dataset({"QueryRetrieveLevel": "STUDY", "PatientID": None}),
+                                        ctx.transfer_syntax)
+            _send_with_cancel(assoc, ctx.context_id, c_find_rq(assoc._next_message_id(), STUDY_FIND), identifier)
+            pending = 0
+            while True:
+                status = assoc._receive_message().command.status
+                if status not in PENDING:
+                    break
+                pending += 1
+            assert status == 0xFE00, hex(status)      # Cancel
+            assert pending <= 2, pending               # not the 400 matches
+            assert handler.found <= 3
+    finally:
+        srv.shutdown(5.0)
+    record("tls", cases=1, cancels_over_tls=1, max_responses_after_cancel=pending)
+
+
+def test_cancel_over_tls_stops_a_get_before_its_sub_operations(pki, small_server_reads, instances):
+    srv = Server("TLSSRC", Retrieve(instances), tls=server_ctx(pki), artim_timeout=2.0).start("127.0.0.1", 0)
+    try:
+        client = Client("CANCELLER", tls=client_ctx(pki), dimse_timeout=10.0)
+        with client.associate("127.0.0.1", srv.port, "TLSSRC", contexts=[(STUDY_GET, EXPLICIT), (CT, EXPLICIT)],
+                              for_get=True) as assoc:
+            ctx = assoc.context_for(STUDY_GET)
+            identifier = encode_dataset(query_dataset({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.3"}),
+                                        ctx.transfer_syntax)
+            _send_with_cancel(assoc, ctx.context_id, c_get_rq(assoc._next_message_id(), STUDY_GET), identifier)
+            stores = 0
+            while True:
+                message = assoc._receive_message()
+                command = message.command
+                if command.get("CommandField") == CommandField.C_STORE_RQ:
+                    stores += 1
+                    assoc._send_message(message.context_id, c_store_rsp(
+                        command.message_id, command.get("AffectedSOPClassUID"),
+                        command.get("AffectedSOPInstanceUID"), 0))
+                    continue
+                if command.status not in PENDING:
+                    break
+            assert command.status == 0xFE00, hex(command.status)
+            assert stores == 0                                   # cancelled before the first sub-operation
+            assert command.get("NumberOfRemainingSuboperations") == 3
+    finally:
+        srv.shutdown(5.0)
+    record("tls", cases=1, cancels_over_tls=1)
