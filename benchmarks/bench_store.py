@@ -1,29 +1,36 @@
 """C-STORE throughput: dicomnet against dcmtk and pynetdicom, measured in one run.
 
-N CT instances (512x512 uint16, ~0.5 MB each, generated here) are written to
-files on tmpfs (/dev/shm) and sent over one association on loopback:
+Three workloads (the C-STORE rows of the project's speed targets), each
+generated here as Part 10 files on tmpfs (/dev/shm) and sent over one
+association on loopback, each receiver writing every instance to a file:
+
+* ``ct``: N CT instances (512x512 uint16, ~0.5 MB each; 500, ``--quick`` 120);
+* ``big``: one multi-frame Enhanced CT instance of 256 MB (``--quick`` 64 MB);
+* ``tiny``: N small CT instances (64x64; 2,000, ``--quick`` 400).
+
+Cases, every receiver in its own process:
 
 (a) dicomnet Client -> dicomnet Server, the server streaming each data set
-    straight into a Part 10 file (``store_destination``), in its own process;
-    the client sends with ``assoc.store_many(paths)`` (one operation at a time,
-    the next file mapped while the server stores the last), and once more with
-    one ``assoc.store(path)`` call per file;
+    straight into a Part 10 file (``store_destination``); the client sends
+    with ``assoc.store_many(paths)`` (for ``ct`` once more with one
+    ``assoc.store(path)`` call per file);
 (b) dcmtk ``storescu`` -> ``storescp -od DIR`` (TCP_NODELAY=1, ``-pdu 131072``);
 (c) pynetdicom -> pynetdicom (the SCP writes the received bytes to a file
     without decoding them -- pynetdicom's documented fast path);
-(d) dicomnet Client -> ``storescp --ignore`` and (e) ``storescu`` -> ``storescp
-    --ignore``: the sending side alone.
+and, on the ``ct`` workload, each side alone against dcmtk:
+(d) dicomnet Client -> ``storescp --ignore`` vs (e) ``storescu -> storescp --ignore``;
+(f) ``storescu`` -> dicomnet Server whose handler keeps nothing vs (e).
 
-Every receiver runs in its own process and takes PDUs of 131072 bytes; the
+dcmtk takes PDUs of at most 131072 bytes, and so do the pynetdicom peers and
+every receiver facing dcmtk. Two dicomnet peers use their default maximum PDU
+(1 MiB) unless ``BENCH_SCP_PDU=N`` / ``BENCH_SCU_PDU=N`` say otherwise. The
 time is from association request to release confirmation (for dcmtk: the
-``storescu`` process). Prints a table with the ratios the project targets
-(dicomnet >= 1.5x dcmtk, >= 20x pynetdicom), plus the CPU time each side
-used per instance -- on a small shared machine the wall times are noisy, the
-CPU times much less so. ``--quick`` uses 120 instances (about 10 s).
-``BENCH_SCP_PDU=N`` in the environment changes the dicomnet SCP's maximum PDU
-(dcmtk's storescp cannot go beyond 131072).
+``storescu`` process). The table gives the rates, the ratios the project
+targets and the CPU time each side used per instance -- on a small shared
+machine the wall times are noisy, the CPU times much less so. When matplotlib
+is importable a bar chart of the ratios is written (``--chart PATH``).
 
-    python benchmarks/bench_store.py [--quick] [--count N] [--repeat N] [--profile]
+    python benchmarks/bench_store.py [--quick] [--only ct,big,tiny] [--count N] [--repeat N] [--profile]
 """
 from __future__ import annotations
 
@@ -36,33 +43,35 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, serve_process, wait_port  # noqa: E402
+from _common import free_port, serve_process, wait_port, write_multiframe  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
 EXPLICIT = "1.2.840.10008.1.2.1"
-PDU = 131072
+PDU = 131072                      # dcmtk's largest
 SCP_AE = "STORESCP"
 
 
 # ------------------------------------------------------------------- data
-def generate(folder: Path, count: int) -> list[str]:
-    """``count`` CT files of 512x512 uint16 (Explicit VR LE) in ``folder``."""
+def generate(folder: Path, count: int, rows: int = 512, columns: int = 512, prefix: str = "ct") -> list[str]:
+    """``count`` CT files of ``rows`` x ``columns`` uint16 (Explicit VR LE) in ``folder``."""
     from dicomnet.dicom import Dataset, write_file
 
     rng = np.random.default_rng(7)
-    pixels = (rng.integers(0, 4096, size=(512, 512), dtype=np.uint16)).tobytes()
-    study, series = "2.25.1001", "2.25.1002"
+    pixels = (rng.integers(0, 4096, size=(rows, columns), dtype=np.uint16)).tobytes()
+    study, series = "2.25.1001", "2.25.1002" if prefix == "ct" else f"2.25.1002.{rows}"
     paths = []
     for i in range(count):
         ds = Dataset()
         ds.SOPClassUID = CT
-        ds.SOPInstanceUID = f"2.25.1003.{i + 1}"
+        ds.SOPInstanceUID = f"2.25.1003.{i + 1}" if prefix == "ct" else f"2.25.1004.{rows}.{i + 1}"
         ds.StudyInstanceUID = study
         ds.SeriesInstanceUID = series
         ds.PatientName = "Bench^Store"
@@ -71,17 +80,68 @@ def generate(folder: Path, count: int) -> list[str]:
         ds.InstanceNumber = i + 1
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = 512
-        ds.Columns = 512
+        ds.Rows = rows
+        ds.Columns = columns
         ds.BitsAllocated = 16
         ds.BitsStored = 12
         ds.HighBit = 11
         ds.PixelRepresentation = 0
         ds.set("PixelData", pixels, "OW")
-        path = folder / f"ct{i:04d}.dcm"
+        path = folder / f"{prefix}{i:05d}.dcm"
         write_file(path, ds, EXPLICIT)
         paths.append(str(path))
     return paths
+
+
+@dataclass
+class Workload:
+    key: str
+    title: str
+    sop_class: str
+    paths: list[str]
+    #: pynetdicom sends only this many of ``paths`` (None: all); see ``sample``.
+    slow_limit: int | None = None
+
+    def sample(self, limit: int | None) -> Workload:
+        """The first ``limit`` instances: pynetdicom, which does not set
+        TCP_NODELAY, waits for a delayed ACK on every small instance (~20/s),
+        so it sends a part of ``tiny`` and is compared per instance."""
+        if limit is None or limit >= len(self.paths):
+            return self
+        return Workload(self.key, self.title, self.sop_class, self.paths[:limit])
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+    @property
+    def size(self) -> int:
+        return sum(os.path.getsize(p) for p in self.paths)
+
+
+def make_workloads(root: Path, keys: list[str], quick: bool, count: int | None) -> list[Workload]:
+    made = []
+    for key in keys:
+        folder = root / f"src-{key}"
+        folder.mkdir()
+        t0 = time.perf_counter()
+        if key == "ct":
+            n = count or (120 if quick else 500)
+            w = Workload(key, f"{n} CT (512x512 uint16) to files", CT, generate(folder, n))
+        elif key == "big":
+            mb = 64 if quick else 256
+            path = folder / "multiframe.dcm"
+            write_multiframe(path, mb << 20)
+            w = Workload(key, f"one {mb} MB multi-frame instance to a file", ENHANCED_CT, [str(path)])
+        elif key == "tiny":
+            n = 400 if quick else 2000
+            w = Workload(key, f"{n} tiny instances (64x64) to files", CT,
+                         generate(folder, n, 64, 64, prefix="tiny"), slow_limit=60 if quick else 200)
+        else:
+            raise SystemExit(f"unknown workload {key!r} (ct, big, tiny)")
+        print(f"{w.title}: {w.count} file(s), {w.size / 1e6:.1f} MB, generated in {time.perf_counter() - t0:.1f} s")
+        made.append(w)
+    return made
 
 
 # ------------------------------------------------------------------ peers
@@ -113,22 +173,35 @@ def storescp(out: Path | None) -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
-def python_scp(kind: str, out: Path) -> Iterator[tuple[int, int]]:
-    """This script in ``--serve kind OUT`` mode, in its own process."""
-    with serve_process([sys.executable, __file__, "--serve", kind, str(out)], f"{kind} SCP") as served:
+def python_scp(kind: str, out: Path, pdu: int = PDU) -> Iterator[tuple[int, int]]:
+    """This script in ``--serve kind OUT PDU`` mode, in its own process."""
+    with serve_process([sys.executable, __file__, "--serve", kind, str(out), str(pdu)], f"{kind} SCP") as served:
         yield served
 
 
-def serve(kind: str, out: str) -> None:
-    """Helper-process mode: a storage SCP writing every instance under ``out``."""
-    if kind == "dicomnet":
+def _our_pdu(variable: str) -> int:
+    """Maximum PDU between two dicomnet peers (default: the library's)."""
+    from dicomnet.pdu.negotiation import DEFAULT_MAX_PDU
+
+    return int(os.environ.get(variable, DEFAULT_MAX_PDU))
+
+
+def serve(kind: str, out: str, pdu: int) -> None:
+    """Helper-process mode: a storage SCP writing every instance under ``out``
+    (``dicomnet-ignore``: receiving every data set and keeping nothing)."""
+    if kind in ("dicomnet", "dicomnet-ignore"):
         from dicomnet import Server
 
         class Streamer:
             def store_destination(self, ctx: object, command: dict[str, str]) -> str:
                 return os.path.join(out, command["AffectedSOPInstanceUID"] + ".dcm")
 
-        server = Server(SCP_AE, Streamer(), max_pdu=int(os.environ.get("BENCH_SCP_PDU", PDU))).start("127.0.0.1", 0)
+        class Ignorer:
+            def on_store(self, ctx: object, dataset: object) -> int:
+                return 0
+
+        handler = Streamer() if kind == "dicomnet" else Ignorer()
+        server = Server(SCP_AE, handler, max_pdu=pdu).start("127.0.0.1", 0)
         print(f"READY {server.port}", flush=True)
         sys.stdin.read()
         server.shutdown()
@@ -147,7 +220,7 @@ def serve(kind: str, out: str) -> None:
 
     ae = AE(SCP_AE)
     ae.supported_contexts = AllStoragePresentationContexts
-    ae.maximum_pdu_size = PDU
+    ae.maximum_pdu_size = pdu
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     print(f"READY {server.server_address[1]}", flush=True)
     sys.stdin.read()
@@ -155,17 +228,16 @@ def serve(kind: str, out: str) -> None:
 
 
 # ---------------------------------------------------------------- senders
-def send_dicomnet_each(port: int, paths: list[str]) -> tuple[float, float]:
-    """One ``assoc.store(path)`` call per file."""
-    return send_dicomnet(port, paths, batch=False)
+Sender = Callable[[int, Workload], tuple[float, float]]
 
 
-def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: bool = True) -> tuple[float, float]:
+def send_dicomnet(port: int, work: Workload, profile: bool = False, batch: bool = True,
+                  pdu: int = PDU) -> tuple[float, float]:
     """``assoc.store_many`` (the next file is prepared while the peer stores the
     last), or with ``batch=False`` one ``assoc.store(path)`` per file."""
     from dicomnet import Client
 
-    client = Client("STORESCU", max_pdu=PDU)
+    client = Client("STORESCU", max_pdu=pdu)
     prof = None
     if profile:
         import cProfile
@@ -173,13 +245,13 @@ def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: boo
         prof = cProfile.Profile()
         prof.enable()
     start, cpu = time.perf_counter(), time.process_time()
-    with client.associate("127.0.0.1", port, SCP_AE, contexts=[(CT, [EXPLICIT])]) as assoc:
+    with client.associate("127.0.0.1", port, SCP_AE, contexts=[(work.sop_class, [EXPLICIT])]) as assoc:
         if batch:
-            for _, status, _ in assoc.store_many(paths):
+            for _, status, _ in assoc.store_many(work.paths):
                 if status != 0:
                     raise RuntimeError(f"C-STORE status 0x{status:04X}")
         else:
-            for path in paths:
+            for path in work.paths:
                 status = assoc.store(path)
                 if status != 0:
                     raise RuntimeError(f"C-STORE status 0x{status:04X}")
@@ -188,14 +260,14 @@ def send_dicomnet(port: int, paths: list[str], profile: bool = False, batch: boo
         import pstats
 
         prof.disable()
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     return elapsed, cpu
 
 
-def send_storescu(port: int, paths: list[str]) -> tuple[float, float]:
+def send_storescu(port: int, work: Workload) -> tuple[float, float]:
     import resource
 
-    args = ["storescu", "-aet", "STORESCU", "-aec", SCP_AE, "-pdu", str(PDU), "127.0.0.1", str(port), *paths]
+    args = ["storescu", "-aet", "STORESCU", "-aec", SCP_AE, "-pdu", str(PDU), "127.0.0.1", str(port), *work.paths]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(args, env=_env(), capture_output=True, text=True)
@@ -207,7 +279,7 @@ def send_storescu(port: int, paths: list[str]) -> tuple[float, float]:
     return elapsed, cpu
 
 
-def send_pynetdicom(port: int, paths: list[str]) -> tuple[float, float]:
+def send_pynetdicom(port: int, work: Workload) -> tuple[float, float]:
     import logging
 
     from pynetdicom import AE
@@ -215,12 +287,13 @@ def send_pynetdicom(port: int, paths: list[str]) -> tuple[float, float]:
     logging.getLogger("pynetdicom").setLevel(logging.ERROR)
     ae = AE("STORESCU")
     ae.maximum_pdu_size = PDU
-    ae.add_requested_context(CT, [EXPLICIT])
+    ae.add_requested_context(work.sop_class, [EXPLICIT])
+    ae.dimse_timeout = ae.network_timeout = 120
     start, cpu = time.perf_counter(), time.process_time()
     assoc = ae.associate("127.0.0.1", port, ae_title=SCP_AE)
     if not assoc.is_established:
         raise RuntimeError("pynetdicom could not associate")
-    for path in paths:
+    for path in work.paths:
         status = assoc.send_c_store(path)
         if getattr(status, "Status", None) != 0:
             state = "established" if assoc.is_established else ("aborted" if assoc.is_aborted else "closed")
@@ -239,53 +312,105 @@ def _check(out: Path, count: int, label: str) -> None:
     out.mkdir()
 
 
-# ------------------------------------------------------------------- main
+# ---------------------------------------------------------------- the cases
 OURS = "dicomnet -> dicomnet (streaming to files)"
 OURS_EACH = "  same, one assoc.store() per file"
 DCMTK = "storescu -> storescp"
 PYNETDICOM = "pynetdicom -> pynetdicom"
 OURS_IGNORE = "dicomnet client -> storescp --ignore"
 DCMTK_IGNORE = "storescu -> storescp --ignore"
+SCP_IGNORE = "storescu -> dicomnet server, keeps nothing"
+
+#: (workload, name, theirs, ours, target): ours is `target` times as fast as theirs.
+TARGETS: list[tuple[str, str, str, str, float | None]] = [
+    ("ct", "CT to files, vs dcmtk", DCMTK, OURS, 1.5),
+    ("ct", "CT to files, vs pynetdicom", PYNETDICOM, OURS, 20),
+    ("big", "big instance, vs dcmtk", DCMTK, OURS, 2),
+    ("big", "big instance, vs pynetdicom", PYNETDICOM, OURS, None),
+    ("tiny", "tiny instances, vs dcmtk", DCMTK, OURS, 1.5),
+    ("tiny", "tiny instances, vs pynetdicom", PYNETDICOM, OURS, None),
+    ("ct", "sender only, vs storescu", DCMTK_IGNORE, OURS_IGNORE, 1),
+    ("ct", "receiver only, vs storescp", DCMTK_IGNORE, SCP_IGNORE, 1),
+]
+
+Result = tuple[float, float, float, int]  # wall seconds, SCU CPU seconds, SCP CPU seconds, instances sent
 
 
-def report(results: dict[str, tuple[float, float, float]], count: int, size: int) -> None:
-    """The table: wall time, rates, CPU per instance on each side, ratios."""
+def report(works: list[Workload], results: dict[tuple[str, str], Result]) -> list[tuple[str, float, float | None]]:
+    """The table and the target verdicts; returns (name, ratio, target) for the chart."""
     print()
-    print(f"{'case':<40} {'seconds':>8} {'inst/s':>7} {'MB/s':>6} {'SCU ms/inst':>11} {'SCP ms/inst':>11}"
+    print(f"{'case':<44} {'seconds':>8} {'inst/s':>7} {'MB/s':>6} {'SCU ms/inst':>11} {'SCP ms/inst':>11}"
           f" {'x dicomnet':>10}")
-    for label, (wall, ccpu, scpu) in results.items():
-        base = results.get(OURS_IGNORE if "--ignore" in label else OURS, (wall,))[0]
-        print(f"{label:<40} {wall:8.3f} {count / wall:7.0f} {size / 1e6 / wall:6.0f} {1e3 * ccpu / count:11.3f}"
-              f" {1e3 * scpu / count:11.3f} {wall / base:10.2f}")
-    print("(SCU/SCP ms/inst: CPU time, user + system, of each side per instance)")
+    for work in works:
+        print(f"-- {work.title} ({work.size / 1e6:.0f} MB)")
+        mb_per_instance = work.size / work.count / 1e6
+        for (key, label), (wall, ccpu, scpu, n) in results.items():
+            if key != work.key:
+                continue
+            base_label = {DCMTK_IGNORE: OURS_IGNORE, OURS_IGNORE: OURS_IGNORE}.get(label, OURS)
+            base = results.get((key, base_label))
+            slower = (wall / n) / (base[0] / base[3]) if base else float("nan")
+            name = label if n == work.count else f"{label} [{n} sent]"
+            print(f"{name:<44} {wall:8.3f} {n / wall:7.0f} {n * mb_per_instance / wall:6.0f}"
+                  f" {1e3 * ccpu / n:11.3f} {1e3 * scpu / n:11.3f} {slower:10.2f}")
+    print("(SCU/SCP ms/inst: CPU time, user + system, of each side per instance;"
+          " x dicomnet: time per instance over dicomnet's in the same workload)")
     print()
-
-    def ratio(name: str, theirs: str, ours: str, target: float | None) -> None:
-        if theirs in results and ours in results:
-            r = results[theirs][0] / results[ours][0]
-            cpu = sum(results[theirs][1:]) / sum(results[ours][1:])
-            verdict = "" if target is None else (" OK" if r >= target else " BELOW TARGET")
-            goal = "" if target is None else f" (target >= {target:g}x)"
-            print(f"{name:<34} {r:6.2f}x wall{goal}{verdict}; {cpu:5.2f}x less CPU in total")
-
-    ratio("dicomnet vs dcmtk:", DCMTK, OURS, 1.5)
-    ratio("dicomnet vs pynetdicom:", PYNETDICOM, OURS, 20)
-    ratio("sender only, dicomnet vs storescu:", DCMTK_IGNORE, OURS_IGNORE, None)
+    verdicts = []
+    for key, name, theirs, ours, target in TARGETS:
+        if (key, theirs) not in results or (key, ours) not in results:
+            continue
+        a, b = results[key, theirs], results[key, ours]
+        r = (a[0] / a[3]) / (b[0] / b[3])                 # per instance (pynetdicom may send fewer)
+        cpu = ((a[1] + a[2]) / a[3]) / ((b[1] + b[2]) / b[3]) if b[1] + b[2] > 0 else float("nan")
+        goal = "" if target is None else f" (target >= {target:g}x)"
+        verdict = "" if target is None else (" OK" if r >= target else " BELOW TARGET")
+        print(f"{name:<32} {r:6.2f}x wall{goal}{verdict}; {cpu:5.2f}x less CPU in total")
+        verdicts.append((name, r, target))
     print(f"load average while running: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPU(s)")
+    return verdicts
+
+
+def chart(verdicts: list[tuple[str, float, float | None]], path: str) -> None:
+    """A horizontal bar chart of the ratios with their targets (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not importable: no chart)")
+        return
+    names = [v[0] for v in verdicts][::-1]
+    ratios = [v[1] for v in verdicts][::-1]
+    targets = [v[2] for v in verdicts][::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.2))
+    colors = ["tab:gray" if t is None else ("tab:green" if r >= t else "tab:red") for r, t in zip(ratios, targets)]
+    ax.barh(names, ratios, color=colors)
+    for i, t in enumerate(targets):
+        if t is not None:
+            ax.plot([t, t], [i - 0.4, i + 0.4], color="black", linewidth=2)
+    ax.set_xscale("log")
+    ax.set_xlabel("times as fast as the other (wall time); black bar: target")
+    ax.set_title("dicomnet C-STORE")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    print(f"chart written to {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="120 instances")
-    parser.add_argument("--count", type=int, default=None, help="instances (default 500, --quick 120)")
+    parser.add_argument("--quick", action="store_true", help="120 CT, 64 MB, 400 tiny (well under 2 minutes)")
+    parser.add_argument("--only", default="ct,big,tiny", help="workloads to run, comma-separated (ct,big,tiny)")
+    parser.add_argument("--count", type=int, default=None, help="CT instances (default 500, --quick 120)")
     parser.add_argument("--repeat", type=int, default=None, help="runs per case, best kept (default 3)")
     parser.add_argument("--profile", action="store_true", help="cProfile the dicomnet client run")
-    parser.add_argument("--serve", nargs=2, metavar=("KIND", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--chart", default="bench_store.png", help="PNG chart (if matplotlib is importable)")
+    parser.add_argument("--serve", nargs=3, metavar=("KIND", "OUT", "PDU"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(*args.serve)
+        serve(args.serve[0], args.serve[1], int(args.serve[2]))
         return
-    count = args.count or (120 if args.quick else 500)
     repeat = args.repeat or 3
     have_dcmtk = shutil.which("storescu") is not None and shutil.which("storescp") is not None
     try:
@@ -294,31 +419,27 @@ def main() -> None:
         have_pynetdicom = True
     except ImportError:
         have_pynetdicom = False
-    root = Path(tempfile.mkdtemp(prefix="dicomnet-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+    scp_pdu, scu_pdu = _our_pdu("BENCH_SCP_PDU"), _our_pdu("BENCH_SCU_PDU")
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    root = Path(tempfile.mkdtemp(prefix="dicomnet-bench-", dir=base))
     try:
-        src, out = root / "src", root / "out"
-        src.mkdir()
+        out = root / "out"
         out.mkdir()
-        t0 = time.perf_counter()
-        paths = generate(src, count)
-        size = sum(os.path.getsize(p) for p in paths)
-        print(f"{count} CT instances, {size / 1e6:.0f} MB, generated in {time.perf_counter() - t0:.1f} s "
-              f"(files on {root}); best of {repeat}")
-        # label -> (wall seconds, client CPU seconds, server CPU seconds), best wall of `repeat`
-        results: dict[str, tuple[float, float, float]] = {}
+        works = make_workloads(root, [k.strip() for k in args.only.split(",") if k.strip()], args.quick, args.count)
+        print(f"best of {repeat}; files on {root}; dicomnet <-> dicomnet PDUs: SCP {scp_pdu}, SCU {scu_pdu}")
+        results: dict[tuple[str, str], Result] = {}
 
-        def run(label: str, sender: Callable[[int, list[str]], tuple[float, float]],
-                server: Callable[[], Any], check: str | None) -> None:
-            runs = []
+        def run(work: Workload, label: str, sender: Sender, server: Callable[[], Any], check: str | None) -> None:
+            runs: list[Result] = []
             failures = 0
             while len(runs) < repeat:
                 try:
                     with server() as (port, pid):
                         cpu0 = cpu_of(pid)
-                        wall, client_cpu = sender(port, paths)
+                        wall, client_cpu = sender(port, work)
                         server_cpu = cpu_of(pid) - cpu0
                     if check:
-                        _check(out, count, check)
+                        _check(out, work.count, check)
                 except (RuntimeError, OSError) as exc:
                     # A peer that fails now and then is reported, not allowed to end the run.
                     failures += 1
@@ -328,23 +449,35 @@ def main() -> None:
                     if failures >= 3:
                         return
                     continue
-                runs.append((wall, client_cpu, server_cpu))
-            results[label] = min(runs)
-            print(f"  {label:<40} {results[label][0]:7.3f} s", flush=True)
+                runs.append((wall, client_cpu, server_cpu, work.count))
+            results[work.key, label] = min(runs)
+            print(f"  {work.key:<5} {label:<44} {results[work.key, label][0]:7.3f} s", flush=True)
 
-        run(OURS, send_dicomnet, lambda: python_scp("dicomnet", out), "dicomnet")
-        run(OURS_EACH, send_dicomnet_each, lambda: python_scp("dicomnet", out), "dicomnet")
-        if have_dcmtk:
-            run(DCMTK, send_storescu, lambda: storescp(out), "dcmtk")
-        if have_pynetdicom:
-            run(PYNETDICOM, send_pynetdicom, lambda: python_scp("pynetdicom", out), "pynetdicom")
-        if have_dcmtk:
-            run(OURS_IGNORE, send_dicomnet, lambda: storescp(None), None)
-            run(DCMTK_IGNORE, send_storescu, lambda: storescp(None), None)
-        if args.profile:
-            with python_scp("dicomnet", out) as (port, _):
-                send_dicomnet(port, paths, profile=True)
-        report(results, count, size)
+        def ours(port: int, work: Workload) -> tuple[float, float]:
+            return send_dicomnet(port, work, pdu=scu_pdu)
+
+        def ours_each(port: int, work: Workload) -> tuple[float, float]:
+            return send_dicomnet(port, work, batch=False, pdu=scu_pdu)
+
+        for work in works:
+            run(work, OURS, ours, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")
+            if work.key == "ct":
+                run(work, OURS_EACH, ours_each, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")
+            if have_dcmtk:
+                run(work, DCMTK, send_storescu, lambda: storescp(out), "dcmtk")
+            if have_pynetdicom:
+                run(work.sample(work.slow_limit), PYNETDICOM, send_pynetdicom, lambda: python_scp("pynetdicom", out),
+                    "pynetdicom")
+            if have_dcmtk and work.key == "ct":
+                run(work, OURS_IGNORE, send_dicomnet, lambda: storescp(None), None)
+                run(work, DCMTK_IGNORE, send_storescu, lambda: storescp(None), None)
+                run(work, SCP_IGNORE, send_storescu, lambda: python_scp("dicomnet-ignore", out), None)
+        if args.profile and works:
+            with python_scp("dicomnet", out, scp_pdu) as (port, _):
+                send_dicomnet(port, works[0], profile=True, pdu=scu_pdu)
+        verdicts = report(works, results)
+        if verdicts and args.chart:
+            chart(verdicts, args.chart)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
