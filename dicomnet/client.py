@@ -113,7 +113,9 @@ class Client:
         :data:`ContextSpec`); None proposes dicomnet's default abstract syntaxes.
         ``for_get`` adds an SCP/SCU Role Selection item (SCP role only) for each
         storage SOP class proposed, so that C-GET can deliver into them (see
-        :func:`dicomnet.dimse.retrieve.get_role_selections`).
+        :func:`dicomnet.dimse.retrieve.get_role_selections`), and offers to
+        take several C-STORE sub-operations without a response in between (an
+        Asynchronous Operations Window, :func:`~dicomnet.dimse.retrieve.get_async_window`).
         Returns the established :class:`Association`.
 
         Raises :class:`AssociationRejected` (``result``/``source``/``reason``
@@ -124,9 +126,11 @@ class Client:
         """
         log = self.logger
         our_max = self.max_pdu if max_pdu is None else max_pdu
+        async_ops = None
         if for_get:
-            from .dimse.retrieve import get_role_selections
+            from .dimse.retrieve import get_async_window, get_role_selections
 
+            async_ops = get_async_window()
             contexts = None if contexts is None else list(contexts)
             role_selections = list(role_selections)
             given = {(r.sop_class_uid if isinstance(r, RoleSelection) else str(r[0])) for r in role_selections}
@@ -140,6 +144,7 @@ class Client:
             extended_negotiations=extended_negotiations,
             common_extended_negotiations=common_extended_negotiations,
             user_identity=user_identity,
+            async_ops=async_ops,
         )
         sock = open_connection(host, port, self.connect_timeout)
         driver_class: type[SyncDriver] = SyncDriver

@@ -300,3 +300,34 @@ def test_provider_check():
     v3 = AAssociateRQ(base.called_ae, base.calling_ae, base.presentation_contexts, base.user_information,
                       protocol_version=3)
     assert ng.provider_check(v3) is None  # bit 0 set: version 1 supported
+
+
+# ------------------------------------------- asynchronous operations window
+def test_async_window_offered_by_a_c_get_scu_is_answered_and_bounds_the_acceptor():
+    from dicomnet.pdu.items import AsyncOperationsWindow
+
+    rq = _roundtrip(_rq(async_ops=AsyncOperationsWindow(1, 5)))
+    assert rq.user_information.async_ops == AsyncOperationsWindow(1, 5)
+    ac = _roundtrip(ng.negotiate(rq, _policy()))              # default: up to 8 sub-operations
+    assert ac.user_information.async_ops == AsyncOperationsWindow(5, 1)   # no more than offered
+    assert ng.negotiated_from(rq, ac, is_requestor=False).max_invoked == 5
+    assert ng.negotiated_from(rq, ac, is_requestor=True).max_invoked == 1
+    # Offered without limit (0): our own cap; a cap of 0 too: unlimited both ways.
+    unlimited = _rq(async_ops=AsyncOperationsWindow(1, 0))
+    assert ng.negotiate(unlimited, _policy()).user_information.async_ops == AsyncOperationsWindow(8, 1)
+    ac0 = ng.negotiate(unlimited, _policy(max_async_invoked=0))
+    assert ng.negotiated_from(unlimited, ac0, is_requestor=False).max_invoked == 0
+
+
+def test_no_async_window_without_both_sides():
+    from dicomnet.pdu.items import AsyncOperationsWindow
+
+    plain = _rq()
+    ac = ng.negotiate(plain, _policy())
+    assert ac.user_information.async_ops is None                 # not offered: not answered
+    assert ng.negotiated_from(plain, ac, is_requestor=False).max_invoked == 1
+    offered = _rq(async_ops=AsyncOperationsWindow(1, 8))
+    declined = ng.negotiate(offered, _policy(max_async_invoked=1))
+    assert declined.user_information.async_ops is None
+    assert ng.negotiated_from(offered, declined, is_requestor=False).max_invoked == 1
+    assert ng.negotiated_from(offered, declined, is_requestor=True).max_invoked == 1
