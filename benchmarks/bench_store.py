@@ -202,6 +202,7 @@ def serve(kind: str, out: str, pdu: int) -> None:
 
         handler = Streamer() if kind == "dicomnet" else Ignorer()
         server = Server(SCP_AE, handler, max_pdu=pdu).start("127.0.0.1", 0)
+        _warm_up(server.port)
         print(f"READY {server.port}", flush=True)
         sys.stdin.read()
         server.shutdown()
@@ -220,11 +221,25 @@ def serve(kind: str, out: str, pdu: int) -> None:
 
     ae = AE(SCP_AE)
     ae.supported_contexts = AllStoragePresentationContexts
+    ae.add_supported_context("1.2.840.10008.1.1")       # Verification, for _warm_up
     ae.maximum_pdu_size = pdu
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    _warm_up(server.server_address[1])
     print(f"READY {server.server_address[1]}", flush=True)
     sys.stdin.read()
     server.shutdown()
+
+
+def _warm_up(port: int) -> None:
+    """One association with a C-ECHO before the server reports ready: a
+    storage SCP is a long-running process, and what its first association
+    costs once (imports, the SOP class tables) is not part of the transfer
+    (storescp, being compiled, has no such cost to hide)."""
+    from dicomnet import Client
+
+    contexts = [(uid, [EXPLICIT]) for uid in (CT, ENHANCED_CT, "1.2.840.10008.1.1")]
+    with Client("WARMUP").associate("127.0.0.1", port, SCP_AE, contexts=contexts) as assoc:
+        assoc.echo()
 
 
 # ---------------------------------------------------------------- senders

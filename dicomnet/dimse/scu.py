@@ -24,6 +24,7 @@ response, so the association can carry the next request.
 """
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -359,6 +360,22 @@ def _send_prepared(assoc: Association, prepared: PreparedStore, priority: int,
     finally:
         prepared.close()
     return message_id
+
+
+def send_encoded(assoc: Association, context_id: int, command: bytes, dataset: Any, *, what: str) -> None:
+    """``assoc._send_message`` for a command set that is already encoded (the
+    C-STORE hot path builds its command bytes ahead of time). ``dataset``
+    (bytes-like or None) must agree with the command's CommandDataSetType."""
+    conn = assoc._conn
+    if not conn.is_established:
+        assoc._raise_not_established()
+    if assoc._log.isEnabledFor(logging.DEBUG):
+        assoc._log.debug("-> %s on context %d%s", what, context_id,
+                         "" if dataset is None else f" + data set of {len(memoryview(dataset).cast('B'))} bytes")
+    conn.send_pdata(context_id, True, command)
+    if dataset is not None:
+        conn.send_pdata(context_id, False, dataset)
+    assoc._driver.flush()
 
 
 def _store_response(assoc: Association, message_id: int, timeout: float | None,
