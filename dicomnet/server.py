@@ -24,6 +24,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+from ._watchdog import GuardedHandler, HandlerAbandoned, HandlerGuard, HandlerWatchdog
 from .association import Association
 from .dimse import scp as _scp
 from .dimse.assembler import Message
@@ -54,6 +55,16 @@ _MAX_ERROR_COMMENT = 64  # ErrorComment is LO: 64 characters at most (PS3.5 6.2)
 # How many connections beyond max_associations may wait at once for their
 # A-ASSOCIATE-RJ (local limit exceeded); past that a connection is just closed.
 _MAX_REJECTORS = 16
+
+#: Default ``max_dataset_bytes``: the largest data set one association may
+#: hold in memory (2 GiB). Data sets streamed to files are not capped by it.
+DEFAULT_MAX_DATASET_BYTES = 2 << 30
+
+# How long an abandoned association's thread waits for the watchdog's abort
+# to finish before it closes what is left (the abort itself is bounded by
+# _ABORT_WRITE_TIMEOUT for the A-ABORT plus half a second of linger).
+_ABORT_WRITE_TIMEOUT = 2.0
+_ABORT_JOIN = 5.0
 
 
 def _supported(contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None) -> Mapping[str, Sequence[str]] | None:
@@ -100,6 +111,21 @@ class Server:
     ``tls`` (an ``ssl.SSLContext``; :func:`dicomnet.transport.tls.make_context`)
     serves every connection over TLS (PS3.15 Annex B): the handshake runs on the
     association's thread within ``artim_timeout``, never in the accept loop.
+
+    ``handler_timeout`` (default: ``dimse_timeout``; ``math.inf`` turns it off)
+    bounds each call into the handler (each step of an iterator it returns
+    counts as one call). A call that runs longer is given up: the association
+    is aborted (A-ABORT, socket closed), its ``max_associations`` slot is
+    released and a warning logged. Python cannot kill the stuck thread: it is
+    *abandoned* (counted in :attr:`abandoned_threads` while it runs, in
+    :attr:`handler_timeouts` for ever), and whatever the handler returns when
+    it finally does is dropped. ``server.handler`` is a thin proxy that times
+    these calls; the handler itself is ``server.handler.__wrapped__``.
+
+    ``max_dataset_bytes`` (default 2 GiB, None: no cap) caps the data set an
+    association holds in memory; a peer that sends a bigger one is aborted
+    (A-ABORT) as soon as the cap is crossed, before more is allocated. Data
+    sets the handler streams to files (``store_destination``) are not capped.
     """
 
     def __init__(
@@ -123,6 +149,8 @@ class Server:
         destinations: Mapping[str, tuple[str, int]] | None = None,
         tls: ssl.SSLContext | None = None,
         allowed_peers: Iterable[str] | None = None,
+        handler_timeout: float | None = None,
+        max_dataset_bytes: int | None = DEFAULT_MAX_DATASET_BYTES,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -131,8 +159,20 @@ class Server:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if max_associations < 1:
             raise ValueError("max_associations must be at least 1")
-        self.handler = handler
+        if handler_timeout is None:
+            handler_timeout = dimse_timeout
+        if not handler_timeout > 0:
+            raise ValueError(f"handler_timeout must be positive, got {handler_timeout!r}")
+        if max_dataset_bytes is not None and max_dataset_bytes < 0:
+            raise ValueError(f"max_dataset_bytes must be >= 0 or None, got {max_dataset_bytes!r}")
         self.logger = logger or logging.getLogger("dicomnet")
+        self.handler_timeout = float(handler_timeout)
+        self.max_dataset_bytes = max_dataset_bytes
+        self._watchdog = HandlerWatchdog(self.handler_timeout, self._abandon, logger=self.logger)
+        #: The application's handler behind a proxy that times its calls (see above).
+        self.handler: Any = None if handler is None else GuardedHandler(handler, self._watchdog)
+        #: How many handler calls the watchdog gave up on since the server started.
+        self.handler_timeouts = 0
         self.read_timeout = float(read_timeout)
         self.write_timeout = float(write_timeout)
         self.artim_timeout = float(artim_timeout)
@@ -167,6 +207,7 @@ class Server:
         self._lock = threading.Lock()
         self._serving: set[threading.Thread] = set()     # association threads
         self._rejecting: set[threading.Thread] = set()   # over-limit connections being refused
+        self._abandoned: set[threading.Thread] = set()   # stuck in a handler the watchdog gave up on
         self._accept_thread: threading.Thread | None = None
         self._accept_done = threading.Event()
 
@@ -180,6 +221,13 @@ class Server:
         """How many associations are being served right now."""
         with self._lock:
             return len(self._serving)
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Association threads still stuck in a handler call the watchdog gave
+        up on (their associations are aborted; see ``handler_timeout``)."""
+        with self._lock:
+            return sum(1 for t in self._abandoned if t.is_alive())
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> Server:
         """Listen on ``host:port`` (0: any free port, then see :attr:`port`) and
@@ -224,6 +272,11 @@ class Server:
             thread.join(timeout)
             if thread.is_alive():
                 self.logger.warning("%s did not stop within %.1f s", thread.name, timeout)
+        self._watchdog.stop(timeout)
+        stuck = self.abandoned_threads
+        if stuck:
+            self.logger.warning("%d abandoned handler thread(s) still running at shutdown "
+                                "(Python threads cannot be killed)", stuck)
         if not any(t.is_alive() for t in threads):
             for sock in (self._wake_r, self._wake_w):
                 if sock is not None:
@@ -255,6 +308,7 @@ class Server:
             raise
         self._wake_r, self._wake_w = socket.socketpair()
         self._listener = listener
+        self._watchdog.start()
         self.host, self.port = listener.getsockname()[:2]
         self.logger.info("%s listening on %s:%d", self.ae_title, self.host, self.port)
 
@@ -325,6 +379,7 @@ class Server:
         driver = driver_class(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
                               logger=log, interrupt_fd=self._wake_r.fileno())
         assoc: Association | None = None
+        guard = self._watchdog.register(peer)
         try:
             conn.transport_connected(time.monotonic())
             event = driver.receive_event(self.artim_timeout + 1.0)  # ARTIM (Sta2) fires first
@@ -359,6 +414,9 @@ class Server:
                      rq.called_ae, peer, len(negotiated.contexts), len(rq.presentation_contexts))
             assoc = Association(driver, negotiated, rq=rq, ac=answer, dimse_timeout=self.dimse_timeout,
                                 logger=log)
+            # Over the cap the assembler raises PDUError as the cap is crossed: the association is aborted.
+            assoc._assembler.max_dataset_bytes = self.max_dataset_bytes
+            guard.assoc = assoc
             info = AssociationInfo(rq.calling_ae, rq.called_ae, driver.peer_address, negotiated, rq, answer)
             hook = getattr(self.handler, "on_association", None)
             if hook is not None:
@@ -367,6 +425,13 @@ class Server:
                 except Exception:
                     log.exception("on_association handler failed (the association goes on)")
             self._serve(assoc, info)
+        except HandlerAbandoned:
+            # The watchdog aborted this association (see _abandon); wait for
+            # that to finish, then close what is left. The late result is dropped.
+            log.warning("handler %s for %s returned after %.1f s, long after the watchdog gave up on it; "
+                        "its result is dropped", guard.name, peer, time.monotonic() - guard.started)
+            if guard.aborter is not None:
+                guard.aborter.join(_ABORT_JOIN)
         except Interrupted:
             log.info("server shutting down: aborting the association with %s", peer)
             if assoc is not None:
@@ -386,6 +451,9 @@ class Server:
             if assoc is not None:
                 assoc.abort()
         finally:
+            self._watchdog.unregister(guard)
+            if guard.abandoned and guard.aborter is not None:
+                guard.aborter.join(_ABORT_JOIN)  # never close under the aborting thread's feet
             driver.close()
             if assoc is not None and assoc._assembler.in_progress:
                 # Ended mid-message: a half-streamed C-STORE leaves no temporary
@@ -394,6 +462,46 @@ class Server:
             with self._lock:
                 self._serving.discard(threading.current_thread())
                 self._rejecting.discard(threading.current_thread())
+                self._abandoned.discard(threading.current_thread())
+
+    # --------------------------------------------------------- the watchdog
+    def _abandon(self, guard: HandlerGuard) -> None:
+        """On the watchdog thread: ``guard``'s handler call ran past
+        ``handler_timeout``. Release the slot and abort the association on a
+        short-lived thread (the A-ABORT write and linger take up to a few
+        seconds; the watchdog must not wait for them)."""
+        thread = guard.thread
+        with self._lock:
+            self._serving.discard(thread)
+            self._abandoned.add(thread)
+            self.handler_timeouts += 1
+            stuck = sum(1 for t in self._abandoned if t.is_alive())
+        self.logger.warning(
+            "handler %s for %s still running after %.1f s (handler_timeout): aborting the association and "
+            "releasing its slot; the thread cannot be killed and is abandoned (%d abandoned handler "
+            "thread(s) running)", guard.name, guard.peer, time.monotonic() - guard.started, stuck)
+        aborter = threading.Thread(target=self._abort_abandoned, args=(guard,), daemon=True,
+                                   name=f"dicomnet-abort-{guard.peer}")
+        guard.aborter = aborter
+        aborter.start()
+
+    def _abort_abandoned(self, guard: HandlerGuard) -> None:
+        """A-ABORT (PS3.8 7.3.1, source service-user) and close, for an
+        association whose own thread is stuck in its handler. That thread
+        touches the association again only after this finishes (it joins us)."""
+        assoc = guard.assoc
+        if assoc is None:  # pragma: no cover - handlers run only on established associations
+            return
+        try:
+            driver = assoc._driver
+            driver.write_timeout = min(driver.write_timeout, _ABORT_WRITE_TIMEOUT)
+            assoc.abort()
+        except Exception:  # noqa: BLE001 - whatever happens, the socket gets closed
+            self.logger.exception("aborting the association with %s failed", guard.peer)
+            try:
+                assoc._driver.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     def _reject(self, driver: SyncDriver, rj: AAssociateRJ, calling_ae: str, peer: str) -> None:
         """Send A-ASSOCIATE-RJ and wait (ARTIM) for the requestor to close (PS3.8 AE-8, Sta13)."""

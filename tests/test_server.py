@@ -296,6 +296,19 @@ def test_server_validates_arguments():
         Server(max_associations=0)
     with pytest.raises(ValueError):
         Server(read_timeout=-1)
+    with pytest.raises(ValueError):
+        Server(handler_timeout=0)
+    with pytest.raises(ValueError):
+        Server(max_dataset_bytes=-1)
+    assert Server(dimse_timeout=7).handler_timeout == 7.0      # the documented default
+
+
+def test_handler_is_proxied_for_timing_but_its_attributes_pass_through():
+    rec = Recorder()
+    srv = Server("SCP", rec)
+    assert srv.handler.__wrapped__ is rec
+    assert srv.handler.echoes is rec.echoes
+    assert Server("SCP").handler is None
 
 
 def test_shutdown_lets_a_running_handler_finish_then_aborts():

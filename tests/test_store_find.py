@@ -344,6 +344,59 @@ def test_find_several_matches_in_order():
     assert query.QueryRetrieveLevel == "STUDY" and query.StudyDate == "20200101-" and "PatientID" in query
 
 
+def test_many_matches_go_out_in_batches_byte_for_byte(monkeypatch):
+    from dicomnet.transport import sync
+
+    writes = []
+    original = sync.SyncDriver._write_all
+
+    def counting(self, buffers):
+        writes.append(len(buffers))
+        return original(self, buffers)
+
+    monkeypatch.setattr(sync.SyncDriver, "_write_all", counting)
+    sent = [match(i) for i in range(300)]
+
+    class Many:
+        def on_find(self, ctx, query):
+            for i, ds in enumerate(sent):
+                yield (0xFF01, ds) if i % 7 == 3 else ds
+
+    with serve(Many()) as srv, associate(srv) as assoc:
+        before = len(writes)
+        result = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        got = [bytes(encode_dataset(ds, ds.transfer_syntax)) for ds in result]
+        during = len(writes) - before
+    assert result.status == 0 and result.matches == 300
+    assert got == [bytes(encode_dataset(ds, EXPLICIT)) for ds in sent]
+    # One write per batch of pending responses, not one per match.
+    assert during < 30
+
+
+def test_a_slow_handler_gets_each_match_sent_at_once():
+    received = [threading.Event() for _ in range(2)]
+
+    class Slow:
+        def on_find(self, ctx, query):
+            yield match(0)                       # the first match always goes out at once
+            if not received[0].wait(5):
+                raise TimeoutError("match 0 was held back")
+            time.sleep(0.01)                     # a slow next(): no batching from here on
+            yield match(1)
+            if not received[1].wait(5):
+                raise TimeoutError("match 1 was held back")
+            yield match(2)
+
+    with serve(Slow()) as srv, associate(srv) as assoc:
+        result = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        ids = []
+        for ds in result:
+            ids.append(ds.PatientID)
+            if len(ids) <= 2:
+                received[len(ids) - 1].set()
+    assert ids == ["P000", "P001", "P002"] and result.status == 0
+
+
 @pytest.mark.parametrize("model", ["patient", "study", "worklist"])
 def test_find_models_map_to_their_sop_class(model):
     finder = Finder(1)

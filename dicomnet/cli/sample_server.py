@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, tls_context
-from dicomnet.cli.store_scp import add_listen_options, serve_until_signalled, storage_contexts
+from dicomnet.cli.store_scp import add_listen_options, serve_until_signalled, server_limits, storage_contexts
 
 __all__ = ["add_parser", "run", "build_archive"]
 
@@ -118,9 +118,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = Server(args.aet, handler, contexts=storage_contexts(), destinations=destinations,
                         read_timeout=args.timeout, write_timeout=args.timeout, artim_timeout=args.timeout,
-                        dimse_timeout=args.timeout, max_associations=args.max_associations,
-                        require_called_ae=False, logger=logging.getLogger("dicomnet"),
-                        tls=tls_context(args, server_side=True))
+                        dimse_timeout=args.timeout, require_called_ae=False, logger=logging.getLogger("dicomnet"),
+                        tls=tls_context(args, server_side=True), **server_limits(args))
     except ValueError as exc:
         out.error(str(exc))
         return EXIT_FAILURE

@@ -62,6 +62,38 @@ def add_listen_options(p: argparse.ArgumentParser) -> None:
                    help="address to listen on (default: $DICOMNET_BIND or %(default)s)")
     p.add_argument("--max-associations", type=int, default=32, metavar="N",
                    help="associations served at once (default: %(default)s)")
+    p.add_argument("--max-dataset-bytes", type=_byte_size, default=None, metavar="N[K|M|G]",
+                   help="largest data set an association may hold in memory; a peer sending a bigger one "
+                        "is aborted (files streamed to disk are not capped; default: 2G)")
+    p.add_argument("--handler-timeout", type=float, default=None, metavar="S",
+                   help="a handler call running longer aborts its association and frees its slot "
+                        "(default: --timeout)")
+
+
+def _byte_size(text: str) -> int:
+    """``--max-dataset-bytes``: a byte count, optionally with K, M or G (powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(value[-1:], 1)
+    if scale != 1:
+        value = value[:-1]
+    try:
+        size = int(float(value) * scale)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 2G)") from None
+    if size < 0:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return size
+
+
+def server_limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The Server keyword arguments for the limit options of :func:`add_listen_options`."""
+    limits: dict[str, Any] = {"max_associations": args.max_associations}
+    if getattr(args, "max_dataset_bytes", None) is not None:
+        limits["max_dataset_bytes"] = args.max_dataset_bytes
+    if getattr(args, "handler_timeout", None) is not None:
+        limits["handler_timeout"] = args.handler_timeout
+    return limits
 
 
 def safe_uid(value: Any) -> str | None:
@@ -231,8 +263,8 @@ def run(args: argparse.Namespace) -> int:
         handler = StoreSCPHandler(args.out, args.layout, args.ignore)
         server = Server(args.aet, handler, contexts=storage_contexts(), read_timeout=args.timeout,
                         write_timeout=args.timeout, artim_timeout=args.timeout, dimse_timeout=args.timeout,
-                        max_associations=args.max_associations, require_called_ae=False,
-                        tls=tls_context(args, server_side=True))
+                        require_called_ae=False, tls=tls_context(args, server_side=True),
+                        **server_limits(args))
     except (ValueError, OSError) as exc:
         out.error(str(exc))
         return EXIT_FAILURE

@@ -310,6 +310,25 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     ascending order, a missing or wrong CommandGroupLength, a missing
     CommandField, or a value that does not fit its VR.
     """
+    # The pending responses of one C-FIND (or C-GET/C-MOVE) often repeat the
+    # same bytes; a small cache of recent decodings skips the element walk.
+    key = bytes(data)
+    seen = _RECENT.get(key)
+    if seen is not None:
+        return Command(seen)          # a copy: the caller may change its own
+    command = _decode_command(data)
+    if all(type(v) in (int, str) for v in command.values()):   # immutable values only
+        if len(_RECENT) >= _RECENT_MAX:
+            _RECENT.clear()
+        _RECENT[key] = Command(command)
+    return command
+
+
+_RECENT: dict[bytes, Command] = {}
+_RECENT_MAX = 64
+
+
+def _decode_command(data: bytes | bytearray | memoryview) -> Command:
     index = ElementIndex(data, implicit=True, little=True)
     n = len(index)
     command = Command()

@@ -30,7 +30,13 @@ Statuses the SCP chooses itself (PS3.4 B.2.3, C.4.1.1.4; PS3.7 C.5):
   (pynetdicom answers 0xC211 / 0xC311 in that case.)
 * C-FIND: each match is a Pending response (0xFF00, or what the handler
   yields with it); a C-CANCEL-RQ for the request sets ``ctx.cancelled``, no
-  further match is sent and the final status is Cancel (0xFE00).
+  further match is sent and the final status is Cancel (0xFE00). Pending
+  responses go out in batches (one socket write for up to 64 of them; see
+  ``_BATCH_MESSAGES``), and the socket is polled for the C-CANCEL once per
+  batch. The first match is sent at once, and once one ``next()`` of the
+  handler took longer than 2 ms every later match is sent as soon as it is
+  produced; a match can still wait behind one slow ``next()`` that follows
+  a fast burst.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ import itertools
 import os
 import select
 import struct
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -47,7 +54,7 @@ from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset, read_file
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp
+from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp, encode_command
 from dicomnet.dimse.scu import send_encoded
 from dicomnet.errors import ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
@@ -450,8 +457,23 @@ def _match(item: Any) -> tuple[int, Dataset]:
     raise TypeError(f"on_find yielded {type(item).__name__}, not a Dataset")
 
 
+# Pending responses are written in batches: one socket write carries up to
+# _BATCH_MESSAGES responses or _BATCH_BYTES of identifiers, instead of a
+# sendmsg per match. A handler that turns out slow (one ``next()`` taking
+# longer than _SLOW_MATCH seconds) gets each match sent as soon as it is
+# produced from then on, so a match never waits behind a slow one for long.
+_BATCH_MESSAGES = 64
+_BATCH_BYTES = 64 * 1024
+_SLOW_MATCH = 0.002
+
+
 def handle_find(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
-    """Answer one C-FIND-RQ: a Pending response per match, then the final one."""
+    """Answer one C-FIND-RQ: a Pending response per match, then the final one.
+
+    The pending command set is the same for every match of one status, so it
+    is encoded once; responses are sent in batches (see ``_BATCH_MESSAGES``),
+    each P-DATA-TF still within the peer's maximum PDU length. A C-CANCEL-RQ
+    is looked for once per batch (one ``poll`` per batch, not per match)."""
     command = message.command
     log = server.logger
     message_id = command.message_id or 0
@@ -467,29 +489,35 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
     watch = _CancelWatch(assoc, message_id)
     matches: Iterator[Any] | None = None
     sent = 0
+    batch = _FindBatch(assoc, context_id, message_id, sop_class, ctx.transfer_syntax)
     try:
         if message.dataset is None:
             raise ValueError("C-FIND-RQ without an Identifier")
         query = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
         results = on_find(ctx, query)
         matches = iter(results if results is not None else ())
+        clock = time.perf_counter
+        limit, slow = 1, False         # the first match goes out at once
         while True:
-            if watch.check():
-                ctx.cancelled = True
+            if batch.count >= limit or batch.size >= _BATCH_BYTES:
+                sent += batch.flush()
+                limit = 1 if slow else _BATCH_MESSAGES
+                if watch.check():
+                    ctx.cancelled = True
             if ctx.cancelled:
                 break
+            started = clock()
             try:
                 item = next(matches)
             except StopIteration:
                 break
+            if not slow and clock() - started > _SLOW_MATCH:
+                slow, limit = True, 1  # a slow handler: no batching from here on
             status, ds = _match(item)
-            data = encode_dataset(ds, ctx.transfer_syntax)
-            # Sending is outside the handler's fault: a transport error ends the association.
-            try:
-                assoc._send_message(context_id, c_find_rsp(message_id, sop_class, status), data)
-            except BaseException as exc:
-                raise _SendFailed() from exc
-            sent += 1
+            batch.add(status, encode_dataset(ds, ctx.transfer_syntax))
+        # Matches produced before a cancel are still sent (PS3.4 C.4.1.3.2:
+        # responses already under way may arrive before the Cancel).
+        sent += batch.flush()
         if ctx.cancelled:
             final = st.CANCEL
     except _SendFailed as failed:
@@ -498,6 +526,12 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
         raise failed.__cause__
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
         log.exception("C-FIND handler failed")
+        try:
+            sent += batch.flush()          # the matches before the fault go out first
+        except _SendFailed as failed:
+            _close(matches)
+            assert failed.__cause__ is not None
+            raise failed.__cause__
         final, comment = _failure_status(exc, store=False), error_comment(exc)
     _close(matches)
     if watch.gone:
@@ -505,6 +539,61 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
         return
     log.debug("C-FIND %d: %d match(es), final 0x%04X", message_id, sent, final)
     assoc._send_message(context_id, c_find_rsp(message_id, sop_class, final, error_comment=comment))
+
+
+class _FindBatch:
+    """Pending C-FIND responses queued on the Connection, written together.
+
+    The identifiers are referenced, not copied, until :meth:`flush` writes
+    them (they are fresh ``bytes``/``bytearray`` objects, or views of a data
+    set the handler keeps alive)."""
+
+    __slots__ = ("assoc", "context_id", "message_id", "sop_class", "commands", "count", "size", "_keep")
+
+    def __init__(self, assoc: Association, context_id: int, message_id: int, sop_class: str | None,
+                 transfer_syntax: str) -> None:
+        self.assoc = assoc
+        self.context_id = context_id
+        self.message_id = message_id
+        self.sop_class = sop_class
+        self.commands: dict[int, bytes] = {}
+        self.count = 0
+        self.size = 0
+        self._keep: list[Any] = []
+
+    def add(self, status: int, data: Any) -> None:
+        encoded = self.commands.get(status)
+        if encoded is None:
+            encoded = self.commands[status] = encode_command(c_find_rsp(self.message_id, self.sop_class, status))
+        conn = self.assoc._conn
+        if not conn.is_established:
+            raise _SendFailed() from self._not_established()
+        conn.send_pdata(self.context_id, True, encoded)
+        conn.send_pdata(self.context_id, False, data)
+        self._keep.append(data)
+        self.count += 1
+        self.size += len(data)
+
+    def _not_established(self) -> BaseException:
+        try:
+            self.assoc._raise_not_established()
+        except BaseException as exc:  # noqa: BLE001 - handed on as the cause
+            return exc
+        return RuntimeError("the association is not established")  # pragma: no cover
+
+    def flush(self) -> int:
+        """Write what is queued; the number of responses written."""
+        count = self.count
+        if not count:
+            return 0
+        try:
+            self.assoc._driver.flush()
+        except BaseException as exc:
+            raise _SendFailed() from exc
+        finally:
+            self._keep.clear()
+            self.count = self.size = 0
+        return count
 
 
 class _SendFailed(Exception):

@@ -303,3 +303,14 @@ def test_pynetdicom_find_rsp_decodes() -> None:
     cmd = decode_command(theirs)
     assert cmd.command_field is CommandField.C_FIND_RSP and cmd.status == 0xFF00
     assert cmd.has_dataset and cmd.message_id == 4
+
+
+def test_repeated_command_bytes_decode_to_independent_copies():
+    raw = encode_command(C.c_find_rsp(9, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF00))
+    first = decode_command(raw)
+    first["Status"] = 0
+    second = decode_command(memoryview(raw))
+    assert second == decode_command(bytearray(raw)) and second["Status"] == 0xFF00
+    assert second is not first and type(second) is Command
+    other = decode_command(encode_command(C.c_find_rsp(9, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF01)))
+    assert other["Status"] == 0xFF01

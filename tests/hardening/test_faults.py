@@ -304,6 +304,84 @@ def test_hanging_handler_times_out_at_the_client_and_blocks_nobody(store_server)
     record("faults", injected=1, hung_handlers=1)
 
 
+class Hanging:
+    """on_store / on_find that hang (until released) for calling AE 'HANG'."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.returned: list[str] = []
+
+    def on_store(self, ctx, dataset):
+        if ctx.calling_ae == "HANG":
+            self.release.wait(30)
+        self.returned.append(ctx.calling_ae)
+        return 0
+
+    def on_find(self, ctx, query):
+        yield {"PatientID": "FIRST"}
+        if ctx.calling_ae == "HANG":
+            self.release.wait(30)      # a lazy match that never comes
+        self.returned.append(ctx.calling_ae)
+        yield {"PatientID": "SECOND"}
+
+
+@pytest.mark.parametrize("service", ["store", "find"])
+def test_hung_handler_is_abandoned_and_its_slot_released(tmp_path, caplog, service):
+    """max_associations=1 and a handler that hangs: after handler_timeout the
+    watchdog aborts that association and frees the slot; a new association is
+    accepted and served; the late result is dropped."""
+    handler = Hanging()
+    srv = Server("HARDEN", handler, max_associations=1, handler_timeout=1.0, dimse_timeout=5.0,
+                 artim_timeout=1.0, read_timeout=5.0, write_timeout=5.0)
+    srv.start("127.0.0.1", 0)
+    path = tmp_path / "one.dcm"
+    make_instance(path, 16, 16)
+    contexts = [VERIFICATION, (CT, EXPLICIT), (STUDY_FIND, EXPLICIT)]
+    query = {"QueryRetrieveLevel": "STUDY", "PatientID": None}
+    try:
+        client = Client("HANG", dimse_timeout=20.0)   # far longer: the server must act, not the client
+        assoc = client.associate("127.0.0.1", srv.port, "HARDEN", contexts=contexts)
+        # The slot is taken: a second association is refused (transient, local limit exceeded).
+        with pytest.raises(DicomNetError):
+            Client("OTHER", artim_timeout=3.0).associate("127.0.0.1", srv.port, "HARDEN", contexts=contexts)
+        t0 = time.monotonic()
+        got = []
+        with caplog.at_level("WARNING", logger="dicomnet"), pytest.raises(DicomNetError) as info:
+            if service == "store":
+                assoc.store(str(path))
+            else:
+                for ds in assoc.find(query):
+                    got.append(ds.PatientID)
+        aborted_after = time.monotonic() - t0
+        assert 0.9 < aborted_after < 4.0, aborted_after
+        assert "abort" in type(info.value).__name__.lower() or "abort" in str(info.value).lower()
+        assert got == ([] if service == "store" else ["FIRST"])
+        assert assoc.is_closed
+        assert wait_for(lambda: srv.active_associations == 0, 3.0)
+        assert srv.abandoned_threads == 1 and srv.handler_timeouts == 1
+        assert any("handler_timeout" in r.getMessage() and "abandoned" in r.getMessage() for r in caplog.records)
+        # The slot is free again: a new association is accepted and served in full.
+        with Client("NEXT", dimse_timeout=5.0).associate("127.0.0.1", srv.port, "HARDEN",
+                                                         contexts=contexts) as other:
+            assert other.echo() == 0
+            if service == "store":
+                assert other.store(str(path)) == 0
+            else:
+                assert [ds.PatientID for ds in other.find(query)] == ["FIRST", "SECOND"]
+        # The stuck handler returns at last: its result goes nowhere, its thread ends.
+        with caplog.at_level("WARNING", logger="dicomnet"):
+            handler.release.set()
+            assert wait_for(lambda: srv.abandoned_threads == 0, 5.0)
+        assert "HANG" in handler.returned
+        assert wait_for(lambda: any("result is dropped" in r.getMessage() for r in caplog.records), 3.0)
+        assert echo_ok(srv.port)
+        assert not [t for t in threading.enumerate() if t.name.startswith("dicomnet-abort-")]
+    finally:
+        handler.release.set()
+        srv.shutdown(5.0)
+    record("faults", injected=1, hung_handlers_abandoned=1, max_abandon_s=round(aborted_after, 2))
+
+
 # -------------------------------------------------------------------- proxy
 def _store_through(port: int, path: str, *, timeout: float = 5.0) -> int:
     client = Client("PROXIED", connect_timeout=3.0, read_timeout=timeout, write_timeout=timeout,

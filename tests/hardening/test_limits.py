@@ -306,3 +306,138 @@ def test_server_survives_all_of_it_concurrently(server):
 
 if __name__ == "__main__":
     write_corpus()
+
+
+# ------------------------------------------------- per-association memory cap
+class _InMemoryStore:
+    """Keeps nothing on disk: every data set is held in memory (on_store only);
+    ``stream`` adds store_destination, so data sets go to files instead."""
+
+    def __init__(self, folder=None) -> None:
+        self.folder = folder
+        self.sizes: list[int] = []
+
+    def on_store(self, ctx, dataset):
+        pixels = dataset.get("PixelData")      # a numpy view (bytes for an unknown layout)
+        self.sizes.append(int(getattr(pixels, "nbytes", None) or len(pixels)))
+        return 0
+
+
+class _StreamingStore(_InMemoryStore):
+    def store_destination(self, ctx, command):
+        return os.path.join(self.folder, str(command.get("AffectedSOPInstanceUID")) + ".dcm")
+
+
+def _buffer_sizes(monkeypatch) -> list[int]:
+    """Record every data set buffer size the assembler allocates or grows to."""
+    from dicomnet.dimse import assembler
+
+    sizes: list[int] = []
+    new, grow = assembler._new_buffer, assembler._grow
+
+    def recording_new(size):
+        sizes.append(size)
+        return new(size)
+
+    def recording_grow(buf, size, used):
+        sizes.append(size)
+        return grow(buf, size, used)
+
+    monkeypatch.setattr(assembler, "_new_buffer", recording_new)
+    monkeypatch.setattr(assembler, "_grow", recording_grow)
+    return sizes
+
+
+def test_in_memory_data_set_over_max_dataset_bytes_is_aborted(tmp_path, monkeypatch, caplog):
+    """Server(max_dataset_bytes=256 KiB): a 2 MiB C-STORE held in memory is
+    aborted (A-ABORT) as the cap is crossed -- no buffer ever exceeds the cap --
+    with a log line naming the limit; the server goes on serving, a data set
+    under the cap is stored, and a streamed one (store_destination) is not capped."""
+    from dicomnet.client import Client
+    from dicomnet.errors import AssociationAborted, DicomNetError
+    from dicomnet.server import Server
+
+    from .test_faults import make_instance
+
+    cap = 256 << 10
+    big, small = tmp_path / "big.dcm", tmp_path / "small.dcm"
+    make_instance(big, 1024, 1024, seed=11)      # 2 MiB of pixels
+    make_instance(small, 128, 128, seed=12)      # 32 KiB
+    sizes = _buffer_sizes(monkeypatch)
+    handler = _InMemoryStore()
+    # 16 KiB PDUs: the data set arrives in many fragments and the buffer grows towards the cap.
+    srv = Server("HARDEN", handler, max_dataset_bytes=cap, max_pdu=16384, artim_timeout=1.0, read_timeout=5.0,
+                 dimse_timeout=5.0).start("127.0.0.1", 0)
+    try:
+        client = Client("BIG", dimse_timeout=5.0, write_timeout=5.0)
+        assoc = client.associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, EXPLICIT)])
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="dicomnet"), pytest.raises(DicomNetError) as info:
+            assoc.store(str(big))
+        assert time.monotonic() - t0 < 5.0
+        assert isinstance(info.value, AssociationAborted), info.value
+        assert assoc.is_closed
+        assert handler.sizes == []                               # the handler never saw it
+        assert sizes and max(sizes) <= cap, sizes                # nothing past the cap was allocated
+        assert any("max_dataset_bytes" in r.getMessage() for r in caplog.records)
+        assert echo_ok(srv.port)
+        with Client("SMALL").associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, EXPLICIT)]) as a2:
+            assert a2.store(str(small)) == 0
+        assert handler.sizes == [128 * 128 * 2]
+    finally:
+        srv.shutdown(5.0)
+    # Streamed to disk: the cap does not apply.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    streaming = _StreamingStore(str(folder))
+    with Server("HARDEN", streaming, max_dataset_bytes=cap, artim_timeout=1.0).start("127.0.0.1", 0) as srv2:
+        with Client("BIG").associate("127.0.0.1", srv2.port, "HARDEN", contexts=[(CT, EXPLICIT)]) as a3:
+            assert a3.store(str(big)) == 0
+    assert streaming.sizes == [1024 * 1024 * 2]
+    record("limits", cases=2, dataset_cap_aborts=1)
+
+
+def test_max_dataset_bytes_default_and_none():
+    from dicomnet.server import DEFAULT_MAX_DATASET_BYTES, Server
+
+    assert Server("HARDEN").max_dataset_bytes == DEFAULT_MAX_DATASET_BYTES == 2 << 30
+    assert Server("HARDEN", max_dataset_bytes=None).max_dataset_bytes is None
+
+
+def test_store_scp_max_dataset_bytes_flag(tmp_path):
+    """``dicomnet store-scp --ignore --max-dataset-bytes 256K`` (a subprocess):
+    the over-sized in-memory data set is aborted, a small one is stored, and
+    a bad size is a usage error."""
+    import json
+    import subprocess
+    import sys
+
+    from dicomnet.client import Client
+    from dicomnet.errors import AssociationAborted
+
+    from .test_faults import make_instance
+
+    big, small = tmp_path / "big.dcm", tmp_path / "small.dcm"
+    make_instance(big, 1024, 1024, seed=13)
+    make_instance(small, 64, 64, seed=14)
+    cmd = [sys.executable, "-m", "dicomnet", "store-scp", "--ignore", "--max-dataset-bytes", "256K",
+           "--handler-timeout", "5", "--port", "0", "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert first.get("event") == "listening", first
+        port = int(first["port"])
+        client = Client("BIG", dimse_timeout=10.0)
+        assoc = client.associate("127.0.0.1", port, "ANY-SCP", contexts=[(CT, EXPLICIT)])
+        with pytest.raises(AssociationAborted):
+            assoc.store(str(big))
+        with Client("SMALL").associate("127.0.0.1", port, "ANY-SCP", contexts=[(CT, EXPLICIT)]) as a2:
+            assert a2.store(str(small)) == 0
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=15)
+    assert "max_dataset_bytes (262144)" in err
+    bad = subprocess.run([*cmd[:6], "lots", "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "not a size" in bad.stderr
+    record("limits", cases=2)

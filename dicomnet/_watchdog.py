@@ -1,0 +1,257 @@
+"""The handler watchdog of :class:`dicomnet.Server`.
+
+Each association runs its handler's methods on its own thread. A handler that
+hangs (a database that never answers, a deadlock) would hold that thread and
+its ``max_associations`` slot for ever. Python cannot kill a thread, so the
+watchdog does the next best thing: when one handler call has run longer than
+``handler_timeout`` it marks the association's :class:`HandlerGuard`
+abandoned and asks the server to abort the association (A-ABORT to the peer,
+socket closed) and release its slot. The stuck thread is left to run; when
+its handler call finally returns (or raises), the guard raises
+:class:`HandlerAbandoned` on that thread instead of handing the result back,
+so the result is dropped and nothing touches the aborted association again.
+
+Handler calls are timed through :class:`GuardedHandler`, a thin proxy the
+server puts around the application's handler: every ``on_*`` method and
+``store_destination`` is timed, and so is each step of an iterator one of them
+returns (C-FIND matches, C-MOVE/C-GET instances produced lazily).
+
+One watchdog thread serves a whole server; it sleeps until the earliest
+deadline of a running handler call (or until a call starts when none runs).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["HandlerAbandoned", "HandlerGuard", "HandlerWatchdog", "GuardedHandler"]
+
+_monotonic = time.monotonic
+
+
+class HandlerAbandoned(BaseException):
+    """Raised on an association's thread when its handler call returns after the
+    watchdog gave up on it. A ``BaseException``: the ``except Exception`` that
+    turns handler faults into failure statuses must not catch it -- there is no
+    association left to answer on."""
+
+
+class HandlerGuard:
+    """The handler state of one association thread (see the module docstring).
+
+    ``assoc`` is set once the association is established; the watchdog aborts
+    it. ``aborter`` is the thread that does so, joined by the abandoned thread
+    before it closes what is left."""
+
+    __slots__ = ("watchdog", "thread", "peer", "assoc", "name", "started", "deadline", "depth",
+                 "abandoned", "aborter")
+
+    def __init__(self, watchdog: HandlerWatchdog, peer: str) -> None:
+        self.watchdog = watchdog
+        self.thread = threading.current_thread()
+        self.peer = peer
+        self.assoc: Any = None
+        self.name = ""
+        self.started = 0.0
+        self.deadline: float | None = None
+        self.depth = 0
+        self.abandoned = False
+        self.aborter: threading.Thread | None = None
+
+    def enter(self, name: str) -> None:
+        """A handler call starts."""
+        watchdog = self.watchdog
+        with watchdog._cond:
+            if self.abandoned:
+                raise HandlerAbandoned(name)
+            self.depth += 1
+            if self.depth == 1:
+                self.name = name
+                self.started = _monotonic()
+                self.deadline = self.started + watchdog.timeout
+                wake = watchdog._wake_at
+                if wake is None or self.deadline < wake:
+                    watchdog._cond.notify()
+
+    def leave(self) -> None:
+        """The handler call returned or raised. Raises HandlerAbandoned if the
+        watchdog gave up on it meanwhile (its result must be dropped)."""
+        with self.watchdog._cond:
+            self.depth -= 1
+            if self.depth <= 0:
+                self.depth = 0
+                self.deadline = None
+            if self.abandoned:
+                raise HandlerAbandoned(self.name)
+
+    def call(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` timed as handler call ``name``."""
+        self.enter(name)
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            self.leave()     # raises HandlerAbandoned in place of a late result or exception
+        return _guard_result(result, self, name)
+
+
+class HandlerWatchdog:
+    """Times handler calls; calls ``on_expired(guard)`` (on the watchdog thread,
+    once per guard) when one runs longer than ``timeout`` seconds."""
+
+    def __init__(self, timeout: float, on_expired: Callable[[HandlerGuard], None], *,
+                 logger: logging.Logger | None = None, name: str = "dicomnet-watchdog") -> None:
+        if not timeout > 0:
+            raise ValueError(f"handler_timeout must be positive, got {timeout!r}")
+        self.timeout = float(timeout)
+        self._on_expired = on_expired
+        self._log = logger or logging.getLogger("dicomnet")
+        self._cond = threading.Condition(threading.Lock())
+        self._guards: dict[int, HandlerGuard] = {}     # thread ident -> guard
+        self._wake_at: float | None = None             # when the sleeping watchdog wakes (None: not timed)
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._name = name
+
+    # ------------------------------------------------------------ guards
+    def register(self, peer: str) -> HandlerGuard:
+        """A guard for the calling thread (an association's)."""
+        guard = HandlerGuard(self, peer)
+        with self._cond:
+            self._guards[threading.get_ident()] = guard
+        return guard
+
+    def unregister(self, guard: HandlerGuard) -> None:
+        with self._cond:
+            ident = guard.thread.ident
+            if ident is not None and self._guards.get(ident) is guard:
+                del self._guards[ident]
+
+    def current(self) -> HandlerGuard | None:
+        """The calling thread's guard, if it has one."""
+        return self._guards.get(threading.get_ident())
+
+    # ------------------------------------------------------------ thread
+    def start(self) -> None:
+        if self._thread is None and self.timeout != float("inf"):
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        cond = self._cond
+        with cond:
+            while not self._stopped:
+                now = _monotonic()
+                due: float | None = None
+                for guard in list(self._guards.values()):
+                    deadline = guard.deadline
+                    if deadline is None or guard.abandoned:
+                        continue
+                    if deadline <= now:
+                        guard.abandoned = True
+                        try:
+                            self._on_expired(guard)
+                        except Exception:  # noqa: BLE001 - the watchdog must keep watching
+                            self._log.exception("handler watchdog: aborting %s failed", guard.peer)
+                        # Abandoned guards leave the table: their threads are no longer ours.
+                        ident = guard.thread.ident
+                        if ident is not None and self._guards.get(ident) is guard:
+                            del self._guards[ident]
+                    elif due is None or deadline < due:
+                        due = deadline
+                self._wake_at = due
+                cond.wait(None if due is None else max(due - now, 0.0))
+                self._wake_at = None
+
+
+class _GuardedIterator:
+    """An iterator a handler returned; each step is a timed handler call."""
+
+    __slots__ = ("_it", "_guard", "_name")
+
+    def __init__(self, it: Iterator[Any], guard: HandlerGuard, name: str) -> None:
+        self._it = it
+        self._guard = guard
+        self._name = name
+
+    def __iter__(self) -> _GuardedIterator:
+        return self
+
+    def __next__(self) -> Any:
+        guard = self._guard
+        guard.enter(self._name)
+        try:
+            return next(self._it)
+        finally:
+            guard.leave()
+
+    def close(self) -> None:
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            self._guard.call(self._name + " (close)", close)
+
+
+def _is_iterator(value: Any) -> bool:
+    return hasattr(value, "__next__") and not isinstance(value, (str, bytes, tuple, list, dict))
+
+
+def _guard_result(result: Any, guard: HandlerGuard, name: str) -> Any:
+    """``result`` with a lazily produced part (an iterator) timed step by step.
+    A ``(address, instances)`` pair (``on_move``) keeps its shape."""
+    if _is_iterator(result):
+        return _GuardedIterator(result, guard, name)
+    if type(result) is tuple and len(result) == 2 and _is_iterator(result[1]):
+        return (result[0], _GuardedIterator(result[1], guard, name))
+    return result
+
+
+#: Handler attributes that are timed (everything else is passed through).
+def _timed(name: str) -> bool:
+    return name.startswith("on_") or name == "store_destination"
+
+
+class GuardedHandler:
+    """The proxy :class:`dicomnet.Server` keeps as ``server.handler``: attribute
+    access goes to the application's handler (``__wrapped__``); its ``on_*``
+    methods and ``store_destination`` come back timed by the watchdog when
+    called on an association thread."""
+
+    __slots__ = ("__wrapped__", "_watchdog")
+
+    def __init__(self, handler: object, watchdog: HandlerWatchdog) -> None:
+        object.__setattr__(self, "__wrapped__", handler)
+        object.__setattr__(self, "_watchdog", watchdog)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.__wrapped__, name)
+        if not _timed(name) or not callable(attr):
+            return attr
+        watchdog = self._watchdog
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            guard = watchdog.current()
+            if guard is None:          # not on an association thread (e.g. called by the application)
+                return attr(*args, **kwargs)
+            return guard.call(name, attr, *args, **kwargs)
+
+        timed.__name__ = name
+        timed.__wrapped__ = attr  # type: ignore[attr-defined]
+        return timed
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.__wrapped__, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return f"<GuardedHandler {self.__wrapped__!r}>"
