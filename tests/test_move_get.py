@@ -119,6 +119,28 @@ def test_get_yields_every_instance_with_equal_pixels_and_bytes(servers, study):
         assert assoc.echo() == 0
 
 
+
+def test_get_receives_each_instance_into_a_buffer_made_while_waiting(servers, study, monkeypatch):
+    from dicomnet.dimse import retrieve
+
+    made = []
+
+    def tracking(size):
+        buf = real(size)
+        made.append(buf)
+        return buf
+
+    real = retrieve.new_buffer
+    monkeypatch.setattr(retrieve, "new_buffer", tracking)
+    src = servers("SRC", Source(study[:4], fixed=True))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        got = list(assoc.get(key(study[0])))
+    assert len(got) == 4 and len(made) >= 3
+    # Instances 2.. land in the buffers made after the previous response (same size here).
+    for ds in got[1:]:
+        assert any(np.shares_memory(ds.pixel_array, np.frombuffer(buf, np.uint8)) for buf in made)
+    assert sorted(by_uid(got)) == sorted(by_uid(study[:4]))
+
 def test_get_files_sent_from_disk_arrive_byte_for_byte(servers, study, tmp_path):
     paths = []
     for ds in study[:4]:

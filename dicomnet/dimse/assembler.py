@@ -70,6 +70,11 @@ def _new_buffer(size: int) -> bytearray | mmap.mmap:
     return bytearray(size)
 
 
+#: A fresh data set buffer of ``size`` bytes, as the assembler makes them (for
+#: :meth:`MessageAssembler.reserve`).
+new_buffer = _new_buffer
+
+
 def _grow(buf: bytearray | mmap.mmap, size: int, used: int) -> bytearray | mmap.mmap:
     """``buf`` enlarged to ``size`` bytes, its first ``used`` bytes kept. Never
     called while a view of ``buf`` is exported (the assembler exports only
@@ -173,12 +178,15 @@ class MessageAssembler:
         """
         self._sink_factory = factory
 
-    def reserve(self, nbytes: int) -> None:
+    def reserve(self, nbytes: int, buffer: bytearray | mmap.mmap | None = None) -> None:
         """Pre-size the data set buffer of the message in progress.
 
         For a caller that knows how large the data set will be; the buffer still
         grows if more arrives. Beyond ``max_dataset_bytes`` it is a PDUError (and
-        the message in progress is dropped, as for any violation).
+        the message in progress is dropped, as for any violation). ``buffer``:
+        one made beforehand with :func:`new_buffer` (e.g. while waiting for the
+        message), taken over instead of a new one -- the caller keeps no
+        reference to it.
         """
         if self._command is None or self._sink is not None:
             return
@@ -188,7 +196,10 @@ class MessageAssembler:
             self._reset()
             raise
         if self._data is None:
-            self._data = self._take_spare()
+            if buffer is not None and len(buffer) >= nbytes:
+                self._data = buffer
+            else:
+                self._data = self._take_spare()
         if self._data is None:
             self._data = _new_buffer(nbytes)
         elif nbytes > len(self._data):

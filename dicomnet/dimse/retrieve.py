@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.assembler import new_buffer
 from dicomnet.dimse.commands import Command, CommandField, c_get_rq, c_move_rq, c_store_rsp
 from dicomnet.dimse.stream import ResponseStream
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError
@@ -265,6 +266,7 @@ class GetResult(_Retrieve):
         self._last_size = 0
         self._previous_sink: Any = None
         self._installed: Any = None
+        self._spare: Any = None         # the next instance's receive buffer, made ahead
 
     def _pending(self, progress: RetrieveProgress) -> None:
         self.progress = progress
@@ -303,6 +305,11 @@ class GetResult(_Retrieve):
         assoc._send_message(message.context_id,
                             c_store_rsp(command.message_id or 0, command.get("AffectedSOPClassUID"),
                                         command.get("AffectedSOPInstanceUID"), status, error_comment=comment))
+        if self._store_to is None and self._last_size and self._spare is None:
+            # The SCP now reads our response and sends the next instance: make
+            # its buffer meanwhile (fresh memory costs a page fault per 4 KiB
+            # otherwise paid while the data arrive), sized like this one.
+            self._spare = new_buffer(self._last_size)
         if item is None or self.cancelled:
             return None
         self.received += 1
@@ -313,6 +320,7 @@ class GetResult(_Retrieve):
         self._cleanup()
 
     def _cleanup(self) -> None:
+        self._spare = None
         assembler = self._assoc._assembler
         if self._installed is not None and assembler._sink_factory is self._installed:
             assembler.set_sink(self._previous_sink)
@@ -339,7 +347,8 @@ class GetResult(_Retrieve):
                 return None
             if target is None:
                 if self._last_size:
-                    assembler.reserve(self._last_size)
+                    spare, self._spare = self._spare, None
+                    assembler.reserve(self._last_size, spare)
                 return None
             context_id = assembler._context_id
             if context_id is None or context_id not in neg.contexts:

@@ -397,19 +397,21 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
 
 
 # -------------------------------------------------------------------- C-GET
-def _store_here(assoc: Association, op: _Operation, item: Any, priority: int,
-                ctx: ServiceContext) -> tuple[int, str | None, str | None]:
-    """One C-STORE sub-operation on the requestor's own association:
-    (status, comment, SOP Instance UID). A C-CANCEL-RQ that arrives before the
-    C-STORE-RSP is noted in ``ctx.cancelled``."""
-    prepared = prepare_store(assoc.negotiated, item)
-    uid = prepared.sop_instance_uid
+def _send_here(assoc: Association, prepared: PreparedStore, priority: int) -> int:
+    """Send one C-STORE-RQ sub-operation on the requestor's own association
+    (with the Pending response queued before it); its Message ID."""
     try:
         store_id = assoc._next_message_id()
-        rq = c_store_rq(store_id, prepared.sop_class_uid, uid, priority)
+        rq = c_store_rq(store_id, prepared.sop_class_uid, prepared.sop_instance_uid, priority)
         assoc._send_message(prepared.context.context_id, rq, prepared.dataset)
     finally:
         prepared.close()
+    return store_id
+
+
+def _await_here(assoc: Association, op: _Operation, store_id: int, ctx: ServiceContext) -> tuple[int, str | None]:
+    """The C-STORE-RSP to ``store_id``: (status, comment). A C-CANCEL-RQ that
+    arrives before it is noted in ``ctx.cancelled``."""
     while True:
         reply = assoc._receive_message()
         command = reply.command
@@ -417,13 +419,22 @@ def _store_here(assoc: Association, op: _Operation, item: Any, priority: int,
         responding = command.get("MessageIDBeingRespondedTo")
         if field == CommandField.C_STORE_RSP and responding == store_id:
             status = command.status
-            return (st.UNABLE_TO_PROCESS if status is None else status), command.get("ErrorComment"), uid
+            return (st.UNABLE_TO_PROCESS if status is None else status), command.get("ErrorComment")
         if field == CommandField.C_CANCEL_RQ and responding == op.message_id:
             ctx.cancelled = True
             continue
         assoc.abort()
         raise AssociationAborted(description=f"expected the C-STORE-RSP to {store_id} during C-GET "
                                              f"{op.message_id}, got {command!r}")
+
+
+def _sub_failure(log: Any, op: _Operation, error: BaseException) -> tuple[int, str | None]:
+    """A C-GET sub-operation that failed (no SCP-role context, a bad file)."""
+    if isinstance(error, NoPresentationContext):
+        log.info("C-GET %d: sub-operation not sent: %s", op.message_id, error)
+    else:
+        log.warning("C-GET %d: sub-operation failed: %s", op.message_id, error)
+    return st.UNABLE_TO_PROCESS, error_comment(error)
 
 
 def handle_get(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
@@ -445,25 +456,43 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
     watch = _CancelWatch(assoc, op.message_id)
     priority = int(message.command.get("Priority") or 0)
     started = time.monotonic()
-    for item in items:
-        if ctx.cancelled or watch.check():
-            ctx.cancelled = True
-            break
-        op.remaining -= 1
-        uid = None
-        try:
-            status, comment, uid = _store_here(assoc, op, item, priority, ctx)
-        except NoPresentationContext as exc:
-            log.info("C-GET %d: sub-operation not sent: %s", op.message_id, exc)
-            status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
-        except (AssociationError, DicomTimeoutError):
-            raise                      # the requestor's association is gone: nothing to answer
-        except (DicomNetError, OSError, ValueError, TypeError) as exc:  # no SCP-role context, bad file
-            log.warning("C-GET %d: sub-operation failed: %s", op.message_id, exc)
-            status, comment = st.UNABLE_TO_PROCESS, error_comment(exc)
-        op.count(status, comment, item, uid)
-        if op.remaining:
-            op.pending(flush=False)     # sent by the next C-STORE-RQ or the final response
+    # One sub-operation at a time (no asynchronous operations window is
+    # negotiated), but overlapped: while the requestor receives instance n,
+    # instance n+1 is prepared (its file mapped, its File Meta read).
+    upcoming = _prepare(assoc, items[0]) if items else (None, None)
+    try:
+        for n, item in enumerate(items):
+            if ctx.cancelled or watch.check():
+                ctx.cancelled = True
+                break
+            op.remaining -= 1
+            prepared, error = upcoming
+            upcoming = (None, None)
+            uid = None
+            prefetched = False
+            status, comment = st.UNABLE_TO_PROCESS, None
+            try:
+                if prepared is None:
+                    raise error if error is not None else ValueError("nothing to send")
+                uid = prepared.sop_instance_uid
+                store_id = _send_here(assoc, prepared, priority)
+                if n + 1 < len(items):
+                    upcoming, prefetched = _prepare(assoc, items[n + 1]), True
+                status, comment = _await_here(assoc, op, store_id, ctx)
+            except NoPresentationContext as exc:     # (an AssociationError) no SCP-role context
+                status, comment = _sub_failure(log, op, exc)
+            except (AssociationError, DicomTimeoutError):
+                raise                      # the requestor's association is gone: nothing to answer
+            except (DicomNetError, OSError, ValueError, TypeError) as exc:  # a bad file
+                status, comment = _sub_failure(log, op, exc)
+            if n + 1 < len(items) and not prefetched:
+                upcoming = _prepare(assoc, items[n + 1])
+            op.count(status, comment, item, uid)
+            if op.remaining:
+                op.pending(flush=False)     # sent by the next C-STORE-RQ or the final response
+    finally:
+        if upcoming[0] is not None:
+            upcoming[0].close()
     if watch.gone:
         log.info("association gone during C-GET %d", op.message_id)
         return

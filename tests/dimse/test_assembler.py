@@ -216,6 +216,20 @@ def test_reserve_presizes() -> None:
     assert bytes(msg.dataset) == b"r" * 5000 + b"!"
 
 
+
+def test_reserve_takes_over_a_buffer_made_beforehand() -> None:
+    asm = MessageAssembler()
+    made = asm_mod.new_buffer(4000)
+    asm.feed(1, True, True, STORE)
+    asm.reserve(3000, made)
+    assert asm._data is made                        # taken over, not copied
+    asm.feed(1, False, False, b"a" * 2000)
+    msg = asm.feed(1, False, True, b"b" * 500)
+    assert bytes(msg.dataset) == b"a" * 2000 + b"b" * 500 and msg.dataset.obj is made
+    asm.feed(1, True, True, STORE)
+    asm.reserve(3000, bytearray(10))                # too small for the size given: a new one
+    assert len(asm._data) == 3000
+
 needs_populate = pytest.mark.skipif(not asm_mod._MAP_FLAGS, reason="no MAP_POPULATE on this platform")
 
 
