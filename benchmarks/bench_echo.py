@@ -33,12 +33,51 @@ VERIFICATION = "1.2.840.10008.1.1"
 
 
 # ------------------------------------------------------------------ servers
+class Target:
+    """A server process under test: its port, and the CPU time its threads
+    have used so far (``/proc/<pid>/task/*/schedstat``, nanoseconds)."""
+
+    def __init__(self, port: int, pid: int) -> None:
+        self.port, self.pid = port, pid
+
+    def cpu(self) -> float:
+        """Seconds of CPU all threads of the server have used (NaN where unknown)."""
+        total = 0
+        try:
+            for task in os.listdir(f"/proc/{self.pid}/task"):
+                try:
+                    with open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
+                        total += int(f.read().split()[0])
+                except (OSError, ValueError, IndexError):
+                    continue  # a thread that just ended
+        except OSError:
+            return float("nan")
+        return total / 1e9
+
+
+class Run:
+    """One timed run: wall seconds, and CPU seconds used by the client and the server."""
+
+    def __init__(self, seconds: float, client_cpu: float, server_cpu: float) -> None:
+        self.seconds, self.client_cpu, self.server_cpu = seconds, client_cpu, server_cpu
+
+
 @contextmanager
-def echo_server(kind: str, ae: str = "ECHOSCP", cpu: int | None = None) -> Iterator[int]:
-    """Start ``_echo_server.py kind`` in its own process (on ``cpu`` if given); yield its port."""
+def measured(target: Target) -> Iterator[list[float]]:
+    """Time the block: yields a list that holds [wall, client CPU, server CPU]
+    seconds afterwards (the client is this process)."""
+    out: list[float] = []
+    s0, c0, t0 = target.cpu(), time.process_time(), time.perf_counter()
+    yield out
+    out += [time.perf_counter() - t0, time.process_time() - c0, target.cpu() - s0]
+
+
+@contextmanager
+def echo_server(kind: str, ae: str = "ECHOSCP", cpu: int | None = None) -> Iterator[Target]:
+    """Start ``_echo_server.py kind`` in its own process (on ``cpu`` if given)."""
     with serve_process([sys.executable, str(HERE / "_echo_server.py"), kind, ae], f"{kind} echo server",
-                       preexec_fn=_pin_child(cpu)) as (port, _pid):
-        yield port
+                       preexec_fn=_pin_child(cpu)) as (port, pid):
+        yield Target(port, pid)
 
 
 def _pin_child(cpu: int | None) -> Callable[[], None] | None:
@@ -62,7 +101,7 @@ def pinned(cpu: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def dcmtk_storescp(cpu: int | None = None) -> Iterator[int]:
+def dcmtk_storescp(cpu: int | None = None) -> Iterator[Target]:
     port = free_port()
     out = tempfile.mkdtemp(prefix="bench-storescp-")
     env = {**os.environ, "TCP_NODELAY": "1"}
@@ -77,7 +116,7 @@ def dcmtk_storescp(cpu: int | None = None) -> Iterator[int]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("storescp did not start")
             time.sleep(0.02)
-        yield port
+        yield Target(port, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -85,76 +124,83 @@ def dcmtk_storescp(cpu: int | None = None) -> Iterator[int]:
 
 
 # ------------------------------------------------------------------ clients
-def dicomnet_echoes(port: int, n: int) -> float:
+def dicomnet_echoes(target: Target, n: int) -> Run:
     from dicomnet import Client
 
-    with Client("BENCH").associate("127.0.0.1", port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
+    with Client("BENCH").associate("127.0.0.1", target.port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
         for _ in range(min(200, n)):  # warm up
             assoc.echo()
-        t0 = time.perf_counter()
-        for _ in range(n):
-            if assoc.echo() != 0:
-                raise RuntimeError("echo failed")
-        return time.perf_counter() - t0
+        with measured(target) as m:
+            for _ in range(n):
+                if assoc.echo() != 0:
+                    raise RuntimeError("echo failed")
+    return Run(*m)
 
 
-def pynetdicom_echoes(port: int, n: int) -> float:
+def pynetdicom_echoes(target: Target, n: int) -> Run:
     from pynetdicom import AE
 
     ae = AE("BENCH")
     ae.add_requested_context(VERIFICATION)
-    assoc = ae.associate("127.0.0.1", port, ae_title="ECHOSCP")
+    assoc = ae.associate("127.0.0.1", target.port, ae_title="ECHOSCP")
     if not assoc.is_established:
         raise RuntimeError("pynetdicom could not associate")
     try:
         for _ in range(min(20, n)):
             assoc.send_c_echo()
-        t0 = time.perf_counter()
-        for i in range(n):
-            status = assoc.send_c_echo().get("Status")
-            if status != 0:
-                raise RuntimeError(f"pynetdicom echo {i} failed (status {status}; None: no response)")
-        return time.perf_counter() - t0
+        with measured(target) as m:
+            for i in range(n):
+                status = assoc.send_c_echo().get("Status")
+                if status != 0:
+                    raise RuntimeError(f"pynetdicom echo {i} failed (status {status}; None: no response)")
+        return Run(*m)
     finally:
         assoc.release()
 
 
-def dcmtk_echoes(port: int, n: int) -> float:
+def dcmtk_echoes(target: Target, n: int) -> Run:
+    """``echoscu --repeat n`` minus ``echoscu --repeat 1`` (process start and
+    association), scaled to n echoes; wall time, echoscu's CPU (wait4), storescp's."""
     env = {**os.environ, "TCP_NODELAY": "1"}
-    # Subtract one echoscu run with a single echo: process start and association.
-    base = []
+    runs = []
     for repeat in (1, n):
-        t0 = time.perf_counter()
-        subprocess.run(["echoscu", "-aec", "ECHOSCP", "--repeat", str(repeat), "127.0.0.1", str(port)],
-                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base.append(time.perf_counter() - t0)
-    return max(base[1] - base[0], 1e-9) * n / max(n - 1, 1)
+        s0, t0 = target.cpu(), time.perf_counter()
+        proc = subprocess.Popen(["echoscu", "-aec", "ECHOSCP", "--repeat", str(repeat), "127.0.0.1",
+                                 str(target.port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"echoscu exited with {proc.returncode}")
+        runs.append((wall, usage.ru_utime + usage.ru_stime, target.cpu() - s0))
+    scale = n / max(n - 1, 1)
+    return Run(*(max(b - a, 1e-9) * scale for a, b in zip(runs[0], runs[1])))
 
 
-def dicomnet_cycles(port: int, n: int) -> float:
+def dicomnet_cycles(target: Target, n: int) -> Run:
     from dicomnet import Client
 
     client = Client("BENCH")
-    t0 = time.perf_counter()
-    for _ in range(n):
-        with client.associate("127.0.0.1", port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
-            assoc.echo()
-    return time.perf_counter() - t0
+    with measured(target) as m:
+        for _ in range(n):
+            with client.associate("127.0.0.1", target.port, "ECHOSCP", contexts=[VERIFICATION]) as assoc:
+                assoc.echo()
+    return Run(*m)
 
 
-def pynetdicom_cycles(port: int, n: int) -> float:
+def pynetdicom_cycles(target: Target, n: int) -> Run:
     from pynetdicom import AE
 
     ae = AE("BENCH")
     ae.add_requested_context(VERIFICATION)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        assoc = ae.associate("127.0.0.1", port, ae_title="ECHOSCP")
-        if not assoc.is_established:
-            raise RuntimeError("pynetdicom could not associate")
-        assoc.send_c_echo()
-        assoc.release()
-    return time.perf_counter() - t0
+    with measured(target) as m:
+        for _ in range(n):
+            assoc = ae.associate("127.0.0.1", target.port, ae_title="ECHOSCP")
+            if not assoc.is_established:
+                raise RuntimeError("pynetdicom could not associate")
+            assoc.send_c_echo()
+            assoc.release()
+    return Run(*m)
 
 
 # ------------------------------------------------------------------ profile
@@ -241,18 +287,29 @@ def profile_hot_path(n: int = 5000) -> None:
 
 
 # -------------------------------------------------------------------- main
-def _rate(fn: Callable[[int, int], float], port: int, n: int, repeat: int) -> float:
+_CPU: dict[str, tuple[float, float]] = {}  # measurement -> (client, server) CPU us per operation
+
+
+def _rate(fn: Callable[[Target, int], Run], target: Target, n: int, repeat: int, label: str = "") -> float:
     """The best of ``repeat`` runs (this machine is shared: the best run is the
     one least disturbed by other work), in operations per second. A run that
-    fails is reported on stderr and left out; if all fail, the error propagates."""
+    fails is reported on stderr and left out; if all fail, the error propagates.
+    With ``label``, the least CPU per operation seen on each side is kept in _CPU
+    (CPU time is what other work on the machine disturbs least)."""
     best = 0.0
+    client = server = float("inf")
     for attempt in range(repeat):
         try:
-            best = max(best, n / fn(port, n))
+            run = fn(target, n)
         except RuntimeError as exc:
             print(f"  ({fn.__name__}: run {attempt + 1} failed: {exc})", file=sys.stderr)
             if attempt == repeat - 1 and not best:
                 raise
+            continue
+        best = max(best, n / run.seconds)
+        client, server = min(client, run.client_cpu * 1e6 / n), min(server, run.server_cpu * 1e6 / n)
+    if label:
+        _CPU[label] = (client, server)
     return best
 
 
@@ -288,16 +345,17 @@ def main(argv: list[str] | None = None) -> int:
     c: dict[str, float] = {}
     rates: dict[str, float | None] = {}
     for name, (client_cpu, server_cpu) in placements.items():
-        with echo_server("dicomnet", cpu=server_cpu) as port, pinned(client_cpu):
-            a[name] = _rate(dicomnet_echoes, port, echoes, rep)
+        with echo_server("dicomnet", cpu=server_cpu) as target, pinned(client_cpu):
+            a[name] = _rate(dicomnet_echoes, target, echoes, rep, f"(a) dicomnet, {name}")
             if name == "os":
-                rates["d_dicomnet"] = _rate(dicomnet_cycles, port, dn_cycles, rep)
+                rates["d_dicomnet"] = _rate(dicomnet_cycles, target, dn_cycles, rep)
         if have_dcmtk:
-            with dcmtk_storescp(cpu=server_cpu) as port, pinned(client_cpu):
-                c[name] = _rate(dcmtk_echoes, port, echoes, rep)  # echoscu inherits our CPU
-    with echo_server("pynetdicom") as port:
-        rates["b"] = _rate(pynetdicom_echoes, port, pn_echoes, rep)
-        rates["d_pynetdicom"] = _rate(pynetdicom_cycles, port, pn_cycles, rep)
+            with dcmtk_storescp(cpu=server_cpu) as target, pinned(client_cpu):
+                # echoscu inherits our CPU
+                c[name] = _rate(dcmtk_echoes, target, echoes, rep, f"(c) dcmtk, {name}")
+    with echo_server("pynetdicom") as target:
+        rates["b"] = _rate(pynetdicom_echoes, target, pn_echoes, rep, "(b) pynetdicom, os")
+        rates["d_pynetdicom"] = _rate(pynetdicom_cycles, target, pn_cycles, rep)
     rates["a"], rates["c"] = a["os"], c.get("os")
 
     def fmt(value: float | None) -> str:
@@ -330,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows:
         print(f"  {name:<{width}}  {value:>16}")
     print(f"  (a) one echo round trip: {1e6 / a['os']:.0f} us")
+    print("  CPU per echo (least of the runs; client / server, us; 'os' = placement left to the scheduler):")
+    for label, (client_us, server_us) in _CPU.items():
+        print(f"    {label:<22} {client_us:7.1f} / {server_us:7.1f}")
     return 0
 
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .dimse.assembler import Message, MessageAssembler
-from .dimse.commands import Command, c_echo_rq, encode_command
+from .dimse.commands import NO_DATASET, Command, c_echo_rq, encode_command
 from .errors import (
     AssociationAborted,
     AssociationError,
@@ -134,13 +134,13 @@ class Association:
         ctx = self._echo_context
         if ctx is None:
             ctx = self._echo_context = self.context_for(VERIFICATION)
-        message_id = self._next_message_id()
+        message_id = self._message_id = self._message_id % 0xFFFF + 1  # as _next_message_id()
         self._send_message(ctx.context_id, c_echo_rq(message_id))
         rsp = self._receive_response(message_id, timeout)
-        status = rsp.status
+        status: int | None = rsp.get("Status")
         if status is None:
             raise DimseStatusError(0xC000, "C-ECHO-RSP without a Status", None)
-        if is_failure(status):
+        if status and is_failure(status):
             raise DimseStatusError(status, status_meaning(status), rsp.get("ErrorComment"))
         return status
 
@@ -315,14 +315,14 @@ class Association:
         The command's CommandDataSetType must agree with ``dataset``.
         """
         has_dataset = dataset is not None
-        if isinstance(command, Command) and command.has_dataset != has_dataset:
+        if isinstance(command, Command) and (command.get("CommandDataSetType", NO_DATASET) != NO_DATASET) != has_dataset:
             raise ValueError("CommandDataSetType says " + ("a" if command.has_dataset else "no")
                              + " data set follows, but " + ("one" if has_dataset else "none") + " was given")
         if self._log.isEnabledFor(_DEBUG):
             self._log.debug("-> %r on context %d%s", command, context_id,
                             f" + data set of {len(memoryview(dataset).cast('B'))} bytes" if has_dataset else "")
         conn = self._conn
-        if not conn.is_established:
+        if conn.state != "Sta6":
             self._raise_not_established()
         conn.send_pdata(context_id, True, encode_command(command))
         if has_dataset:
@@ -378,18 +378,28 @@ class Association:
         """Hand each PDV to the assembler; return the first completed message
         (later ones, if a PDU completes several, wait in a queue)."""
         feed = self._assembler.feed
+        pdvs = event.pdvs
+        if len(pdvs) == 1:  # the usual P-DATA-TF: one PDV
+            pdv = pdvs[0]
+            message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
+            if message is not None and self._log.isEnabledFor(_DEBUG):
+                self._log_received(message)
+            return message
         first: Message | None = None
-        for pdv in event.pdvs:
+        for pdv in pdvs:
             message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
             if message is not None:
                 if self._log.isEnabledFor(_DEBUG):
-                    self._log.debug("<- %r on context %d%s", message.command, message.context_id,
-                                    "" if message.dataset is None else " + data set")
+                    self._log_received(message)
                 if first is None:
                     first = message
                 else:
                     self._ready.append(message)
         return first
+
+    def _log_received(self, message: Message) -> None:
+        self._log.debug("<- %r on context %d%s", message.command, message.context_id,
+                        "" if message.dataset is None else " + data set")
 
     def _on_other_event(self, event: ev.Event) -> None:
         """Anything but P-DATA while a message is awaited: always raises."""
@@ -426,7 +436,7 @@ class Association:
         messages arriving meanwhile are an error for a single-operation service."""
         message = self._receive_message(timeout)
         command = message.command
-        if not command.is_response or command.get("MessageIDBeingRespondedTo") != message_id:
+        if not (command.get("CommandField") or 0) & 0x8000 or command.get("MessageIDBeingRespondedTo") != message_id:
             self.abort()
             raise AssociationAborted(description=f"expected the response to message {message_id}, "
                                                  f"got {command!r}")

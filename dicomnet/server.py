@@ -111,6 +111,12 @@ class Server:
     ``tls`` (an ``ssl.SSLContext``; :func:`dicomnet.transport.tls.make_context`)
     serves every connection over TLS (PS3.15 Annex B): the handshake runs on the
     association's thread within ``artim_timeout``, never in the accept loop.
+    ``move_tls`` makes the C-MOVE sub-associations TLS too (as dcmtk's
+    dcmqrscp does with its TLS settings): a client-side ``ssl.SSLContext`` for
+    every move destination, or a mapping of destination AE title -> context (a
+    destination missing from it, or mapped to None, is reached in plain TCP).
+    The server-side ``tls`` context cannot open connections, so it is not
+    reused for them.
 
     ``handler_timeout`` (default: ``dimse_timeout``; ``math.inf`` turns it off)
     bounds each call into the handler (each step of an iterator it returns
@@ -151,6 +157,7 @@ class Server:
         allowed_peers: Iterable[str] | None = None,
         handler_timeout: float | None = None,
         max_dataset_bytes: int | None = DEFAULT_MAX_DATASET_BYTES,
+        move_tls: ssl.SSLContext | Mapping[str, ssl.SSLContext | None] | None = None,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -168,6 +175,7 @@ class Server:
         self.logger = logger or logging.getLogger("dicomnet")
         self.handler_timeout = float(handler_timeout)
         self.max_dataset_bytes = max_dataset_bytes
+        self.move_tls = _check_move_tls(move_tls)
         self._watchdog = HandlerWatchdog(self.handler_timeout, self._abandon, logger=self.logger)
         #: The application's handler behind a proxy that times its calls (see above).
         self.handler: Any = None if handler is None else GuardedHandler(handler, self._watchdog)
@@ -464,6 +472,14 @@ class Server:
                 self._rejecting.discard(threading.current_thread())
                 self._abandoned.discard(threading.current_thread())
 
+    def move_tls_context(self, destination_ae: str) -> ssl.SSLContext | None:
+        """The TLS context for a C-MOVE sub-association to ``destination_ae``
+        (None: plain TCP); see ``move_tls``."""
+        tls = self.move_tls
+        if tls is None or isinstance(tls, ssl.SSLContext):
+            return tls
+        return tls.get(destination_ae.strip())
+
     # --------------------------------------------------------- the watchdog
     def _abandon(self, guard: HandlerGuard) -> None:
         """On the watchdog thread: ``guard``'s handler call ran past
@@ -550,7 +566,7 @@ class Server:
     def _dispatch(self, assoc: Association, info: AssociationInfo, message: Message) -> None:
         command = message.command
         field = command.get("CommandField")
-        if field == CommandField.C_ECHO_RQ:
+        if field == 0x0030:  # CommandField.C_ECHO_RQ, as a literal: the enum lookup costs more than the rest
             self._on_echo(assoc, info, message)
         elif field == CommandField.C_STORE_RQ:
             _scp.handle_store(self, assoc, info, message)
@@ -608,6 +624,28 @@ class Server:
         if sop_class:
             rsp["AffectedSOPClassUID"] = sop_class
         assoc._send_message(message.context_id, rsp)
+
+
+def _check_move_tls(move_tls: Any) -> ssl.SSLContext | dict[str, ssl.SSLContext | None] | None:
+    """``move_tls`` checked: client-side contexts only (a server-side one cannot connect)."""
+    def check(ctx: Any, what: str) -> None:
+        if not isinstance(ctx, ssl.SSLContext):
+            raise TypeError(f"{what} must be an ssl.SSLContext, not {type(ctx).__name__}")
+        if ctx.protocol == ssl.PROTOCOL_TLS_SERVER:
+            raise ValueError(f"{what} is a server-side context; C-MOVE sub-associations need a client-side "
+                             "one (dicomnet.transport.tls.make_context(server_side=False, ...))")
+
+    if move_tls is None:
+        return None
+    if isinstance(move_tls, Mapping):
+        out: dict[str, ssl.SSLContext | None] = {}
+        for ae, ctx in move_tls.items():
+            if ctx is not None:
+                check(ctx, f"move_tls[{ae!r}]")
+            out[str(ae).strip()] = ctx
+        return out
+    check(move_tls, "move_tls")
+    return move_tls
 
 
 def _peer_allowed(address: Any, networks: Sequence[Any]) -> bool:

@@ -1,5 +1,10 @@
 """Type stub for the compiled PDU framing (dicomnet/_codec/pdu.pyx)."""
+from collections.abc import Container
+from typing import TypeVar
+
 from typing_extensions import Buffer  # collections.abc.Buffer on Python >= 3.12
+
+_T = TypeVar("_T")
 
 class PDUReader:
     """Sans-IO receive buffer yielding ``(pdu_type, body)``; see the module docs for ownership."""
@@ -20,3 +25,5 @@ class PDUReader:
 
 def iter_pdvs(body: Buffer) -> list[tuple[int, bool, bool, memoryview]]: ...
 def fragment(context_id: int, is_command: bool, data: Buffer, max_pdu_length: int) -> list[bytes | memoryview]: ...
+def pdata_pdu(context_id: int, is_command: bool, data: Buffer) -> bytes: ...
+def pdata_pdvs(body: Buffer, contexts: Container[int], pdv_type: type[_T]) -> tuple[_T, ...]: ...

@@ -6,6 +6,8 @@
   ``(pdu_type, body)`` pairs, checking each 6-byte PDU header before the body
   is buffered.
 * :func:`iter_pdvs` -- splits a P-DATA-TF body into its PDV items.
+* :func:`pdata_pdvs` -- the same as PDV objects, contexts checked (receive hot path).
+* :func:`pdata_pdu` -- one small message as one complete P-DATA-TF ``bytes``.
 * :func:`fragment` -- turns one message into P-DATA-TF PDUs as a list of
   buffers: small header ``bytes`` interleaved with memoryview slices of the
   payload (the payload is never copied).
@@ -17,10 +19,15 @@ context id, the message control header and the data), presentation context id
 (1 byte), message control header (1 byte: bit 0 set = command, bit 1 set =
 last fragment; bits 2-7 are zero and not tested on receipt), data.
 """
-from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE
+from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE, PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.string cimport memcpy, memmove
+
+cdef extern from "Python.h":
+    int PyObject_GenericSetAttr(object o, object name, object value) except -1
 
 from dicomnet.errors import PDUError
 
@@ -403,3 +410,68 @@ def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
         pos += take
         if pos >= total:
             return out
+
+
+def pdata_pdu(int context_id, bint is_command, data):
+    """One P-DATA-TF PDU holding all of ``data`` as one last-fragment PDV, as one
+    ``bytes`` object (PDU header, PDV header and a copy of ``data``).
+
+    For small messages -- a command set is a few dozen bytes -- one copy into one
+    buffer is cheaper than a header and a view; the caller checks that the PDU
+    fits the peer's maximum length. Large data goes through :func:`fragment`,
+    which never copies.
+    """
+    cdef Py_buffer src
+    cdef bytes out
+    cdef unsigned char* h
+    cdef Py_ssize_t n
+    if not 0 <= context_id <= 255:
+        raise ValueError(f"context_id must be 0..255, got {context_id}")
+    PyObject_GetBuffer(data, &src, PyBUF_SIMPLE)
+    try:
+        n = src.len
+        if n > MAX_U32 - PDV_HEADER:
+            raise PDUError(f"{n} bytes do not fit in one P-DATA-TF PDU")
+        out = PyBytes_FromStringAndSize(NULL, 12 + n)
+        h = <unsigned char*>PyBytes_AS_STRING(out)
+        h[0] = 0x04
+        h[1] = 0
+        _put_be32(h + 2, n + PDV_HEADER)
+        _put_be32(h + 6, n + 2)
+        h[10] = <unsigned char>context_id
+        h[11] = (1 if is_command else 0) | 2
+        if n:
+            memcpy(h + 12, src.buf, <size_t>n)
+    finally:
+        PyBuffer_Release(&src)
+    return out
+
+
+def pdata_pdvs(body, contexts, pdv_type):
+    """The PDVs of a P-DATA-TF body (PS3.8 9.3.5) as a tuple of ``pdv_type``
+    objects, for the receive hot path.
+
+    Checks what :func:`iter_pdvs` checks, plus that the body holds at least one
+    PDV and that every presentation context id is in ``contexts`` (PDUError
+    otherwise). The objects are made with ``object.__new__`` and their four
+    fields (``context_id``, ``is_command``, ``is_last``, ``data``) set directly:
+    the values are valid by construction (a byte, two flags, a byte view of
+    ``body``), so the class's own checks have nothing left to check.
+    """
+    cdef list items = iter_pdvs(body)
+    cdef Py_ssize_t i, n = len(items)
+    if n == 0:
+        raise PDUError("P-DATA-TF holds no PDV (PS3.8 9.3.5 requires one or more)")
+    out = PyTuple_New(n)
+    for i in range(n):
+        context_id, is_command, is_last, data = items[i]
+        if context_id not in contexts:
+            raise PDUError(f"PDV on presentation context {context_id}, which is not accepted")
+        pdv = object.__new__(pdv_type)
+        PyObject_GenericSetAttr(pdv, "context_id", context_id)
+        PyObject_GenericSetAttr(pdv, "is_command", is_command)
+        PyObject_GenericSetAttr(pdv, "is_last", is_last)
+        PyObject_GenericSetAttr(pdv, "data", data)
+        Py_INCREF(pdv)
+        PyTuple_SET_ITEM(out, i, pdv)
+    return out

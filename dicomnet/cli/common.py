@@ -8,7 +8,8 @@ import sys
 from typing import Any, TextIO
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_ASSOCIATION", "EXIT_NETWORK",
-           "common_parser", "setup_logging", "Output", "fail", "tls_context", "StderrHandler"]
+           "common_parser", "setup_logging", "Output", "fail", "tls_context", "move_tls_context",
+           "StderrHandler"]
 
 #: Exit codes of the ``dicomnet`` command.
 EXIT_OK = 0            # the operation succeeded
@@ -68,6 +69,20 @@ def tls_context(args: argparse.Namespace, *, server_side: bool) -> Any:
                             require_client_cert=server_side and bool(ca))
     except OSError as exc:  # a missing file, or ssl.SSLError for one that is not PEM
         raise ValueError(f"TLS set-up failed: {exc}") from None
+
+
+def move_tls_context(args: argparse.Namespace) -> Any:
+    """With ``--move-tls``: the client-side ``ssl.SSLContext`` for C-MOVE
+    sub-associations (destinations verified against ``--tls-ca`` or the
+    system's CAs, ``--tls-cert``/``--tls-key`` presented); else None."""
+    if not getattr(args, "move_tls", False):
+        return None
+    from dicomnet.transport.tls import make_context
+
+    try:
+        return make_context(server_side=False, cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca)
+    except OSError as exc:
+        raise ValueError(f"TLS set-up for C-MOVE failed: {exc}") from None
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

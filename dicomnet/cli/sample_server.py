@@ -17,7 +17,7 @@ import os
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, tls_context
+from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, move_tls_context, tls_context
 from dicomnet.cli.store_scp import add_listen_options, serve_until_signalled, server_limits, storage_contexts
 
 __all__ = ["add_parser", "run", "build_archive"]
@@ -46,6 +46,9 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
                    help="a C-MOVE destination (repeatable)")
     p.add_argument("--destinations", metavar="FILE.json", default=None,
                    help='C-MOVE destinations from a JSON file: {"AET": "host:port", ...}')
+    p.add_argument("--move-tls", action="store_true",
+                   help="C-MOVE sub-associations over TLS too: destinations verified with --tls-ca "
+                        "(default: the system's CAs), --tls-cert/--tls-key presented to them")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log records on stderr as plain text or one JSON object each (default: %(default)s)")
     p.set_defaults(run=run)
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         server = Server(args.aet, handler, contexts=storage_contexts(), destinations=destinations,
                         read_timeout=args.timeout, write_timeout=args.timeout, artim_timeout=args.timeout,
                         dimse_timeout=args.timeout, require_called_ae=False, logger=logging.getLogger("dicomnet"),
-                        tls=tls_context(args, server_side=True), **server_limits(args))
+                        tls=tls_context(args, server_side=True), move_tls=move_tls_context(args),
+                        **server_limits(args))
     except ValueError as exc:
         out.error(str(exc))
         return EXIT_FAILURE

@@ -19,9 +19,11 @@ Values by VR (the dictionary's group 0000 entries):
 ignored) and checked, then dropped, by :func:`decode_command`, so
 ``decode_command(encode_command(c)) == c`` for every command built here.
 
-The encoder is on the hot path of every message (a C-ECHO round trip is two
-encodes and two decodes), so it packs each element with a precomputed
-``struct.Struct`` and a precomputed tag word; no Dataset machinery is involved.
+The codec is on the hot path of every message (a C-ECHO round trip is two
+encodes and two decodes): the compiled :class:`dicomnet._codec.dimse.CommandCodec`
+encodes and decodes the plain shapes and hands everything else -- unknown
+tags, multi-valued or AT elements, AE titles, malformed input -- to the Python
+reference implementation here, so both give the same result and the same errors.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from dicomnet._codec.dimse import CommandCodec
 from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom import dictionary
 from dicomnet.errors import DicomParseError
@@ -254,6 +257,12 @@ def encode_command(command: Mapping[str, Any]) -> bytes:
     CommandGroupLength (0000,0000). An unknown keyword or a value that does not
     fit its VR raises ``ValueError``.
     """
+    return _CODEC.encode(command)
+
+
+def _encode_command_py(command: Mapping[str, Any]) -> bytes:
+    """The reference encoder (see :func:`encode_command`); the compiled codec
+    hands it every command it does not encode itself."""
     items = []
     for key, value in command.items():
         spec = _ENC.get(key)
@@ -310,25 +319,12 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
     ascending order, a missing or wrong CommandGroupLength, a missing
     CommandField, or a value that does not fit its VR.
     """
-    # The pending responses of one C-FIND (or C-GET/C-MOVE) often repeat the
-    # same bytes; a small cache of recent decodings skips the element walk.
-    key = bytes(data)
-    seen = _RECENT.get(key)
-    if seen is not None:
-        return Command(seen)          # a copy: the caller may change its own
-    command = _decode_command(data)
-    if all(type(v) in (int, str) for v in command.values()):   # immutable values only
-        if len(_RECENT) >= _RECENT_MAX:
-            _RECENT.clear()
-        _RECENT[key] = Command(command)
-    return command
+    return _CODEC.decode(data)  # type: ignore[no-any-return]
 
 
-_RECENT: dict[bytes, Command] = {}
-_RECENT_MAX = 64
-
-
-def _decode_command(data: bytes | bytearray | memoryview) -> Command:
+def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
+    """The reference decoder (see :func:`decode_command`); the compiled codec
+    hands it every command set it does not decode itself, malformed ones included."""
     index = ElementIndex(data, implicit=True, little=True)
     n = len(index)
     command = Command()
@@ -387,6 +383,11 @@ def _decode_command(data: bytes | bytearray | memoryview) -> Command:
     return command
 
 
+# The compiled codec takes the plain shapes (see dicomnet/_codec/dimse.pyx) and
+# hands everything else to the two reference functions above.
+_CODEC = CommandCodec(Command, _SPEC, _decode_command_py, _encode_command_py)
+
+
 # ---------------------------------------------------------------- builders
 
 
@@ -416,16 +417,24 @@ def _counters(cmd: Command, remaining: int | None, completed: int | None, failed
     return cmd
 
 
+# Enum members bound once: a lookup on the Enum class costs more than building
+# a small command (C-ECHO builds one per message on each side).
+_C_ECHO_RQ = CommandField.C_ECHO_RQ
+_C_ECHO_RSP = CommandField.C_ECHO_RSP
+
+
 def c_echo_rq(message_id: int) -> Command:
     """C-ECHO-RQ (PS3.7 Table 9.3-12)."""
-    return Command(CommandField=CommandField.C_ECHO_RQ, MessageID=message_id,
+    return Command(CommandField=_C_ECHO_RQ, MessageID=message_id,
                    AffectedSOPClassUID=VERIFICATION_SOP_CLASS, CommandDataSetType=NO_DATASET)
 
 
 def c_echo_rsp(message_id_being_responded_to: int, status: int = 0x0000) -> Command:
     """C-ECHO-RSP (PS3.7 Table 9.3-13)."""
-    return _response(CommandField.C_ECHO_RSP, message_id_being_responded_to,
-                     VERIFICATION_SOP_CLASS, status, False, None)
+    # The key order of _response(): CommandField, MessageIDBeingRespondedTo,
+    # CommandDataSetType, Status, AffectedSOPClassUID.
+    return Command(CommandField=_C_ECHO_RSP, MessageIDBeingRespondedTo=message_id_being_responded_to,
+                   CommandDataSetType=NO_DATASET, Status=status, AffectedSOPClassUID=VERIFICATION_SOP_CLASS)
 
 
 def c_store_rq(message_id: int, sop_class_uid: str, sop_instance_uid: str,

@@ -293,9 +293,11 @@ def handle_move(server: Server, assoc: Association, info: AssociationInfo, messa
     infos = [instance_info(item) for item in items]
     from dicomnet.client import Client
 
+    move_tls = getattr(server, "move_tls_context", None)  # TLS to the destination (Server(move_tls=...))
     client = Client(server.ae_title, connect_timeout=min(server.read_timeout, 10.0),
                     read_timeout=server.read_timeout, write_timeout=server.write_timeout,
-                    dimse_timeout=server.dimse_timeout, artim_timeout=server.artim_timeout, logger=log)
+                    dimse_timeout=server.dimse_timeout, artim_timeout=server.artim_timeout, logger=log,
+                    tls=move_tls(destination) if move_tls is not None else None)
     started = time.monotonic()
     try:
         sub = client.associate(address[0], int(address[1]), destination, contexts=move_contexts(infos))

@@ -405,6 +405,12 @@ class _CancelWatch:
         sock = self.assoc._driver.sock
         if sock is None:
             return False
+        # TLS: bytes OpenSSL already took from the socket and decrypted wait
+        # inside the SSLSocket, where poll() cannot see them (a C-CANCEL-RQ
+        # that came in the same TLS record as the request, say).
+        pending = getattr(sock, "pending", None)
+        if pending is not None and pending():
+            return True
         if self._poll is not None:
             return bool(self._poll.poll(0))
         return bool(select.select([sock], [], [], 0)[0])

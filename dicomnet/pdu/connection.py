@@ -27,7 +27,7 @@ import logging
 from collections import deque
 from typing import Any, Literal
 
-from .._codec.pdu import PDUReader, fragment, iter_pdvs
+from .._codec.pdu import PDUReader, fragment, pdata_pdu, pdata_pdvs
 from ..errors import LocalProtocolError, PDUError
 from . import events as ev
 from . import fsm
@@ -54,6 +54,9 @@ _USER = AAbort.SOURCE_SERVICE_USER
 _P_DATA_TF = 0x04
 _new_object = object.__new__
 _set_field = object.__setattr__
+# A message part up to this size goes out as one copied buffer (see send_pdata).
+_COPY_LIMIT = 1024
+_NO_OUTPUT: list[bytes | memoryview] = []  # data_to_send() when nothing is queued; never mutated
 
 
 class Connection:
@@ -142,10 +145,14 @@ class Connection:
             self._now = now
         if self._stream_broken:
             return
-        self._reader.buffer_updated(nbytes)
-        while self._state not in ("Sta1", "Sta4"):
+        reader = self._reader
+        reader.buffer_updated(nbytes)
+        while True:
+            state = self._state
+            if state == "Sta1" or state == "Sta4":
+                return
             try:
-                item = self._reader.next_pdu()
+                item = reader.next_pdu()
             except PDUError as exc:
                 # The byte stream can no longer be framed: Evt19, and stop reading.
                 self._stream_broken = True
@@ -156,7 +163,13 @@ class Connection:
                 return
             if item is None:
                 return
-            self._on_pdu(*item)
+            pdu_type, body = item
+            del item
+            if pdu_type == _P_DATA_TF and state == "Sta6":
+                self._on_pdata(body)
+            else:
+                self._on_pdu(pdu_type, body)
+            del body  # a body pins the reader's block: drop it before the next PDU
 
     def receive_data(self, data: bytes | memoryview, now: float | None = None) -> None:
         """Convenience for tests and simple drivers: copy ``data`` in and process it."""
@@ -240,7 +253,13 @@ class Connection:
         if self._state == "Sta6":
             # Evt9 in Sta6 is always DT-1 (no timer effect, Sta6 again): the
             # hot path of every DIMSE message, so without the table walk.
-            self._out.extend(fragment(context_id, is_command, data, self.negotiated.peer_max_pdu))
+            peer_max = self.negotiated.peer_max_pdu
+            if type(data) is bytes and len(data) <= _COPY_LIMIT and (not peer_max or len(data) + 6 <= peer_max):
+                # A command set and the like: one PDU in one buffer (a copy of a
+                # few dozen bytes costs less than a header plus a view).
+                self._out.append(pdata_pdu(context_id, is_command, data))
+            else:
+                self._out.extend(fragment(context_id, is_command, data, peer_max))
             return
         self._fire("Evt9", context_id=context_id, is_command=is_command, data=data)
 
@@ -272,7 +291,10 @@ class Connection:
 
     def data_to_send(self) -> list[bytes | memoryview]:
         """The buffers queued for the peer since the last call, in order."""
-        out, self._out = self._out, []
+        out = self._out
+        if not out:
+            return _NO_OUTPUT
+        self._out = []
         return out
 
     # -------------------------------------------------------------- machinery
@@ -322,30 +344,19 @@ class Connection:
 
         Table 9-10 gives DT-2 there: no timer effect, Sta6 again, a P-DATA
         indication. So the table walk of :meth:`_fire` and the field checks
-        of :class:`PDV` (whose values :func:`iter_pdvs` has just produced:
+        of :class:`PDV` (whose values :func:`pdata_pdvs` has just produced:
         a byte, two flags, a byte view) are skipped; the outcome -- the event,
         or Evt19 for a malformed PDU or an unaccepted context -- is the same.
         """
-        contexts = self.negotiated.contexts  # type: ignore[union-attr]  # set in Sta6
         try:
-            items = iter_pdvs(body)
-            if not items:
-                raise PDUError("P-DATA-TF holds no PDV (PS3.8 9.3.5 requires one or more)")
-            pdvs = []
-            for context_id, is_command, is_last, data in items:
-                if context_id not in contexts:
-                    raise PDUError(f"PDV on presentation context {context_id}, which is not accepted")
-                pdv = _new_object(PDV)
-                _set_field(pdv, "context_id", context_id)
-                _set_field(pdv, "is_command", is_command)
-                _set_field(pdv, "is_last", is_last)
-                _set_field(pdv, "data", data)
-                pdvs.append(pdv)
+            pdvs = pdata_pdvs(body, self.negotiated.contexts, PDV)  # type: ignore[union-attr]  # set in Sta6
         except PDUError as exc:
             self._log.warning("invalid %s from peer (%s); aborting", "P-DATA-TF PDU", exc)
             self._fire("Evt19", reason=AAbort.REASON_INVALID_PDU_PARAMETER_VALUE)
             return
-        self._events.append(ev.PDataReceived(tuple(pdvs)))
+        event = _new_object(ev.PDataReceived)
+        _set_field(event, "pdvs", pdvs)
+        self._events.append(event)
 
     def _fire(self, event: str, **payload: Any) -> None:
         """Look ``(event, state)`` up in Table 9-10 and carry out the action."""

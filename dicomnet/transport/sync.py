@@ -184,6 +184,19 @@ class SyncDriver:
     def _write_all(self, buffers: Sequence[bytes | memoryview]) -> None:
         sock = self.sock
         assert sock is not None
+        if len(buffers) == 1 and type(buffers[0]) is bytes:
+            # One small PDU (a command, a release, an abort): a plain send.
+            single = buffers[0]
+            try:
+                sent = sock.send(single)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._transport_failed(exc)
+                return
+            if sent != len(single):
+                self._write_rest(sock, buffers, sent)
+            return
         if not _HAS_SENDMSG:
             for buf in buffers:
                 self._write_one(sock, buf)
@@ -309,8 +322,9 @@ class SyncDriver:
         """One ``recv_into`` straight into the Connection's buffer."""
         sock = self.sock
         assert sock is not None
+        window = self.conn.get_buffer(-1)
         try:
-            n = sock.recv_into(self.conn.get_buffer(-1))
+            n = sock.recv_into(window)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -320,6 +334,7 @@ class SyncDriver:
             self._log.debug("peer closed the TCP connection")
             self.close()  # tells the Connection (Evt17)
             return
+        del window  # the reader may grow its block in place only when no view of it is alive
         self.conn.buffer_updated(n, _monotonic())
 
     def _transport_failed(self, exc: OSError) -> None:

@@ -1,4 +1,4 @@
-"""The compiled framing: PDUReader, iter_pdvs, fragment."""
+"""The compiled framing: PDUReader, iter_pdvs, pdata_pdvs, fragment, pdata_pdu."""
 from __future__ import annotations
 
 import gc
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dicomnet._codec.pdu import PDUReader, fragment, iter_pdvs
+from dicomnet._codec.pdu import PDUReader, fragment, iter_pdvs, pdata_pdu, pdata_pdvs
 from dicomnet.errors import PDUError
+from dicomnet.pdu.pdus import PDV
 
 try:
     from tests.pdu import vectors as V
@@ -330,3 +331,44 @@ def test_fragment_reader_iter_pdvs_reassemble(data, max_length, context_id, is_c
     assert b"".join(bytes(p[3]) for p in pdvs) == data
     assert all(p[0] == context_id and p[1] == is_command for p in pdvs)
     assert [p[2] for p in pdvs] == [False] * (len(pdvs) - 1) + [True]
+
+
+# ------------------------------------------------------------ pdata_pdu
+def test_pdata_pdu_layout_by_hand():
+    assert pdata_pdu(5, True, b"abc") == (b"\x04\x00\x00\x00\x00\x09"      # P-DATA-TF, length 6 + 3
+                                          + b"\x00\x00\x00\x05\x05\x03"    # PDV length 2 + 3, ctx 5, cmd+last
+                                          + b"abc")
+    assert pdata_pdu(1, False, b"") == b"\x04\x00\x00\x00\x00\x06\x00\x00\x00\x02\x01\x02"
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.binary(max_size=2000), context_id=st.integers(0, 255), is_command=st.booleans())
+def test_pdata_pdu_is_fragment_unlimited_joined(data, context_id, is_command):
+    joined = b"".join(bytes(b) for b in fragment(context_id, is_command, data, 0))
+    assert pdata_pdu(context_id, is_command, data) == joined
+    assert pdata_pdu(context_id, is_command, memoryview(bytearray(data))) == joined
+
+
+@pytest.mark.parametrize("bad", [-1, 256])
+def test_pdata_pdu_refuses_bad_context_id(bad):
+    with pytest.raises(ValueError):
+        pdata_pdu(bad, True, b"x")
+
+
+# ------------------------------------------------------------ pdata_pdvs
+def test_pdata_pdvs_are_the_pdvs_iter_pdvs_finds():
+    body = pdata((1, 3, b"cmd"), (3, 0, b"data"), (1, 2, b""))[6:]
+    pdvs = pdata_pdvs(memoryview(body), {1, 3}, PDV)
+    assert type(pdvs) is tuple and all(type(p) is PDV for p in pdvs)
+    assert pdvs == tuple(PDV(*item) for item in iter_pdvs(body))
+    assert [bytes(p.data) for p in pdvs] == [b"cmd", b"data", b""]
+    assert all(p.data.obj is not None and p.data.readonly for p in pdvs)
+
+
+def test_pdata_pdvs_refuses_what_the_upper_layer_must_abort_for():
+    with pytest.raises(PDUError, match="holds no PDV"):
+        pdata_pdvs(b"", {1}, PDV)
+    with pytest.raises(PDUError, match="context 7, which is not accepted"):
+        pdata_pdvs(pdata((1, 3, b"a"), (7, 3, b"b"))[6:], {1}, PDV)
+    with pytest.raises(PDUError, match="at least 2"):
+        pdata_pdvs(b"\x00\x00\x00\x01\x01", {1}, PDV)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 import socket
 import struct
 import threading
@@ -63,6 +65,45 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                          "exitstatus": int(exitstatus)}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(previous, f, indent=2, sort_keys=True)
+
+
+# ------------------------------------------------------------- certificates
+OPENSSL = shutil.which("openssl")
+
+
+def _run(*args: str, cwd: str) -> None:
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _ca(d: str, name: str) -> None:
+    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
+         "-days", "2", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+
+
+def _leaf(d: str, name: str, ca: str, ext: str) -> None:
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(ext)
+    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+         "-subj", f"/CN={name}", cwd=d)
+    _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
+         "-out", f"{name}.crt", "-days", "2", "-sha256", "-extfile", f"{name}.ext", cwd=d)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A CA, a server certificate for 127.0.0.1/localhost, a client one, and a rogue
+    client certificate from an unrelated CA (made once per session)."""
+    d = str(tmp_path_factory.mktemp("pki"))
+    _ca(d, "ca")
+    _ca(d, "otherca")
+    _leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    _leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
+    _leaf(d, "rogue", "otherca", "extendedKeyUsage=clientAuth\n")
+    # Both ends at once: a server that also opens connections (C-MOVE over TLS).
+    _leaf(d, "node", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    return {name: os.path.join(d, name) for name in ("ca", "otherca", "server", "client", "rogue", "node")}
+
 
 
 # ------------------------------------------------------------------ servers

@@ -22,41 +22,10 @@ from dicomnet.errors import AssociationAborted, ConnectTimeout, DicomNetError
 from dicomnet.server import Server
 from dicomnet.transport.tls import make_context
 
-from .conftest import CT, EXPLICIT, VERIFICATION, record, wait_for
+from .conftest import CT, EXPLICIT, OPENSSL, VERIFICATION, record, wait_for
 from .test_faults import StreamingStore, dataset_part, make_instance
 
-OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is needed to make certificates")
-
-
-def _run(*args: str, cwd: str) -> None:
-    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def _ca(d: str, name: str) -> None:
-    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt",
-         "-days", "2", "-subj", f"/CN={name}", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-
-
-def _leaf(d: str, name: str, ca: str, ext: str) -> None:
-    with open(os.path.join(d, f"{name}.ext"), "w") as f:
-        f.write(ext)
-    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-         "-subj", f"/CN={name}", cwd=d)
-    _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key", "-CAcreateserial",
-         "-out", f"{name}.crt", "-days", "2", "-sha256", "-extfile", f"{name}.ext", cwd=d)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("pki"))
-    _ca(d, "ca")
-    _ca(d, "otherca")
-    _leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
-    _leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
-    _leaf(d, "rogue", "otherca", "extendedKeyUsage=clientAuth\n")
-    return {name: os.path.join(d, name) for name in ("ca", "otherca", "server", "client", "rogue")}
 
 
 def server_ctx(pki, *, require_client_cert: bool = False) -> ssl.SSLContext:

@@ -159,6 +159,21 @@ def test_data_fragmented_to_peer_max_pdu(size):
     assert len(p.to_req()) == 2
 
 
+def test_small_command_goes_out_as_one_pdu_buffer():
+    p = Pair(req_max_pdu=16384, acc_max_pdu=64)
+    p.associate()
+    p.acc.send_pdata(1, True, b"c" * 40)         # fits the requestor's 16384: one bytes buffer
+    (buffer,) = p.acc.data_to_send()
+    assert type(buffer) is bytes and buffer == b"\x04\x00\x00\x00\x00\x2e\x00\x00\x00\x2a\x01\x03" + b"c" * 40
+    p.req.send_pdata(1, True, b"c" * 100)        # more than the acceptor's 64: fragmented as before
+    p.req._out = p.req.data_to_send()
+    pdus = p.to_acc()
+    assert len(pdus) == 2 and all(len(pdu) - 6 <= 64 for pdu in pdus)
+    pdvs = [pdv for e in drain(p.acc) for pdv in e.pdvs]
+    assert b"".join(bytes(pdv.data) for pdv in pdvs) == b"c" * 100
+    assert [pdv.is_last for pdv in pdvs] == [False, True] and all(pdv.is_command for pdv in pdvs)
+
+
 def test_send_pdata_checks_context_and_state():
     p = Pair()
     with pytest.raises(LocalProtocolError):
