@@ -106,6 +106,7 @@ class Client:
         common_extended_negotiations: Iterable[SOPClassCommonExtendedNegotiation] = (),
         max_pdu: int | None = None,
         for_get: bool = False,
+        async_operations: int = 1,
     ) -> Association:
         """Open an association with the peer at ``host:port`` (AE ``called_ae``).
 
@@ -114,6 +115,10 @@ class Client:
         ``for_get`` adds an SCP/SCU Role Selection item (SCP role only) for each
         storage SOP class proposed, so that C-GET can deliver into them (see
         :func:`dicomnet.dimse.retrieve.get_role_selections`).
+        ``async_operations`` > 1 (or 0: no limit) proposes an Asynchronous
+        Operations Window (PS3.7 D.3.3.3): when the peer accepts it,
+        ``store_many`` keeps up to that many C-STOREs outstanding instead of
+        waiting for each response (``assoc.negotiated.max_outstanding``).
         Returns the established :class:`Association`.
 
         Raises :class:`AssociationRejected` (``result``/``source``/``reason``
@@ -140,6 +145,7 @@ class Client:
             extended_negotiations=extended_negotiations,
             common_extended_negotiations=common_extended_negotiations,
             user_identity=user_identity,
+            async_operations=async_operations,
         )
         sock = open_connection(host, port, self.connect_timeout)
         driver_class: type[SyncDriver] = SyncDriver

@@ -37,7 +37,7 @@ from dicomnet._codec.elements import ElementIndex
 from dicomnet.dicom.dataset import SQ_TAGS, Dataset
 from dicomnet.dicom.reader import _looks_explicit, _vr_matches_dictionary, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.commands import CommandField, c_find_rq, c_store_rq, encode_command
+from dicomnet.dimse.commands import Command, CommandField, c_find_rq, c_store_rq, encode_command
 from dicomnet.dimse.stream import ResponseStream
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError, NoPresentationContext
 from dicomnet.types.status import is_failure, is_pending, is_warning, status_meaning
@@ -69,6 +69,7 @@ _MAP_ARGS: dict[str, int] = (
     {"flags": mmap.MAP_SHARED | mmap.MAP_POPULATE, "prot": mmap.PROT_READ}
     if hasattr(mmap, "MAP_POPULATE") else {"access": mmap.ACCESS_READ})
 _READ_MAX = 1 << 20         # files up to this size are read, larger ones mapped
+_MAX_WINDOW = 16            # C-STOREs outstanding at most (when the peer allows more, or any number)
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -347,16 +348,25 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
                 priority: int = 0) -> Iterator[tuple[Any, int, str | None]]:
     """C-STORE each of ``sources`` in turn; yields ``(source, status, error comment)``.
 
-    Operations stay one at a time (PS3.7 asynchronous operations are not
-    negotiated), but the next source is prepared -- its file mapped and its
-    File Meta read -- while the peer is still storing the previous one. A
-    failure status is yielded, not raised (the rest are still sent); an
-    instance that no accepted context can carry raises
-    :class:`NoPresentationContext` once the previous response is in.
+    Without an Asynchronous Operations Window (PS3.7 D.3.3.3) operations stay
+    one at a time, but the next source is prepared -- its file read and its
+    C-STORE-RQ encoded -- while the peer is still storing the previous one.
+    When the association negotiated a window (``Client.associate(...,
+    async_operations=N)`` with a peer that accepts it), up to that many
+    requests are outstanding: the next data sets go out while the peer is
+    still storing the first, and the results are yielded as the responses
+    arrive. A failure status is yielded, not raised (the rest are still
+    sent); an instance that no accepted context can carry raises
+    :class:`NoPresentationContext` once the responses to the requests already
+    sent are in. Leaving the loop early still reads those responses, so the
+    association stays usable.
     """
     _finish_open_operation(assoc)
+    window = assoc.negotiated.max_outstanding
+    window = _MAX_WINDOW if window <= 0 else min(window, _MAX_WINDOW)
     it = iter(sources)
     pending: tuple[Any, PreparedStore] | None = None
+    in_flight: dict[int, tuple[Any, str]] = {}     # message ID -> (source, SOP Instance UID)
     error: BaseException | None = None
 
     def prepare(source: Any) -> PreparedStore:
@@ -378,23 +388,34 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
         for first in it:
             pending = (first, prepare(first))
             break
-        while pending is not None:
-            source, prepared = pending
-            pending = None
-            message_id = _send_prepared(assoc, prepared, priority, None, None)
-            try:
-                for following in it:          # overlaps with the peer's work on `source`
-                    pending = (following, prepare(following))
-                    break
-            except Exception as exc:  # noqa: BLE001 - raised after this response is read
-                error = exc
-            status, comment = _store_response(assoc, message_id, timeout, prepared.sop_instance_uid)
+        while pending is not None or in_flight:
+            while pending is not None and len(in_flight) < window:
+                source, prepared = pending
+                pending = None
+                uid = prepared.sop_instance_uid
+                in_flight[_send_prepared(assoc, prepared, priority, None, None)] = (source, uid)
+                try:
+                    for following in it:      # overlaps with the peer's work on what was sent
+                        pending = (following, prepare(following))
+                        break
+                except Exception as exc:  # noqa: BLE001 - raised once the responses are in
+                    error = exc
+            message_id, status, comment = _next_store_response(assoc, in_flight, timeout)
+            source, _ = in_flight.pop(message_id)
             yield source, status, comment
-            if error is not None:
+            if error is not None and not in_flight:
                 raise error
     finally:
         if pending is not None:
             pending[1].close()
+        if in_flight and assoc.is_established:
+            # Left early: read what the peer still answers, so that the
+            # association can carry the next request.
+            try:
+                while in_flight:
+                    in_flight.pop(_next_store_response(assoc, in_flight, timeout)[0])
+            except Exception:  # noqa: BLE001 - the receive path aborted the association already
+                assoc._log.debug("C-STORE responses left unread: the association is gone")
 
 
 def _send_prepared(assoc: Association, prepared: PreparedStore, priority: int,
@@ -434,6 +455,22 @@ def send_encoded(assoc: Association, context_id: int, command: bytes, dataset: A
     assoc._driver.flush()
 
 
+def _next_store_response(assoc: Association, in_flight: Mapping[int, tuple[Any, str]],
+                         timeout: float | None) -> tuple[int, int, str | None]:
+    """Read the next C-STORE-RSP, which must answer one of the ``in_flight``
+    message IDs (in any order): (that ID, status, ErrorComment)."""
+    if len(in_flight) == 1:
+        message_id, (_, uid) = next(iter(in_flight.items()))
+        return (message_id, *_store_response(assoc, message_id, timeout, uid))
+    command = assoc._receive_message(timeout).command
+    answered: int = command.get("MessageIDBeingRespondedTo", -1)
+    if command.get("CommandField") != CommandField.C_STORE_RSP or answered not in in_flight:
+        assoc.abort()
+        raise AssociationAborted(description=f"expected a C-STORE-RSP to one of messages "
+                                             f"{sorted(in_flight)}, got {command!r}")
+    return (answered, *_store_status(assoc, command, in_flight[answered][1]))
+
+
 def _store_response(assoc: Association, message_id: int, timeout: float | None,
                     sop_instance_uid: str) -> tuple[int, str | None]:
     """Read the C-STORE-RSP to ``message_id``: (status, ErrorComment); warnings logged."""
@@ -441,6 +478,10 @@ def _store_response(assoc: Association, message_id: int, timeout: float | None,
     if rsp.get("CommandField") != CommandField.C_STORE_RSP:
         assoc.abort()
         raise AssociationAborted(description=f"expected a C-STORE-RSP, got {rsp!r}")
+    return _store_status(assoc, rsp, sop_instance_uid)
+
+
+def _store_status(assoc: Association, rsp: Command, sop_instance_uid: str) -> tuple[int, str | None]:
     status = rsp.status
     comment = rsp.get("ErrorComment")
     if status is None:

@@ -25,6 +25,7 @@ from .items import (
     ACCEPTANCE,
     TRANSFER_SYNTAXES_NOT_SUPPORTED,
     USER_REJECTION,
+    AsyncOperationsWindow,
     PresentationContextAC,
     PresentationContextRQ,
     RoleSelection,
@@ -95,6 +96,7 @@ def build_associate_rq(
     extended_negotiations: Iterable[SOPClassExtendedNegotiation] = (),
     common_extended_negotiations: Iterable[SOPClassCommonExtendedNegotiation] = (),
     user_identity: UserIdentityRQ | None = None,
+    async_operations: int = 1,
 ) -> AAssociateRQ:
     """Build an A-ASSOCIATE-RQ proposing ``contexts`` (abstract syntax, transfer syntaxes).
 
@@ -103,7 +105,13 @@ def build_associate_rq(
     :mod:`dicomnet.types.sop_classes`, each with Explicit and Implicit VR Little
     Endian. ``max_pdu`` is the largest P-DATA-TF we will receive (0: no limit).
     Role selections may be given as ``(sop_class_uid, scu_role, scp_role)``.
+    ``async_operations`` other than 1 proposes an Asynchronous Operations
+    Window (PS3.7 D.3.3.3): up to that many outstanding requests invoked by us
+    (0: no limit), one performed at a time; 1 (the default) sends no such
+    item, since some peers mishandle it.
     """
+    if not 0 <= async_operations <= 0xFFFF:
+        raise ValueError(f"async_operations must be 0..65535, got {async_operations}")
     proposed = _default_contexts() if contexts is None else list(contexts)
     if not proposed:
         raise PDUError("an A-ASSOCIATE-RQ needs at least one presentation context")
@@ -124,6 +132,7 @@ def build_associate_rq(
         extended_negotiations=tuple(extended_negotiations),
         common_extended_negotiations=tuple(common_extended_negotiations),
         user_identity=user_identity,
+        async_ops=None if async_operations == 1 else AsyncOperationsWindow(async_operations, 1),
     )
     return AAssociateRQ(
         called_ae=called_ae,
@@ -189,6 +198,10 @@ class AcceptorPolicy:
     max_contexts: int = _MAX_CONTEXTS
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
+    #: Outstanding requests we let a requestor have when it proposes an
+    #: Asynchronous Operations Window (PS3.7 D.3.3.3); they are queued and
+    #: performed one at a time, in order.
+    max_async_performed: int = 16
 
     def scp_role_accepted(self, sop_class_uid: str) -> bool:
         """True if we let the requestor act as SCP for ``sop_class_uid``."""
@@ -307,6 +320,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
         role_selections=tuple(answered_roles.values()),
         extended_negotiations=tuple(extended),
         user_identity=identity_ac,
+        async_ops=_answer_async_ops(rq_info.async_ops, policy.max_async_performed),
     )
     return AAssociateAC(
         called_ae=rq.called_ae,
@@ -315,6 +329,32 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
         user_information=user_info,
         application_context=rq.application_context,
     )
+
+
+def _smaller_window(a: int, b: int) -> int:
+    """The smaller of two window sizes where 0 means unlimited."""
+    return b if a == 0 else a if b == 0 else min(a, b)
+
+
+def _answer_async_ops(proposal: AsyncOperationsWindow | None, limit: int) -> AsyncOperationsWindow | None:
+    """The acceptor's Asynchronous Operations Window (PS3.7 D.3.3.3): it
+    invokes one operation at a time (at most what the requestor performs) and
+    performs up to ``limit`` of the requestor's (at most what it invokes)."""
+    if proposal is None:
+        return None
+    return AsyncOperationsWindow(_smaller_window(1, proposal.max_performed),
+                                 max(1, _smaller_window(proposal.max_invoked, max(1, limit))))
+
+
+def _outstanding(rq: AAssociateRQ, ac: AAssociateAC, is_requestor: bool) -> int:
+    """How many of our requests may be outstanding at once (0: no limit). The
+    default window, without the item on both sides, is one (PS3.7 D.3.3.3)."""
+    asked, answer = rq.user_information.async_ops, ac.user_information.async_ops
+    if asked is None or answer is None:
+        return 1
+    if is_requestor:
+        return _smaller_window(asked.max_invoked, answer.max_performed)
+    return _smaller_window(answer.max_invoked, asked.max_performed)
 
 
 # ------------------------------------------------------------------ result
@@ -348,6 +388,9 @@ class NegotiatedAssociation:
     peer_implementation_version_name: str | None
     user_identity_response: bytes | None = None
     extended_negotiations: tuple[SOPClassExtendedNegotiation, ...] = field(default=())
+    #: Requests we may have outstanding at once (Asynchronous Operations
+    #: Window, PS3.7 D.3.3.3; 1 unless both sides negotiated more; 0: no limit).
+    max_outstanding: int = 1
 
     def context_for(
         self, abstract_syntax: str, transfer_syntax: str | None = None, *, role: str | None = None
@@ -414,4 +457,5 @@ def negotiated_from(rq: AAssociateRQ, ac: AAssociateAC, *, is_requestor: bool) -
         peer_implementation_version_name=theirs.implementation_version_name,
         user_identity_response=identity.server_response if isinstance(identity, UserIdentityAC) else None,
         extended_negotiations=ac.user_information.extended_negotiations,
+        max_outstanding=_outstanding(rq, ac, is_requestor),
     )

@@ -300,3 +300,31 @@ def test_provider_check():
     v3 = AAssociateRQ(base.called_ae, base.calling_ae, base.presentation_contexts, base.user_information,
                       protocol_version=3)
     assert ng.provider_check(v3) is None  # bit 0 set: version 1 supported
+
+
+def test_asynchronous_operations_window_is_proposed_only_when_asked_and_answered_within_limits():
+    from dicomnet.pdu.items import AsyncOperationsWindow
+
+    def outcome(rq, policy):
+        ac = _roundtrip(ng.negotiate(_roundtrip(rq), policy))
+        return (ac.user_information.async_ops, ng.negotiated_from(rq, ac, is_requestor=True).max_outstanding,
+                ng.negotiated_from(rq, ac, is_requestor=False).max_outstanding)
+
+    plain = _rq()
+    assert plain.user_information.async_ops is None                  # the default: no item (PS3.7 D.3.3.3)
+    assert outcome(plain, ng.AcceptorPolicy("STORESCP")) == (None, 1, 1)
+    eight = _rq(async_operations=8)
+    assert eight.user_information.async_ops == AsyncOperationsWindow(8, 1)
+    # We perform up to 8 of theirs, invoke one at a time ourselves.
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP")) == (AsyncOperationsWindow(1, 8), 8, 1)
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP", max_async_performed=3)) == (AsyncOperationsWindow(1, 3), 3, 1)
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP", max_async_performed=1)) == (AsyncOperationsWindow(1, 1), 1, 1)
+    unlimited = _rq(async_operations=0)                               # 0: no limit asked
+    assert outcome(unlimited, ng.AcceptorPolicy("STORESCP")) == (AsyncOperationsWindow(1, 16), 16, 1)
+    # An AC with the item to an RQ without it changes nothing.
+    ac = ng.negotiate(plain, ng.AcceptorPolicy("STORESCP"))
+    ac = AAssociateAC(ac.called_ae, ac.calling_ae, ac.presentation_contexts,
+                      UserInformation(max_length=0, async_ops=AsyncOperationsWindow(0, 0)))
+    assert ng.negotiated_from(plain, ac, is_requestor=True).max_outstanding == 1
+    with pytest.raises(ValueError):
+        _rq(async_operations=70000)
