@@ -268,7 +268,7 @@ def send_dicomnet(port: int, work: Workload, profile: bool = False, batch: bool 
     start, cpu = time.perf_counter(), time.process_time()
     with client.associate("127.0.0.1", port, SCP_AE, contexts=[(work.sop_class, [EXPLICIT])],
                           async_operations=window) as assoc:
-        if window > 1 and assoc.negotiated.max_outstanding == 1:
+        if window > 1 and assoc.negotiated.max_invoked == 1:
             raise RuntimeError("the peer did not accept the Asynchronous Operations Window")
         if batch:
             for _, status, _ in assoc.store_many(work.paths):

@@ -506,7 +506,7 @@ def test_store_many_keeps_the_negotiated_window_of_requests_outstanding(tmp_path
     rec = Picky(tmp_path)
     with serve(rec) as srv:
         with associate(srv, async_operations=4) as assoc:
-            assert assoc.negotiated.max_outstanding == 4
+            assert assoc.negotiated.max_invoked == 4
             results = list(assoc.store_many(paths))
             assert order[:6] == ["send"] * 4 + ["rsp", "send"]             # four out before the first answer
             assert [r[1] for r in results] == [0, 0xB000, 0] * 2
@@ -529,7 +529,7 @@ def test_store_many_keeps_the_negotiated_window_of_requests_outstanding(tmp_path
             assert seen == [paths[0], paths[2]]
             assert assoc.echo() == 0
         with associate(srv) as assoc:                                        # not asked: one at a time
-            assert assoc.negotiated.max_outstanding == 1
+            assert assoc.negotiated.max_invoked == 1
             order.clear()
             list(assoc.store_many(paths[:3]))
             assert order == ["send", "rsp"] * 3

@@ -362,7 +362,7 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
     association stays usable.
     """
     _finish_open_operation(assoc)
-    window = assoc.negotiated.max_outstanding
+    window = assoc.negotiated.max_invoked
     window = _MAX_WINDOW if window <= 0 else min(window, _MAX_WINDOW)
     it = iter(sources)
     pending: tuple[Any, PreparedStore] | None = None

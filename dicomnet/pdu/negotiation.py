@@ -326,11 +326,11 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
     window = None
     offered = rq_info.async_ops
     if offered is not None:
-        invoke = _at_most(max(policy.max_async_invoked, 0), offered.max_performed)
+        invoke = _at_most(policy.max_async_invoked, offered.max_performed)
         # ... and we perform up to max_async_performed of the requestor's
         # operations (queued, one at a time, in order): a C-STORE SCU then
         # sends the next data sets while we store the first.
-        perform = _at_most(offered.max_invoked, max(policy.max_async_performed, 1))
+        perform = _at_most(offered.max_invoked, policy.max_async_performed)
         if invoke != 1 or perform != 1:
             window = AsyncOperationsWindow(invoke, perform)
     user_info = UserInformation(
@@ -341,7 +341,6 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
         role_selections=tuple(answered_roles.values()),
         extended_negotiations=tuple(extended),
         user_identity=identity_ac,
-        async_ops=_answer_async_ops(rq_info.async_ops, policy.max_async_performed),
     )
     return AAssociateAC(
         called_ae=rq.called_ae,
