@@ -141,6 +141,57 @@ def test_get_receives_each_instance_into_a_buffer_made_while_waiting(servers, st
         assert any(np.shares_memory(ds.pixel_array, np.frombuffer(buf, np.uint8)) for buf in made)
     assert sorted(by_uid(got)) == sorted(by_uid(study[:4]))
 
+
+def _trace_sub_operations(monkeypatch) -> list[str]:
+    """Record the C-GET SCP's sends ("rq") and awaited responses ("rsp") in order."""
+    from dicomnet.dimse import retrieve_scp
+
+    events: list[str] = []
+    send, wait = retrieve_scp._send_here, retrieve_scp._await_here
+
+    def traced_send(*args, **kw):
+        events.append("rq")
+        return send(*args, **kw)
+
+    def traced_wait(*args, **kw):
+        events.append("rsp")
+        return wait(*args, **kw)
+
+    monkeypatch.setattr(retrieve_scp, "_send_here", traced_send)
+    monkeypatch.setattr(retrieve_scp, "_await_here", traced_wait)
+    return events
+
+
+def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, study, monkeypatch):
+    events = _trace_sub_operations(monkeypatch)
+    src = servers("SRC", Source(study, fixed=True))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        assert assoc.negotiated.max_invoked == 1          # we invoke the C-GET only
+        result = assoc.get(key(study[0]))
+        progress = []
+        got = []
+        for ds in result:
+            got.append(ds)
+            progress.append(result.progress)
+        assert result.status == 0 and (result.completed, result.failed, result.remaining) == (len(study), 0, 0)
+        assert result.progress is not None and result.progress.remaining == 1
+        assert assoc.echo() == 0
+    # 8 C-STORE-RQs out before the first response is awaited (PS3.7 D.3.3.3), then one per response.
+    assert len(study) > 8 and events[:9] == ["rq"] * 8 + ["rsp"]
+    assert events.count("rq") == events.count("rsp") == len(study)
+    assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in study]
+
+
+def test_get_without_an_async_window_is_one_sub_operation_at_a_time(servers, study, monkeypatch):
+    from dicomnet.dimse.retrieve import retrieve_contexts
+
+    events = _trace_sub_operations(monkeypatch)
+    src = servers("SRC", Source(study[:3], fixed=True))
+    contexts, roles = retrieve_contexts([CT])
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, role_selections=roles) as assoc:
+        got = list(assoc.get(key(study[0])))
+    assert len(got) == 3 and events == ["rq", "rsp"] * 3
+
 def test_get_files_sent_from_disk_arrive_byte_for_byte(servers, study, tmp_path):
     paths = []
     for ds in study[:4]:

@@ -42,7 +42,7 @@ from dicomnet.dimse.assembler import new_buffer
 from dicomnet.dimse.commands import Command, CommandField, c_get_rq, c_move_rq, c_store_rsp
 from dicomnet.dimse.stream import ResponseStream
 from dicomnet.errors import AssociationAborted, DicomParseError, DimseStatusError
-from dicomnet.pdu.items import RoleSelection
+from dicomnet.pdu.items import AsyncOperationsWindow, RoleSelection
 from dicomnet.types import status as st
 from dicomnet.types.sop_classes import DEFAULT_ABSTRACT_SYNTAXES, is_storage_sop_class
 from dicomnet.types.uids import is_valid_uid
@@ -51,8 +51,8 @@ if TYPE_CHECKING:
     from dicomnet.association import Association
     from dicomnet.pdu.negotiation import NegotiatedContext
 
-__all__ = ["MOVE_MODELS", "GET_MODELS", "RetrieveProgress", "MoveResult", "GetResult", "start_move",
-           "start_get", "get_role_selections", "retrieve_contexts"]
+__all__ = ["MOVE_MODELS", "GET_MODELS", "GET_WINDOW", "RetrieveProgress", "MoveResult", "GetResult",
+           "start_move", "start_get", "get_role_selections", "get_async_window", "retrieve_contexts"]
 
 #: ``model=`` -> the C-MOVE SOP class (PS3.4 C.6.1.2, C.6.2.2).
 MOVE_MODELS: dict[str, str] = {
@@ -94,6 +94,21 @@ def get_role_selections(contexts: Iterable[Any] | None = None) -> list[RoleSelec
         if uid not in seen and is_storage_sop_class(uid):
             seen[uid] = RoleSelection(uid, False, True)
     return list(seen.values())
+
+
+#: C-STORE sub-operations a C-GET SCU offers to perform asynchronously: the
+#: SCP may send this many before it waits for the first response.
+GET_WINDOW = 8
+
+
+def get_async_window(window: int = GET_WINDOW) -> AsyncOperationsWindow:
+    """The Asynchronous Operations Window a C-GET SCU proposes (PS3.7 D.3.3.3):
+    it invokes one operation at a time (the C-GET) and performs up to
+    ``window`` sub-operations asynchronously -- the SCP may send that many
+    C-STORE-RQs before it waits for the first C-STORE-RSP. Responses still go
+    out in order, one per request, as each data set is in. An SCP that does
+    not answer the window sends them one at a time, as without it."""
+    return AsyncOperationsWindow(1, window)
 
 
 def retrieve_contexts(storage_classes: Iterable[str] | None = None, *,

@@ -25,7 +25,10 @@ the instances -- their own syntax first, then Explicit and Implicit VR Little
 Endian -- and sends each instance with the Move Originator AE title and
 Message ID set. C-GET sends the sub-operations on the requestor's association,
 in the contexts where the requestor accepted the SCP role; an instance with no
-such context is a failed sub-operation.
+such context is a failed sub-operation. When the requestor offered an
+Asynchronous Operations Window (PS3.7 D.3.3.3; our Client does with
+``for_get=True``), up to the negotiated number of C-STORE-RQs are sent before
+the first response is awaited; otherwise one at a time.
 
 Responses (PS3.4 Tables C.4-2, C.4-3): a Pending response with the four
 counters after every sub-operation but the last (encoding one is a few
@@ -42,6 +45,7 @@ A handler that raises: :class:`~dicomnet.errors.QueryError` -> its status
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +78,7 @@ __all__ = ["handle_move", "handle_get", "move_contexts", "instance_info"]
 _EXPLICIT = "1.2.840.10008.1.2.1"
 _IMPLICIT = "1.2.840.10008.1.2"
 _MAX_CONTEXTS = 128
+_MAX_WINDOW = 16        # C-GET sub-operations out at once when the requestor allows any number
 _HEAD = 8192            # bytes read to find a file's File Meta (instance_info)
 
 
@@ -439,6 +444,16 @@ def _sub_failure(log: Any, op: _Operation, error: BaseException) -> tuple[int, s
     return st.UNABLE_TO_PROCESS, error_comment(error)
 
 
+def _count(op: _Operation, result: tuple[int, str | None], item: Any, uid: str | None, *, more: bool) -> None:
+    """One C-GET sub-operation done: count it and, unless it was the last,
+    queue a Pending response (written with the next C-STORE-RQ if ``more``
+    will follow, else at once)."""
+    op.remaining -= 1
+    op.count(result[0], result[1], item, uid)
+    if op.remaining:
+        op.pending(flush=not more)
+
+
 def handle_get(server: Server, assoc: Association, info: AssociationInfo, message: Message) -> None:
     """Answer one C-GET-RQ: C-STORE sub-operations on this same association."""
     log = server.logger
@@ -458,40 +473,50 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
     watch = _CancelWatch(assoc, op.message_id)
     priority = int(message.command.get("Priority") or 0)
     started = time.monotonic()
-    # One sub-operation at a time (no asynchronous operations window is
-    # negotiated), but overlapped: while the requestor receives instance n,
-    # instance n+1 is prepared (its file mapped, its File Meta read).
+    # Without an Asynchronous Operations Window one sub-operation at a time,
+    # but overlapped: while the requestor receives instance n, instance n+1 is
+    # prepared (its file mapped, its File Meta read). With a window (PS3.7
+    # D.3.3.3, the requestor offered to perform several) up to that many
+    # C-STORE-RQs are out before we wait for the first response.
+    window = assoc.negotiated.max_invoked or _MAX_WINDOW
+    outstanding: deque[tuple[int, Any, str]] = deque()   # (message id, item, UID), in send order
     upcoming = _prepare(assoc, items[0]) if items else (None, None)
+    sent = 0
     try:
-        for n, item in enumerate(items):
-            if ctx.cancelled or watch.check():
-                ctx.cancelled = True
+        while True:
+            while sent < len(items) and len(outstanding) < window and not ctx.cancelled:
+                if watch.check():
+                    ctx.cancelled = True
+                    break
+                item = items[sent]
+                prepared, error = upcoming
+                upcoming = (None, None)
+                sent += 1
+                try:
+                    if prepared is None:
+                        raise error if error is not None else ValueError("nothing to send")
+                    uid = prepared.sop_instance_uid
+                    outstanding.append((_send_here(assoc, prepared, priority), item, uid))
+                except NoPresentationContext as exc:     # (an AssociationError) no SCP-role context
+                    _count(op, _sub_failure(log, op, exc), item, None, more=sent < len(items))
+                except (AssociationError, DicomTimeoutError):
+                    raise                      # the requestor's association is gone: nothing to answer
+                except (DicomNetError, OSError, ValueError, TypeError) as exc:  # a bad file
+                    _count(op, _sub_failure(log, op, exc), item, None, more=sent < len(items))
+                if sent < len(items):
+                    upcoming = _prepare(assoc, items[sent])
+            if not outstanding or watch.gone:
                 break
-            op.remaining -= 1
-            prepared, error = upcoming
-            upcoming = (None, None)
-            uid = None
-            prefetched = False
-            status, comment = st.UNABLE_TO_PROCESS, None
+            store_id, item, uid = outstanding.popleft()
             try:
-                if prepared is None:
-                    raise error if error is not None else ValueError("nothing to send")
-                uid = prepared.sop_instance_uid
-                store_id = _send_here(assoc, prepared, priority)
-                if n + 1 < len(items):
-                    upcoming, prefetched = _prepare(assoc, items[n + 1]), True
-                status, comment = _await_here(assoc, op, store_id, ctx)
-            except NoPresentationContext as exc:     # (an AssociationError) no SCP-role context
-                status, comment = _sub_failure(log, op, exc)
+                outcome = _await_here(assoc, op, store_id, ctx)
             except (AssociationError, DicomTimeoutError):
-                raise                      # the requestor's association is gone: nothing to answer
-            except (DicomNetError, OSError, ValueError, TypeError) as exc:  # a bad file
-                status, comment = _sub_failure(log, op, exc)
-            if n + 1 < len(items) and not prefetched:
-                upcoming = _prepare(assoc, items[n + 1])
-            op.count(status, comment, item, uid)
-            if op.remaining:
-                op.pending(flush=False)     # sent by the next C-STORE-RQ or the final response
+                raise
+            except (DicomNetError, OSError, ValueError, TypeError) as exc:
+                outcome = _sub_failure(log, op, exc)
+            # The pending response goes with the next C-STORE-RQ, or at once
+            # when there is none to send.
+            _count(op, outcome, item, uid, more=sent < len(items) and not ctx.cancelled)
     finally:
         if upcoming[0] is not None:
             upcoming[0].close()

@@ -25,6 +25,7 @@ from .items import (
     ACCEPTANCE,
     TRANSFER_SYNTAXES_NOT_SUPPORTED,
     USER_REJECTION,
+    AsyncOperationsWindow,
     PresentationContextAC,
     PresentationContextRQ,
     RoleSelection,
@@ -95,6 +96,7 @@ def build_associate_rq(
     extended_negotiations: Iterable[SOPClassExtendedNegotiation] = (),
     common_extended_negotiations: Iterable[SOPClassCommonExtendedNegotiation] = (),
     user_identity: UserIdentityRQ | None = None,
+    async_ops: AsyncOperationsWindow | None = None,
 ) -> AAssociateRQ:
     """Build an A-ASSOCIATE-RQ proposing ``contexts`` (abstract syntax, transfer syntaxes).
 
@@ -103,6 +105,8 @@ def build_associate_rq(
     :mod:`dicomnet.types.sop_classes`, each with Explicit and Implicit VR Little
     Endian. ``max_pdu`` is the largest P-DATA-TF we will receive (0: no limit).
     Role selections may be given as ``(sop_class_uid, scu_role, scp_role)``.
+    ``async_ops`` proposes an Asynchronous Operations Window (PS3.7 D.3.3.3);
+    None (the default) sends no such item, since some peers mishandle it.
     """
     proposed = _default_contexts() if contexts is None else list(contexts)
     if not proposed:
@@ -124,6 +128,7 @@ def build_associate_rq(
         extended_negotiations=tuple(extended_negotiations),
         common_extended_negotiations=tuple(common_extended_negotiations),
         user_identity=user_identity,
+        async_ops=async_ops,
     )
     return AAssociateRQ(
         called_ae=called_ae,
@@ -173,6 +178,17 @@ class AcceptorPolicy:
     - ``extended_negotiation``: called with each SOP Class Extended Negotiation
       item of an accepted class; the bytes it returns are answered, None omits.
     - ``max_contexts``: more proposed contexts than this (at most 128) is RJ.
+    - ``max_async_invoked``: when the requestor offers to perform several
+      sub-operations asynchronously (an Asynchronous Operations Window, PS3.7
+      D.3.3.3 -- a C-GET SCU that takes C-STOREs without waiting between
+      them), invoke up to this many at once (at most what it offers); the AC
+      then answers the window with (that number, what we perform). 1
+      declines.
+    - ``max_async_performed``: how many of the requestor's operations may be
+      outstanding when it offers to invoke several (e.g. a C-STORE SCU that
+      sends the next data sets without waiting for each response); they are
+      queued and performed one at a time, in order. With both at 1 the AC
+      has no window: everything synchronous.
     """
 
     ae_title: str
@@ -187,8 +203,13 @@ class AcceptorPolicy:
     require_user_identity: bool = False
     extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None
     max_contexts: int = _MAX_CONTEXTS
+    max_async_invoked: int = 8
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
+    #: Outstanding requests we let a requestor have when it proposes an
+    #: Asynchronous Operations Window (PS3.7 D.3.3.3); they are queued and
+    #: performed one at a time, in order.
+    max_async_performed: int = 16
 
     def scp_role_accepted(self, sop_class_uid: str) -> bool:
         """True if we let the requestor act as SCP for ``sop_class_uid``."""
@@ -300,10 +321,23 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
                 if reply is not None:
                     extended.append(SOPClassExtendedNegotiation(item.sop_class_uid, reply))
 
+    # Asynchronous Operations Window (PS3.7 D.3.3.3): we invoke sub-operations
+    # asynchronously up to what the requestor performs (0 = unlimited there)...
+    window = None
+    offered = rq_info.async_ops
+    if offered is not None:
+        invoke = _at_most(policy.max_async_invoked, offered.max_performed)
+        # ... and we perform up to max_async_performed of the requestor's
+        # operations (queued, one at a time, in order): a C-STORE SCU then
+        # sends the next data sets while we store the first.
+        perform = _at_most(offered.max_invoked, policy.max_async_performed)
+        if invoke != 1 or perform != 1:
+            window = AsyncOperationsWindow(invoke, perform)
     user_info = UserInformation(
         max_length=policy.max_pdu,
         implementation_class_uid=policy.implementation_class_uid,
         implementation_version_name=policy.implementation_version_name,
+        async_ops=window,
         role_selections=tuple(answered_roles.values()),
         extended_negotiations=tuple(extended),
         user_identity=identity_ac,
@@ -334,7 +368,9 @@ class NegotiatedAssociation:
     """What both ends agreed, seen from one end (``is_requestor``).
 
     ``peer_max_pdu`` bounds the P-DATA-TF PDUs we send, ``our_max_pdu`` those we
-    receive (0: no limit).
+    receive (0: no limit). ``max_invoked`` is how many operations or
+    sub-operations we may have outstanding at once (PS3.7 D.3.3.3; 1 without
+    an Asynchronous Operations Window, 0 for no limit).
     """
 
     is_requestor: bool
@@ -348,6 +384,7 @@ class NegotiatedAssociation:
     peer_implementation_version_name: str | None
     user_identity_response: bytes | None = None
     extended_negotiations: tuple[SOPClassExtendedNegotiation, ...] = field(default=())
+    max_invoked: int = 1
 
     def context_for(
         self, abstract_syntax: str, transfer_syntax: str | None = None, *, role: str | None = None
@@ -414,4 +451,22 @@ def negotiated_from(rq: AAssociateRQ, ac: AAssociateAC, *, is_requestor: bool) -
         peer_implementation_version_name=theirs.implementation_version_name,
         user_identity_response=identity.server_response if isinstance(identity, UserIdentityAC) else None,
         extended_negotiations=ac.user_information.extended_negotiations,
+        max_invoked=_max_invoked(rq.user_information.async_ops, ac.user_information.async_ops, is_requestor),
     )
+
+
+def _at_most(a: int, b: int) -> int:
+    """The smaller of two window sizes where 0 means unlimited."""
+    return b if a == 0 else a if b == 0 else min(a, b)
+
+
+def _max_invoked(rq: AsyncOperationsWindow | None, ac: AsyncOperationsWindow | None, is_requestor: bool) -> int:
+    """Our invocation window (PS3.7 D.3.3.3): without the window in both the RQ
+    and the AC everything is synchronous (1). The requestor invokes what it
+    offered, as far as the acceptor performs; the acceptor what it answered,
+    as far as the requestor performs."""
+    if rq is None or ac is None:
+        return 1
+    if is_requestor:
+        return _at_most(rq.max_invoked, ac.max_performed)
+    return _at_most(ac.max_invoked, rq.max_performed)
