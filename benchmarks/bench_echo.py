@@ -7,7 +7,11 @@
 
 Every server runs in its own process (``_echo_server.py`` or ``storescp``) on a
 free loopback port; the client runs in this process. Prints a table with rates
-and the ratios the project targets. ``--quick`` finishes in well under 60 s.
+and the ratios the project targets, then the CPU time per echo of each side
+(client: this process's ``process_time``, or ``wait4`` for echoscu; server: the
+sum of its threads' ``/proc/<pid>/task/*/schedstat``), which other work on a
+shared machine disturbs far less than the rates. ``--quick`` finishes in well
+under 60 s.
 
     python benchmarks/bench_echo.py [--quick] [--echoes N] [--cycles N] [--repeat N]
     python benchmarks/bench_echo.py --profile     # where the CPU time of one exchange goes

@@ -17,7 +17,8 @@ from .association import Association
 from .errors import ARTIMTimeout, AssociationAborted, AssociationError, AssociationRejected, ReadTimeout
 from .pdu import events as ev
 from .pdu.connection import Connection
-from .pdu.items import RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation, UserIdentityRQ
+from .pdu.items import (AsyncOperationsWindow, RoleSelection, SOPClassCommonExtendedNegotiation,
+                         SOPClassExtendedNegotiation, UserIdentityRQ)
 from .pdu.negotiation import DEFAULT_MAX_PDU, UNCOMPRESSED_TRANSFER_SYNTAXES, build_associate_rq
 from .pdu.pdus import validate_ae_title
 from .transport.sync import SyncDriver, open_connection
@@ -106,6 +107,7 @@ class Client:
         common_extended_negotiations: Iterable[SOPClassCommonExtendedNegotiation] = (),
         max_pdu: int | None = None,
         for_get: bool = False,
+        async_operations: int = 1,
     ) -> Association:
         """Open an association with the peer at ``host:port`` (AE ``called_ae``).
 
@@ -116,6 +118,10 @@ class Client:
         :func:`dicomnet.dimse.retrieve.get_role_selections`), and offers to
         take several C-STORE sub-operations without a response in between (an
         Asynchronous Operations Window, :func:`~dicomnet.dimse.retrieve.get_async_window`).
+        ``async_operations`` > 1 (or 0: no limit) proposes to invoke that many
+        operations asynchronously (the same window item): when the peer
+        accepts, ``store_many`` keeps up to that many C-STOREs outstanding
+        instead of waiting for each response (``assoc.negotiated.max_invoked``).
         Returns the established :class:`Association`.
 
         Raises :class:`AssociationRejected` (``result``/``source``/``reason``
@@ -126,11 +132,14 @@ class Client:
         """
         log = self.logger
         our_max = self.max_pdu if max_pdu is None else max_pdu
-        async_ops = None
+        if not 0 <= async_operations <= 0xFFFF:
+            raise ValueError(f"async_operations must be 0..65535 (0: no limit), got {async_operations}")
+        async_ops = None if async_operations == 1 else AsyncOperationsWindow(async_operations, 1)
         if for_get:
             from .dimse.retrieve import get_async_window, get_role_selections
 
-            async_ops = get_async_window()
+            get_window = get_async_window()
+            async_ops = AsyncOperationsWindow(async_operations, get_window.max_performed)
             contexts = None if contexts is None else list(contexts)
             role_selections = list(role_selections)
             given = {(r.sop_class_uid if isinstance(r, RoleSelection) else str(r[0])) for r in role_selections}

@@ -477,3 +477,61 @@ def test_find_yielding_a_mapping_and_pending_warning():
     with serve(H()) as srv, associate(srv) as assoc:
         got = list(assoc.find({"PatientID": None}))
     assert [d.PatientID for d in got] == ["A", "P001"]
+
+
+def test_store_many_keeps_the_negotiated_window_of_requests_outstanding(tmp_path, monkeypatch):
+    import hashlib
+
+    import dicomnet.dimse.scu as scu
+
+    order: list[str] = []
+    send, receive = scu._send_prepared, scu._next_store_response
+
+    def sending(*args, **kw):
+        order.append("send")
+        return send(*args, **kw)
+
+    def receiving(*args, **kw):
+        order.append("rsp")
+        return receive(*args, **kw)
+
+    monkeypatch.setattr(scu, "_send_prepared", sending)
+    monkeypatch.setattr(scu, "_next_store_response", receiving)
+    names = ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"] * 2          # three instances, each sent twice
+    paths = [data(n) for n in names]
+
+    class Picky(Streamer):
+        def on_store(self, ctx, ds):
+            super().on_store(ctx, ds)
+            return 0xB000 if ds.Modality == "MR" else None
+
+    rec = Picky(tmp_path)
+    with serve(rec) as srv:
+        with associate(srv, async_operations=4) as assoc:
+            assert assoc.negotiated.max_invoked == 4
+            results = list(assoc.store_many(paths))
+            assert order[:6] == ["send"] * 4 + ["rsp", "send"]             # four out before the first answer
+            assert [r[1] for r in results] == [0, 0xB000, 0] * 2
+            assert [r[0] for r in results] == paths                          # our SCP answers in order
+            for path in set(paths):
+                received = str(tmp_path / f"{read_file(path).SOPInstanceUID}.dcm")
+                expected = bytes(encode_dataset(read_file(path), read_file(received).transfer_syntax))
+                assert hashlib.sha256(body_of(received)).digest() == hashlib.sha256(expected).digest()
+            # Leaving the loop early still reads the outstanding answers: the association goes on.
+            order.clear()
+            for _ in assoc.store_many(paths):
+                break
+            assert order == ["send"] * 4 + ["rsp"] * 4                       # the 3 outstanding are read too
+            assert assoc.store(paths[0]) == 0
+            # An instance no context can carry: the ones already sent are answered first.
+            seen = []
+            with pytest.raises(NoPresentationContext):
+                for source, status, _ in assoc.store_many([paths[0], paths[2], data("JPEG-lossy.dcm"), paths[0]]):
+                    seen.append(source)
+            assert seen == [paths[0], paths[2]]
+            assert assoc.echo() == 0
+        with associate(srv) as assoc:                                        # not asked: one at a time
+            assert assoc.negotiated.max_invoked == 1
+            order.clear()
+            list(assoc.store_many(paths[:3]))
+            assert order == ["send", "rsp"] * 3

@@ -22,12 +22,8 @@ last fragment; bits 2-7 are zero and not tested on receipt), data.
 from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE, PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
-from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.object cimport PyObject, PyTypeObject
 from libc.string cimport memcpy, memmove
-
-cdef extern from "Python.h":
-    int PyObject_GenericSetAttr(object o, object name, object value) except -1
 
 from dicomnet.errors import PDUError
 
@@ -453,25 +449,85 @@ def pdata_pdvs(body, contexts, pdv_type):
 
     Checks what :func:`iter_pdvs` checks, plus that the body holds at least one
     PDV and that every presentation context id is in ``contexts`` (PDUError
-    otherwise). The objects are made with ``object.__new__`` and their four
-    fields (``context_id``, ``is_command``, ``is_last``, ``data``) set directly:
-    the values are valid by construction (a byte, two flags, a byte view of
-    ``body``), so the class's own checks have nothing left to check.
+    otherwise). The objects are made with ``pdv_type.__new__`` and their four
+    fields (``context_id``, ``is_command``, ``is_last``, ``data``) set through
+    the class's slot descriptors: the values are valid by construction (a
+    byte, two flags, a byte view of ``body``), so the class's own checks have
+    nothing left to check.
     """
-    cdef list items = iter_pdvs(body)
-    cdef Py_ssize_t i, n = len(items)
-    if n == 0:
-        raise PDUError("P-DATA-TF holds no PDV (PS3.8 9.3.5 requires one or more)")
-    out = PyTuple_New(n)
-    for i in range(n):
-        context_id, is_command, is_last, data = items[i]
+    cdef Py_buffer buf
+    cdef const unsigned char* p
+    cdef Py_ssize_t n
+    cdef list out = []
+    cdef tuple fields
+    view = body if isinstance(body, memoryview) else memoryview(body)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    fields = _pdv_fields(pdv_type)
+    # A plain buffer request: cheaper than a typed memoryview, and ``view`` is
+    # one-dimensional bytes (cast above), so it is contiguous unless it was
+    # sliced with a step -- which PyBUF_SIMPLE refuses with BufferError.
+    PyObject_GetBuffer(view, &buf, PyBUF_SIMPLE)
+    try:
+        n = buf.len
+        if n == 0:
+            raise PDUError("P-DATA-TF holds no PDV (PS3.8 9.3.5 requires one or more)")
+        p = <const unsigned char*>buf.buf
+        _split_pdvs(p, n, view, contexts, pdv_type, fields, out)
+    finally:
+        PyBuffer_Release(&buf)
+    return tuple(out)
+
+
+cdef int _split_pdvs(const unsigned char* p, Py_ssize_t n, object view, object contexts, object pdv_type,
+                     tuple fields, list out) except -1:
+    cdef Py_ssize_t pos = 0, length
+    cdef unsigned char control
+    cdef PyTypeObject* tp = <PyTypeObject*>pdv_type
+    while pos < n:
+        if n - pos < 4:
+            raise PDUError(f"PDV item at offset {pos}: {n - pos} byte(s) left, its length field needs 4")
+        length = _be32(p + pos)
+        if length < 2:
+            raise PDUError(f"PDV item at offset {pos} has length {length}, at least 2 is required")
+        if length > n - pos - 4:
+            raise PDUError(
+                f"PDV item at offset {pos} claims {length} bytes, only {n - pos - 4} remain in the P-DATA-TF"
+            )
+        context_id = p[pos + 4]
         if context_id not in contexts:
             raise PDUError(f"PDV on presentation context {context_id}, which is not accepted")
-        pdv = object.__new__(pdv_type)
-        PyObject_GenericSetAttr(pdv, "context_id", context_id)
-        PyObject_GenericSetAttr(pdv, "is_command", is_command)
-        PyObject_GenericSetAttr(pdv, "is_last", is_last)
-        PyObject_GenericSetAttr(pdv, "data", data)
-        Py_INCREF(pdv)
-        PyTuple_SET_ITEM(out, i, pdv)
-    return out
+        control = p[pos + 5]
+        pdv = tp.tp_new(pdv_type, <PyObject*>_EMPTY, NULL)
+        _set(fields[0], pdv, context_id)
+        _set(fields[1], pdv, (control & 1) != 0)
+        _set(fields[2], pdv, (control & 2) != 0)
+        _set(fields[3], pdv, view[pos + 6:pos + 4 + length])
+        out.append(pdv)
+        pos += 4 + length
+    return 0
+
+
+cdef tuple _EMPTY = ()
+cdef dict _FIELDS = {}
+
+
+cdef tuple _pdv_fields(object pdv_type):
+    """The descriptors of the four fields of ``pdv_type`` (slots of a frozen
+    dataclass), cached per class; each must be a data descriptor."""
+    cdef tuple fields = _FIELDS.get(pdv_type)
+    if fields is None:
+        fields = tuple(pdv_type.__dict__[name] for name in ("context_id", "is_command", "is_last", "data"))
+        for field in fields:
+            kind = type(field)
+            if (<PyTypeObject*>kind).tp_descr_set == NULL:
+                raise TypeError(f"{pdv_type.__name__} fields must be slots")
+        _FIELDS[pdv_type] = fields
+    return fields
+
+
+cdef inline int _set(object descriptor, object obj, object value) except -1:
+    # What object.__setattr__ does for a slot, without the name lookup (and
+    # without the frozen class's __setattr__, which refuses any assignment).
+    cdef object kind = type(descriptor)
+    return (<PyTypeObject*>kind).tp_descr_set(descriptor, obj, value)

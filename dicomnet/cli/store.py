@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, fail, tls_context
+from dicomnet.cli.common import (EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE, Output, fail,
+                                 tls_context)
 from dicomnet.cli.progress import Progress, format_rate
 from dicomnet.errors import (
     AssociationAborted,
@@ -54,6 +55,9 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
                         "transcoded; compressed ones must already be in it)")
     p.add_argument("--max-pdu", type=int, default=None, metavar="N",
                    help="largest P-DATA PDU we accept (0: no limit)")
+    p.add_argument("--async-ops", type=int, default=1, metavar="N",
+                   help="propose an asynchronous operations window: up to N C-STOREs outstanding when the "
+                        "peer accepts it (default 1: one at a time, and no proposal -- some peers mishandle it)")
     p.set_defaults(run=run)
 
 
@@ -244,6 +248,9 @@ class _Run:
 def run(args: argparse.Namespace) -> int:
     """Run ``store``; the exit code (see :mod:`dicomnet.cli.common`)."""
     out = Output(args)
+    if not 0 <= args.async_ops <= 0xFFFF:
+        out.error("--async-ops must be 0..65535 (0: no limit)")
+        return EXIT_USAGE
     state = _Run(args, out)
     files, missing = collect_files(args.paths)
     plans = []
@@ -306,7 +313,8 @@ def _send_batch(client: Any, args: argparse.Namespace, state: _Run, progress: Pr
     from dicomnet.types.status import is_failure, status_meaning
 
     wanted = args.transfer_syntax
-    with client.associate(args.host, args.port, args.aec, contexts=contexts) as assoc:
+    with client.associate(args.host, args.port, args.aec, contexts=contexts,
+                          async_operations=args.async_ops) as assoc:
         todo: list[FilePlan] = []
         for plan in batch:
             if _carried(assoc.negotiated, plan, wanted):

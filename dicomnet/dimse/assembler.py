@@ -13,8 +13,13 @@ so its bytes are copied exactly once -- into a small command buffer, or into
 the one growable buffer of the data set (doubled as it fills, never a list of
 fragments joined at the end; from 256 KiB on an anonymous memory map faulted
 in with one call), or straight into a streaming sink. A completed
-:class:`Message` owns its data set buffer; the assembler starts a new one for
-the next message.
+:class:`Message` owns its data set buffer. The assembler remembers that
+buffer (up to 8 MiB) and reuses it for the next data set only once nothing
+else refers to it -- no Message, view, Dataset or array (its reference count
+says so; every buffer consumer holds a reference to the exporter) -- so a
+receiver that drops each data set after handling it (``handle_store`` does)
+copies the next one into memory that is already mapped, instead of mapping,
+zero-filling and faulting in a fresh buffer per message.
 
 Sending needs no counterpart here: the Upper Layer fragments a whole part to
 the peer's maximum PDU length, so a message goes out as::
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import mmap
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -48,6 +54,8 @@ _FIRST_CAPACITY = 1 << 16
 # zero-filled and then faults in page by page as it is written, which costs
 # more than the copy itself (measured: 512 KiB in 0.29 ms vs 0.20 ms).
 _MAP_MIN = 1 << 18
+# Largest completed buffer kept for reuse (per assembler, i.e. per association).
+_SPARE_MAX = 8 << 20
 _MAP_FLAGS = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
               if hasattr(mmap, "MAP_POPULATE") and hasattr(mmap, "MAP_ANONYMOUS") else 0)
 
@@ -128,6 +136,8 @@ class MessageAssembler:
         self.max_dataset_bytes = max_dataset_bytes
         self.max_command_bytes = max_command_bytes
         self._sink_factory: SinkFactory | None = None
+        # The last completed data set's buffer, reused once nobody else holds it.
+        self._spare: bytearray | mmap.mmap | None = None
         self._reset()
         # Context and command of the last message that completed without a
         # data set, to name the fault if data set PDVs follow it anyway.
@@ -186,7 +196,12 @@ class MessageAssembler:
             self._reset()
             raise
         if self._data is None:
-            self._data = buffer if buffer is not None and len(buffer) >= nbytes else _new_buffer(nbytes)
+            if buffer is not None and len(buffer) >= nbytes:
+                self._data = buffer
+            else:
+                self._data = self._take_spare()
+        if self._data is None:
+            self._data = _new_buffer(nbytes)
         elif nbytes > len(self._data):
             self._data = _grow(self._data, nbytes, self._size)
 
@@ -276,9 +291,20 @@ class MessageAssembler:
                 else:
                     del buf[self._size:]
             message.dataset = memoryview(buf)
+            if 0 < len(buf) <= _SPARE_MAX:
+                self._spare = buf
         _log.debug("DIMSE message complete: %r, %d data set bytes", message.command, self._size)
         self._reset()
         return message
+
+    def _take_spare(self) -> bytearray | mmap.mmap | None:
+        """The previous data set's buffer if nothing but the assembler refers
+        to it any more (then no view of it exists either), else None."""
+        spare, self._spare = self._spare, None
+        # Two references: `spare` and getrefcount's own argument.
+        if spare is None or sys.getrefcount(spare) > 2:
+            return None
+        return spare
 
     def _check_limit(self, size: int) -> None:
         limit = self.max_dataset_bytes
@@ -289,6 +315,8 @@ class MessageAssembler:
         end = self._size + n
         self._check_limit(end)
         buf = self._data
+        if buf is None:
+            buf = self._data = self._take_spare()
         if buf is None:
             # The first fragment: exact when it is also the last, else room to grow.
             buf = self._data = _new_buffer(n if is_last else max(_FIRST_CAPACITY, 2 * n))

@@ -40,6 +40,7 @@ Statuses the SCP chooses itself (PS3.4 B.2.3, C.4.1.1.4; PS3.7 C.5):
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import select
@@ -54,6 +55,7 @@ from dicomnet.dicom.reader import read_dataset, read_file
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp, encode_command
+from dicomnet.dimse.scu import send_encoded
 from dicomnet.errors import ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
 from dicomnet.pdu import events as ev
@@ -72,6 +74,12 @@ _PREAMBLE = bytes(128) + b"DICM"
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _SERIAL = itertools.count(1)     # temporary names: unique within the process
 _POLLIN = getattr(select, "POLLIN", 1)
+_GROUP_LENGTH = struct.Struct("<HH2sHI")
+# Command sets are Implicit VR Little Endian (PS3.7 6.3.1); a tag as one uint32
+# LE is (element << 16) | group.
+_CMD_HEADER = struct.Struct("<II")
+_CMD_GROUP = struct.Struct("<III")
+_RSP_FIXED = struct.Struct("<IIHIIHIIHIIH")   # CommandField, MessageIDBeingRespondedTo, CommandDataSetType, Status
 
 
 def error_comment(exc: BaseException) -> str:
@@ -135,21 +143,64 @@ def _text(value: str, pad: bytes, limit: int, what: str) -> bytes:
     return raw + pad if len(raw) & 1 else raw
 
 
-def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str | None) -> bytes:
-    """Preamble, ``DICM`` and the File Meta group (PS3.10 7.1) for a data set
-    that follows in ``transfer_syntax``. Built directly (it is done once per
-    received instance); the same elements :func:`encode_file_meta` writes for
-    a data set without File Meta, plus the Source AE title."""
-    body = b"".join((
+@functools.lru_cache(maxsize=64)
+def _meta_parts(sop_class: str, transfer_syntax: str, source_ae: str | None) -> tuple[bytes, bytes]:
+    """The File Meta elements before and after (0002,0003) -- the same for every
+    instance of one SOP class and syntax from one peer, so built once."""
+    before = b"".join((
         struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\x00\x01",
         _element(0x0002, b"UI", _text(sop_class, b"\0", 64, "SOP Class UID")),
-        _element(0x0003, b"UI", _text(sop_instance, b"\0", 64, "SOP Instance UID")),
+    ))
+    after = b"".join((
         _element(0x0010, b"UI", _text(transfer_syntax, b"\0", 64, "Transfer Syntax UID")),
         _element(0x0012, b"UI", _text(IMPLEMENTATION_CLASS_UID, b"\0", 64, "Implementation Class UID")),
         _element(0x0013, b"SH", _text(IMPLEMENTATION_VERSION_NAME, b" ", 16, "Implementation Version Name")),
         _element(0x0016, b"AE", _text(source_ae.strip(), b" ", 16, "AE title")) if source_ae else b"",
     ))
-    return _PREAMBLE + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
+    return before, after
+
+
+def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str, source_ae: str | None) -> bytes:
+    """Preamble, ``DICM`` and the File Meta group (PS3.10 7.1) for a data set
+    that follows in ``transfer_syntax``. Built directly (it is done once per
+    received instance); the same elements :func:`encode_file_meta` writes for
+    a data set without File Meta, plus the Source AE title."""
+    before, after = _meta_parts(sop_class, transfer_syntax, source_ae)
+    instance = _element(0x0003, b"UI", _text(sop_instance, b"\0", 64, "SOP Instance UID"))
+    length = len(before) + len(instance) + len(after)
+    return b"".join((_PREAMBLE, _GROUP_LENGTH.pack(0x0002, 0x0000, b"UL", 4, length), before, instance, after))
+
+
+def _store_rsp_bytes(message_id: int, sop_class: Any, sop_instance: Any, status: int) -> bytes | None:
+    """The encoded C-STORE-RSP without ErrorComment: byte for byte what
+    ``encode_command(c_store_rsp(...))`` gives, without building the mapping
+    (once per received instance). None when the values need the general
+    encoder (which then raises for what it cannot encode)."""
+    if type(sop_class) is not str or type(sop_instance) is not str:
+        return None
+    try:
+        cls = _rsp_class_element(sop_class)
+        raw = sop_instance.encode("ascii")
+        fixed = _RSP_FIXED.pack(0x01000000, 2, 0x8001, 0x01200000, 2, message_id,
+                                0x08000000, 2, 0x0101, 0x09000000, 2, status)
+    except (UnicodeEncodeError, ValueError, struct.error):
+        return None
+    if len(raw) > 64:
+        return None
+    if len(raw) & 1:
+        raw += b"\0"
+    instance = _CMD_HEADER.pack(0x10000000, len(raw)) + raw
+    return b"".join((_CMD_GROUP.pack(0, 4, len(cls) + len(fixed) + len(instance)), cls, fixed, instance))
+
+
+@functools.lru_cache(maxsize=64)
+def _rsp_class_element(sop_class: str) -> bytes:
+    raw = sop_class.encode("ascii")
+    if len(raw) > 64:
+        raise ValueError("UID longer than 64 characters")
+    if len(raw) & 1:
+        raw += b"\0"
+    return _CMD_HEADER.pack(0x00020000, len(raw)) + raw
 
 
 class StoreSink:
@@ -158,7 +209,9 @@ class StoreSink:
     of the data set is read and dropped, and the response says 0xA700.
 
     Each fragment goes to the file with one ``os.write`` straight from the
-    receive buffer (no user-space buffering: that would be one more copy).
+    receive buffer (no user-space buffering: that would be one more copy); the
+    File Meta header goes out with the first one (``os.writev``), so a data
+    set that arrives in one PDV costs open, one write, close and rename.
     """
 
     def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,
@@ -169,6 +222,7 @@ class StoreSink:
         self.size = 0
         self._state: list[Any] = [-1, ""]
         self._finalizer: weakref.finalize | None = None
+        self._head = b""                # File Meta not written yet
         if self.path is not None and error is None:
             try:
                 self._open()
@@ -192,11 +246,18 @@ class StoreSink:
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
         self._state = [fd, tmp]
         self._finalizer = weakref.finalize(self, _discard, self._state)
-        self._write(head)
+        self._head = head
 
     def _write(self, data: Any) -> None:
         fd = self._state[0]
         view = memoryview(data)
+        head, self._head = self._head, b""
+        if head:
+            done = os.writev(fd, (head, view))
+            if done >= len(head):
+                view = view[done - len(head):]
+            else:                       # a short write: finish in order
+                self._write(memoryview(head)[done:])
         while len(view):
             view = view[os.write(fd, view):]
 
@@ -226,6 +287,8 @@ class StoreSink:
         fd, tmp = self._state
         assert fd >= 0 and self.path is not None
         try:
+            if self._head:              # an empty data set: the File Meta alone
+                self._write(b"")
             self._state[0] = -1
             os.close(fd)
             os.replace(tmp, self.path)
@@ -305,12 +368,21 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
             # The handler's Dataset is a lazy view of the assembler's buffer.
             ds = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
             status = _check_status(on_store(ctx, ds), "on_store")
+            del ds
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
         log.exception("C-STORE of %s failed", command.get("AffectedSOPInstanceUID"))
         status, comment = _failure_status(exc, store=True), error_comment(exc)
-    rsp = c_store_rsp(command.message_id or 0, command.get("AffectedSOPClassUID"),
-                      command.get("AffectedSOPInstanceUID"), status, error_comment=comment)
-    assoc._send_message(message.context_id, rsp)
+    # Our hold on the data set ends here: unless the handler kept it, the
+    # assembler reuses its buffer for the next one (see dimse.assembler).
+    message.dataset = None
+    message_id = command.message_id or 0
+    sop_class, sop_instance = command.get("AffectedSOPClassUID"), command.get("AffectedSOPInstanceUID")
+    encoded = None if comment is not None else _store_rsp_bytes(message_id, sop_class, sop_instance, status)
+    if encoded is not None:
+        send_encoded(assoc, message.context_id, encoded, None, what="C-STORE-RSP")
+        return
+    assoc._send_message(message.context_id, c_store_rsp(message_id, sop_class, sop_instance, status,
+                                                        error_comment=comment))
 
 
 # ------------------------------------------------------------------- C-FIND

@@ -122,6 +122,12 @@ class Connection:
         """True when the driver should close the transport (after flushing data_to_send)."""
         return self._ended
 
+    @property
+    def wants_flush(self) -> bool:
+        """True when :meth:`data_to_send` has buffers or the transport should close:
+        a driver with nothing to do for either may skip its flush."""
+        return bool(self._out) or self._ended
+
     # ----------------------------------------------------------- transport
     def transport_connected(self, now: float) -> None:
         """The TCP connection is open: Evt5 for an acceptor (starts ARTIM, Sta2),

@@ -105,7 +105,8 @@ def build_associate_rq(
     :mod:`dicomnet.types.sop_classes`, each with Explicit and Implicit VR Little
     Endian. ``max_pdu`` is the largest P-DATA-TF we will receive (0: no limit).
     Role selections may be given as ``(sop_class_uid, scu_role, scp_role)``.
-    ``async_ops`` proposes an Asynchronous Operations Window (PS3.7 D.3.3.3).
+    ``async_ops`` proposes an Asynchronous Operations Window (PS3.7 D.3.3.3);
+    None (the default) sends no such item, since some peers mishandle it.
     """
     proposed = _default_contexts() if contexts is None else list(contexts)
     if not proposed:
@@ -181,8 +182,13 @@ class AcceptorPolicy:
       sub-operations asynchronously (an Asynchronous Operations Window, PS3.7
       D.3.3.3 -- a C-GET SCU that takes C-STOREs without waiting between
       them), invoke up to this many at once (at most what it offers); the AC
-      then answers the window with (that number, 1). 1 declines: no window
-      in the AC, everything synchronous.
+      then answers the window with (that number, what we perform). 1
+      declines.
+    - ``max_async_performed``: how many of the requestor's operations may be
+      outstanding when it offers to invoke several (e.g. a C-STORE SCU that
+      sends the next data sets without waiting for each response); they are
+      queued and performed one at a time, in order. With both at 1 the AC
+      has no window: everything synchronous.
     """
 
     ae_title: str
@@ -200,6 +206,10 @@ class AcceptorPolicy:
     max_async_invoked: int = 8
     implementation_class_uid: str = IMPLEMENTATION_CLASS_UID
     implementation_version_name: str | None = IMPLEMENTATION_VERSION_NAME
+    #: Outstanding requests we let a requestor have when it proposes an
+    #: Asynchronous Operations Window (PS3.7 D.3.3.3); they are queued and
+    #: performed one at a time, in order.
+    max_async_performed: int = 16
 
     def scp_role_accepted(self, sop_class_uid: str) -> bool:
         """True if we let the requestor act as SCP for ``sop_class_uid``."""
@@ -312,14 +322,17 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
                     extended.append(SOPClassExtendedNegotiation(item.sop_class_uid, reply))
 
     # Asynchronous Operations Window (PS3.7 D.3.3.3): we invoke sub-operations
-    # asynchronously up to what the requestor performs (0 = unlimited there);
-    # we perform its operations one at a time.
+    # asynchronously up to what the requestor performs (0 = unlimited there)...
     window = None
     offered = rq_info.async_ops
-    if offered is not None and policy.max_async_invoked != 1:
+    if offered is not None:
         invoke = _at_most(policy.max_async_invoked, offered.max_performed)
-        if invoke != 1:
-            window = AsyncOperationsWindow(invoke, 1)
+        # ... and we perform up to max_async_performed of the requestor's
+        # operations (queued, one at a time, in order): a C-STORE SCU then
+        # sends the next data sets while we store the first.
+        perform = _at_most(offered.max_invoked, policy.max_async_performed)
+        if invoke != 1 or perform != 1:
+            window = AsyncOperationsWindow(invoke, perform)
     user_info = UserInformation(
         max_length=policy.max_pdu,
         implementation_class_uid=policy.implementation_class_uid,

@@ -292,10 +292,11 @@ class SyncDriver:
             return event
         limit = _monotonic() + (self.read_timeout if timeout is None else timeout)
         while True:
-            self.flush()  # whatever the state machine answered meanwhile (AA-7, AR-4, ...)
-            event = conn.next_event()
-            if event is not None:
-                return event
+            if conn.wants_flush:
+                self.flush()  # whatever the state machine answered meanwhile (AA-7, AR-4, ...)
+                event = conn.next_event()
+                if event is not None:
+                    return event
             if self.sock is None:
                 # Closed under us without the Connection noticing: report it once.
                 if not conn.closed:
@@ -317,6 +318,11 @@ class SyncDriver:
             if not self._wait(wake - now, writing=False):
                 continue
             self._receive_some()
+            event = conn.next_event()
+            if event is not None:
+                if conn.wants_flush:
+                    self.flush()  # what the state machine answered, before the caller sees the event
+                return event
 
     def _receive_some(self) -> None:
         """One ``recv_into`` straight into the Connection's buffer."""

@@ -322,3 +322,15 @@ def test_store_will_not_pretend_to_compress(server, files):
     assert r.returncode == 1
     assert f"cannot be sent in {jpeg}: it is in {IMPLICIT}, and only uncompressed data sets are transcoded" \
         in r.stdout
+
+
+def test_store_async_ops_window(server, files):
+    before = len(server.handler.archive)
+    r = run("store", "127.0.0.1", str(server.port), str(files / "ct"), "--async-ops", "4", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
+    assert lines[-1]["sent"] == 6 and lines[-1]["failed"] == 0
+    assert len(server.handler.archive) == before + 6
+    assert all(o["sop_instance_uid"] in server.handler.archive for o in lines[:-1])
+    r = run("store", "127.0.0.1", str(server.port), str(files / "ct"), "--async-ops", "-1")
+    assert r.returncode == 2 and "--async-ops" in r.stderr

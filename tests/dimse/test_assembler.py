@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import weakref
 
 import pytest
 from hypothesis import given, settings
@@ -350,3 +351,37 @@ def test_messages_through_a_connection_pair() -> None:
     assert store.context_id == 3 and store.command == C.c_store_rq(9, CT, "1.2.3.9")
     assert bytes(store.dataset) == payload
     assert echo.context_id == 1 and echo.command.message_id == 10 and echo.dataset is None
+
+
+def test_a_dropped_data_set_buffer_is_reused_for_the_next() -> None:
+    asm = MessageAssembler()
+    first = feed_all(asm, 1, STORE, b"a" * 300_000, ds_cuts=[100_000, 200_000])[0]
+    buffer = weakref.ref(first.dataset.obj)            # (a strong reference would prevent the reuse)
+    assert bytes(first.dataset) == b"a" * 300_000
+    first.dataset = None                               # the receiver is done with it
+    second = feed_all(asm, 1, STORE, b"b" * 250_000, ds_cuts=[1000])[0]
+    assert second.dataset.obj is buffer()              # no fresh map: the same memory again
+    assert bytes(second.dataset) == b"b" * 250_000 and len(second.dataset.obj) == 250_000   # trimmed
+
+
+def test_a_buffer_still_referenced_is_never_reused() -> None:
+    asm = MessageAssembler()
+    first = feed_all(asm, 1, STORE, b"a" * 70_000, ds_cuts=[30_000])[0]
+    kept = first.dataset[10:20]                        # a slice outlives the message's own view
+    first.dataset = None
+    second = feed_all(asm, 1, STORE, b"b" * 70_000, ds_cuts=[30_000])[0]
+    assert second.dataset.obj is not kept.obj
+    assert bytes(kept) == b"a" * 10                    # untouched by the second message
+    del kept
+    second.dataset = None
+    third = feed_all(asm, 1, STORE, b"c" * 5, ds_cuts=[])[0]
+    assert bytes(third.dataset) == b"c" * 5
+    held = bytes(third.dataset)
+    fourth = feed_all(asm, 1, STORE, b"d" * 5, ds_cuts=[])[0]   # third's view is alive: a new buffer
+    assert bytes(third.dataset) == held and bytes(fourth.dataset) == b"d" * 5
+
+
+def test_huge_buffers_are_not_kept_for_reuse() -> None:
+    asm = MessageAssembler()
+    msg = feed_all(asm, 1, STORE, bytes(asm_mod._SPARE_MAX + 1), ds_cuts=[1 << 20])[0]
+    assert asm._spare is None and len(msg.dataset) == asm_mod._SPARE_MAX + 1

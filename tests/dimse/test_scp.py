@@ -115,3 +115,41 @@ def test_file_meta_bytes_match_the_writer():
     assert meta.SourceApplicationEntityTitle == "CALLER" and meta.MediaStorageSOPInstanceUID == "1.2.3.45"
     with pytest.raises(ValueError):
         file_meta_bytes(CT, "1." * 40, IMPLICIT, None)
+
+
+def test_store_rsp_bytes_match_the_general_encoder():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dicomnet.dimse.commands import c_store_rsp, encode_command
+    from dicomnet.dimse.scp import _store_rsp_bytes
+
+    uids = st.text(alphabet="0123456789.", min_size=1, max_size=64)
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, 0xFFFF), uids, uids, st.sampled_from([0, 0x0107, 0xA700, 0xB000, 0xC000]))
+    def check(message_id: int, sop_class: str, sop_instance: str, status: int) -> None:
+        expected = encode_command(c_store_rsp(message_id, sop_class, sop_instance, status))
+        assert _store_rsp_bytes(message_id, sop_class, sop_instance, status) == expected
+
+    check()
+    # What the fast path cannot encode goes to the general encoder (which raises).
+    assert _store_rsp_bytes(1, CT, "1." * 40, 0) is None
+    assert _store_rsp_bytes(1, CT, "1.2.ü", 0) is None
+    assert _store_rsp_bytes(1, None, "1.2", 0) is None
+    assert _store_rsp_bytes(70000, CT, "1.2", 0) is None
+
+
+def test_sink_writes_the_file_meta_with_the_first_fragment_or_alone(tmp_path):
+    from dicomnet.dimse.scp import file_meta_bytes
+
+    head = file_meta_bytes(CT, "1.2.3.4.5", IMPLICIT, "CALLER")
+    sink = StoreSink(context(), tmp_path / "one.dcm")
+    assert os.path.getsize(tmp_path / os.listdir(tmp_path)[0]) == 0   # nothing written before data
+    sink.write(memoryview(b"\x08\x00\x16\x00" + bytes(4)))
+    sink.write(b"\x08\x00\x18\x00" + bytes(4))
+    assert sink.commit() == str(tmp_path / "one.dcm")
+    assert (tmp_path / "one.dcm").read_bytes() == head + b"\x08\x00\x16\x00" + bytes(4) + b"\x08\x00\x18\x00" + bytes(4)
+    empty = StoreSink(context(), tmp_path / "empty.dcm")
+    empty.commit()
+    assert (tmp_path / "empty.dcm").read_bytes() == head

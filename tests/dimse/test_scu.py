@@ -36,7 +36,10 @@ def negotiated(*contexts: tuple[str, str]) -> NegotiatedAssociation:
     return NegotiatedAssociation(True, "SCU", "SCP", ctxs, {}, 16384, 16384, None, None)
 
 
-def test_a_path_is_sent_as_a_view_of_the_mapped_file():
+def test_a_path_is_sent_as_a_view_of_the_mapped_file(monkeypatch):
+    import dicomnet.dimse.scu as scu_mod
+
+    monkeypatch.setattr(scu_mod, "_READ_MAX", 1000)     # CT_small.dcm (39 KB) counts as large
     path = data("CT_small.dcm")
     raw = open(path, "rb").read()
     prepared = prepare_store(negotiated((CT, IMPLICIT), (CT, EXPLICIT)), path)
@@ -54,6 +57,17 @@ def test_a_path_is_sent_as_a_view_of_the_mapped_file():
     finally:
         prepared.close()
     assert prepared.mapping is None
+
+
+def test_a_small_file_is_read_once_and_sent_as_a_view_of_its_bytes():
+    path = data("CT_small.dcm")
+    raw = open(path, "rb").read()
+    prepared = prepare_store(negotiated((CT, IMPLICIT), (CT, EXPLICIT)), path)
+    view = prepared.dataset
+    assert isinstance(view, memoryview) and isinstance(view.obj, bytes) and prepared.mapping is None
+    assert view.obj == raw and bytes(view) == raw[len(raw) - len(view):]     # a view: no second copy
+    assert bytes(view) == bytes(encode_dataset(read_file(path)))
+    prepared.close()
 
 
 def test_command_uids_come_from_the_data_set_not_a_stale_file_meta():

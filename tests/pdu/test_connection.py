@@ -174,6 +174,22 @@ def test_small_command_goes_out_as_one_pdu_buffer():
     assert [pdv.is_last for pdv in pdvs] == [False, True] and all(pdv.is_command for pdv in pdvs)
 
 
+def test_wants_flush_tracks_queued_output_and_the_end():
+    p = Pair()
+    assert not p.acc.wants_flush
+    p.associate()
+    assert not p.req.wants_flush and not p.acc.wants_flush
+    p.req.send_pdata(1, True, b"x" * 10)
+    assert p.req.wants_flush
+    p.to_acc()
+    assert not p.req.wants_flush
+    p.req.abort()                    # A-ABORT queued (Sta13): output to flush, not yet closed
+    assert p.req.wants_flush and not p.req.wants_close
+    p.to_acc()
+    p.req.connection_lost()          # back in Sta1: the driver must close
+    assert p.req.wants_flush and p.req.wants_close
+
+
 def test_send_pdata_checks_context_and_state():
     p = Pair()
     with pytest.raises(LocalProtocolError):

@@ -331,3 +331,29 @@ def test_no_async_window_without_both_sides():
     assert declined.user_information.async_ops is None
     assert ng.negotiated_from(offered, declined, is_requestor=False).max_invoked == 1
     assert ng.negotiated_from(offered, declined, is_requestor=True).max_invoked == 1
+
+
+def test_async_window_offered_by_a_store_scu_lets_it_invoke_up_to_what_we_perform():
+    from dicomnet.pdu.items import AsyncOperationsWindow
+
+    def outcome(rq, policy):
+        ac = _roundtrip(ng.negotiate(_roundtrip(rq), policy))
+        return (ac.user_information.async_ops, ng.negotiated_from(rq, ac, is_requestor=True).max_invoked,
+                ng.negotiated_from(rq, ac, is_requestor=False).max_invoked)
+
+    plain = _rq()
+    assert plain.user_information.async_ops is None                  # the default: no item (PS3.7 D.3.3.3)
+    assert outcome(plain, ng.AcceptorPolicy("STORESCP")) == (None, 1, 1)
+    eight = _rq(async_ops=AsyncOperationsWindow(8, 1))                # a C-STORE SCU invoking up to 8
+    assert eight.user_information.async_ops == AsyncOperationsWindow(8, 1)
+    # We perform up to 8 of theirs, invoke one at a time ourselves.
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP")) == (AsyncOperationsWindow(1, 8), 8, 1)
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP", max_async_performed=3)) == (AsyncOperationsWindow(1, 3), 3, 1)
+    assert outcome(eight, ng.AcceptorPolicy("STORESCP", max_async_performed=1)) == (None, 1, 1)   # declined
+    unlimited = _rq(async_ops=AsyncOperationsWindow(0, 1))            # 0: no limit asked
+    assert outcome(unlimited, ng.AcceptorPolicy("STORESCP")) == (AsyncOperationsWindow(1, 16), 16, 1)
+    # An AC with the item to an RQ without it changes nothing.
+    ac = ng.negotiate(plain, ng.AcceptorPolicy("STORESCP"))
+    ac = AAssociateAC(ac.called_ae, ac.calling_ae, ac.presentation_contexts,
+                      UserInformation(max_length=0, async_ops=AsyncOperationsWindow(0, 0)))
+    assert ng.negotiated_from(plain, ac, is_requestor=True).max_invoked == 1
