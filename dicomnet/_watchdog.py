@@ -17,7 +17,8 @@ server puts around the application's handler: every ``on_*`` method and
 returns (C-FIND matches, C-MOVE/C-GET instances produced lazily).
 
 One watchdog thread serves a whole server; it sleeps until the earliest
-deadline of a running handler call (or until a call starts when none runs).
+deadline of a running handler call, and never longer than ``handler_timeout``
+(with the default 30 s: one wake-up every 30 s when no handler runs).
 """
 from __future__ import annotations
 
@@ -61,25 +62,26 @@ class HandlerGuard:
         self.abandoned = False
         self.aborter: threading.Thread | None = None
 
+    # enter/leave run around every handler call (every C-FIND match): they
+    # take the watchdog's plain lock (a C-level context manager) and never wake
+    # the watchdog -- it never sleeps past now + timeout, and a deadline set
+    # now is now + timeout, so it wakes in time for every new call anyway.
     def enter(self, name: str) -> None:
         """A handler call starts."""
         watchdog = self.watchdog
-        with watchdog._cond:
+        with watchdog._lock:
             if self.abandoned:
                 raise HandlerAbandoned(name)
             self.depth += 1
             if self.depth == 1:
                 self.name = name
-                self.started = _monotonic()
-                self.deadline = self.started + watchdog.timeout
-                wake = watchdog._wake_at
-                if wake is None or self.deadline < wake:
-                    watchdog._cond.notify()
+                self.started = now = _monotonic()
+                self.deadline = now + watchdog.timeout
 
     def leave(self) -> None:
         """The handler call returned or raised. Raises HandlerAbandoned if the
         watchdog gave up on it meanwhile (its result must be dropped)."""
-        with self.watchdog._cond:
+        with self.watchdog._lock:
             self.depth -= 1
             if self.depth <= 0:
                 self.depth = 0
@@ -94,6 +96,8 @@ class HandlerGuard:
             result = fn(*args, **kwargs)
         finally:
             self.leave()     # raises HandlerAbandoned in place of a late result or exception
+        if result is None or type(result) is int:
+            return result
         return _guard_result(result, self, name)
 
 
@@ -108,9 +112,9 @@ class HandlerWatchdog:
         self.timeout = float(timeout)
         self._on_expired = on_expired
         self._log = logger or logging.getLogger("dicomnet")
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._guards: dict[int, HandlerGuard] = {}     # thread ident -> guard
-        self._wake_at: float | None = None             # when the sleeping watchdog wakes (None: not timed)
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._name = name
@@ -168,9 +172,9 @@ class HandlerWatchdog:
                             del self._guards[ident]
                     elif due is None or deadline < due:
                         due = deadline
-                self._wake_at = due
-                cond.wait(None if due is None else max(due - now, 0.0))
-                self._wake_at = None
+                # Never longer than one timeout: a call that starts while we
+                # sleep is due no earlier than that (see HandlerGuard.enter).
+                cond.wait(max((now + self.timeout if due is None else due) - now, 0.0))
 
 
 class _GuardedIterator:
@@ -192,7 +196,7 @@ class _GuardedIterator:
         try:
             return next(self._it)
         finally:
-            guard.leave()
+            guard.leave()          # HandlerAbandoned instead of a late match
 
     def close(self) -> None:
         close = getattr(self._it, "close", None)
@@ -225,26 +229,34 @@ class GuardedHandler:
     methods and ``store_destination`` come back timed by the watchdog when
     called on an association thread."""
 
-    __slots__ = ("__wrapped__", "_watchdog")
+    __slots__ = ("__wrapped__", "_watchdog", "_timed")
 
     def __init__(self, handler: object, watchdog: HandlerWatchdog) -> None:
         object.__setattr__(self, "__wrapped__", handler)
         object.__setattr__(self, "_watchdog", watchdog)
+        # name -> (the handler's attribute, its timed wrapper): made once per
+        # method, remade if the handler's attribute changes.
+        object.__setattr__(self, "_timed", {})
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.__wrapped__, name)
         if not _timed(name) or not callable(attr):
             return attr
-        watchdog = self._watchdog
+        cached = self._timed.get(name)
+        if cached is not None and cached[0] == attr:
+            return cached[1]
+        guards = self._watchdog._guards
+        get_ident = threading.get_ident
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            guard = watchdog.current()
+            guard = guards.get(get_ident())
             if guard is None:          # not on an association thread (e.g. called by the application)
                 return attr(*args, **kwargs)
             return guard.call(name, attr, *args, **kwargs)
 
         timed.__name__ = name
         timed.__wrapped__ = attr  # type: ignore[attr-defined]
+        self._timed[name] = (attr, timed)
         return timed
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -88,7 +88,7 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         f"| Load (`test_load.py`) | {load.get('stores', 0)} C-STOREs, {load.get('finds', 0)} C-FINDs | "
         f"lost {load.get('lost', '?')}, duplicated {load.get('duplicated', '?')}, "
         f"mismatched {load.get('mismatched', '?')} |",
-        f"| TLS (`test_tls.py`) | {tls.get('cases', 0)} | incl. {tls.get('dcmtk_interop', 0)} dcmtk +tls and "
+        f"| TLS (`test_tls.py`, `test_tls_retrieve.py`) | {tls.get('cases', 0)} | incl. {tls.get('dcmtk_interop', 0)} dcmtk +tls and "
         f"{tls.get('pynetdicom_interop', 0)} pynetdicom runs |",
         f"| Access control (`test_access.py`) | {acc.get('cases', 0)} | refused as PS3.8 says; no secret logged |",
         f"| Fuzzing (`tests/fuzz/`) | {sum(v.get('executions', 0) for v in fuzz.values())} executions | "
@@ -106,13 +106,17 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         "",
         *_table([("cases", lim.get("cases")), ("malformed corpus PDUs", lim.get("corpus_cases")),
                  ("corpus outcomes", lim.get("corpus_outcomes")),
-                 ("largest Python allocation peak during a 4 GiB claim (bytes)", lim.get("max_python_peak_bytes"))]),
+                 ("largest Python allocation peak during a 4 GiB claim (bytes)", lim.get("max_python_peak_bytes")),
+                 ("in-memory data sets over max_dataset_bytes aborted (no buffer past the cap)",
+                  lim.get("dataset_cap_aborts"))]),
         "",
         "## Faults",
         "",
         "A client SIGKILLed (and, separately, SIGSTOPped) in the middle of an 8 MiB streamed C-STORE;",
         "slowloris peers (one byte a second) before and after association; handlers that raise and",
-        "that hang; a requestor that stops reading its C-FIND responses. Threads and file",
+        "that hang (the requestor's DIMSE timeout; and the server's own watchdog, which aborts the",
+        "association after `handler_timeout`, frees its `max_associations` slot and drops the late",
+        "result); a requestor that stops reading its C-FIND responses. Threads and file",
         "descriptors are counted before/after via `threading.enumerate()` and `/proc/self/fd`;",
         "no partial file is left under a final name or as a leftover temporary.",
         "",
@@ -122,6 +126,9 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
                  ("max C-ECHO latency meanwhile (s)", flt.get("echo_latency_during_slowloris_max_s")),
                  ("handler failures answered with a failure status", flt.get("handler_failures_answered")),
                  ("hung handlers (client DIMSE timeout, others served)", flt.get("hung_handlers")),
+                 ("hung handlers abandoned by the watchdog (slot freed, next association served)",
+                  flt.get("hung_handlers_abandoned")),
+                 ("longest wait for the watchdog's A-ABORT (s; handler_timeout 1 s)", flt.get("max_abandon_s")),
                  ("peers that stopped reading, dropped by write_timeout", flt.get("stalled_readers_dropped"))]),
         "",
         "## Proxy: cuts, delays, fragmentation",
@@ -151,7 +158,10 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         "",
         *_table([("cases", tls.get("cases")), ("dcmtk interop runs (echoscu/storescp +tls)", tls.get("dcmtk_interop")),
                  ("pynetdicom interop runs (requestor and acceptor)", tls.get("pynetdicom_interop")),
-                 ("stalled handshakes that did not block the accept loop", tls.get("stalled_handshakes"))]),
+                 ("stalled handshakes that did not block the accept loop", tls.get("stalled_handshakes")),
+                 ("C-MOVEs whose sub-association ran over TLS (move_tls)", tls.get("move_over_tls")),
+                 ("C-CANCELs over TLS, sitting decrypted inside OpenSSL, honoured", tls.get("cancels_over_tls")),
+                 ("most C-FIND responses after such a cancel", tls.get("max_responses_after_cancel"))]),
         "",
         "## Access control",
         "",
@@ -179,6 +189,12 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         "  internal error (`decode_command` now refuses it; `test_access.py`).",
         "- Bytes arriving with the A-ASSOCIATE-RQ that made the state machine abort (AA-8) led the",
         "  server to call `accept()` in Sta13 (a logged LocalProtocolError; `test_limits.py`).",
+        "- A handler that hung kept its association thread and its `max_associations` slot for ever",
+        "  (a watchdog now aborts the association after `handler_timeout`; the thread, which Python",
+        "  cannot kill, is counted in `Server.abandoned_threads`; `test_faults.py`).",
+        "- The C-CANCEL watch polled only the socket, so a C-CANCEL-RQ already decrypted inside",
+        "  OpenSSL (`SSLSocket.pending()`) went unseen until the operation ended",
+        "  (`test_tls_retrieve.py`).",
         "",
     ]
     return "\n".join(lines)
