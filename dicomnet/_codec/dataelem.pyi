@@ -30,9 +30,7 @@ class LevelIterator:
     def __next__(self) -> DataElement: ...
 
 def iter_level(
-    index: ElementIndex,
-    first: int,
-    stop: int,
+    raw: Any,
     ds: Any,
     vals: dict[int, Any],
     codec: int = -2,

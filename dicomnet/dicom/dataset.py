@@ -392,14 +392,13 @@ class Dataset:
         d = self.__dict__
         if not d["_dirty"] and d["_index"] is not None:
             # Untouched: the index lists exactly our elements, VRs included.
-            index, (first, stop) = d["_index"], d["_range"]
             if d.get("_bulk"):
                 codec = -2
             else:
                 # Walking every element: decode the simple values in one compiled pass.
                 d["_bulk"] = True
                 codec = self._text_codec()
-            it = _iter_level(index, first, stop, self, d["_vals"], codec, PersonName)
+            it = _iter_level(d["_raw"], self, d["_vals"], codec, PersonName)
             if it is not None:
                 return it
         return (DataElement(tag, self._vr(tag), self) for tag in self.tags())
