@@ -18,14 +18,14 @@ as through ``ds[tag]``. :class:`LevelMap` is the Dataset's tag -> entry map
 """
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GenericSetAttr
 from libc.stdint cimport int32_t, uint16_t, uint32_t
 from libc.string cimport memcpy, memmove, memset
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_InternFromString
 cimport cython
 
-from dicomnet._codec.elements cimport ElementIndex, Entry
+from dicomnet._codec.elements cimport ElementIndex, Entry, F_UNDEFINED
 
 from dicomnet._codec.elements import SKIP
 
@@ -392,3 +392,47 @@ def level_map(ElementIndex index, Py_ssize_t first, Py_ssize_t stop):
         m.n += 1
         i = index.entries[i].end
     return m
+
+
+cdef object _new_dataset(object cls, ElementIndex index, Py_ssize_t first, Py_ssize_t stop,
+                         object parent, object transfer_syntax):
+    ds = cls.__new__(cls)
+    # The same attributes Dataset._from_index documents, set in one go (object's own
+    # __setattr__: the Dataset's would take "__dict__" for an attribute of its own).
+    PyObject_GenericSetAttr(ds, "__dict__", {
+        "_index": index,
+        "_raw": level_map(index, first, stop),
+        "_range": (first, stop),
+        "_vals": {},
+        "_vrs": {},
+        "_dirty": False,
+        "_parent": parent,
+        "_items": {},
+        "file_meta": None,
+        "preamble": None,
+        "filename": None,
+        "transfer_syntax": transfer_syntax,
+    })
+    return ds
+
+
+def new_dataset(cls, ElementIndex index, Py_ssize_t first, Py_ssize_t stop, parent,
+                transfer_syntax):
+    """A ``cls`` (a Dataset class) over the level [first, stop) of ``index`` (Dataset._from_index)."""
+    return _new_dataset(cls, index, first, stop, parent, transfer_syntax)
+
+
+def new_items(cls, ElementIndex index, Py_ssize_t i, parent, transfer_syntax):
+    """One ``cls`` per item of the sequence at entry ``i``, each marked ``_undefined``
+    when the source gave it undefined length (the items of Dataset._sequence)."""
+    cdef list out = []
+    cdef Py_ssize_t j, stop
+    if i < 0 or i >= len(index):
+        raise IndexError(f"entry {i} out of range (index holds {len(index)})")
+    j, stop = i + 1, index.entries[i].end
+    while j < stop:
+        item = _new_dataset(cls, index, j + 1, index.entries[j].end, parent, transfer_syntax)
+        item.__dict__["_undefined"] = (index.entries[j].flags & F_UNDEFINED) != 0
+        out.append(item)
+        j = index.entries[j].end
+    return out
