@@ -360,6 +360,8 @@ def test_many_matches_go_out_in_batches_byte_for_byte(monkeypatch):
     class Many:
         def on_find(self, ctx, query):
             for i, ds in enumerate(sent):
+                if i == 2:
+                    time.sleep(0.01)     # one slow match early on does not end the batching
                 yield (0xFF01, ds) if i % 7 == 3 else ds
 
     with serve(Many()) as srv, associate(srv) as assoc:
@@ -533,3 +535,17 @@ def test_store_many_keeps_the_negotiated_window_of_requests_outstanding(tmp_path
             order.clear()
             list(assoc.store_many(paths[:3]))
             assert order == ["send", "rsp"] * 3
+
+
+def test_store_many_keeps_two_large_data_sets_in_flight_beyond_the_byte_budget(monkeypatch):
+    import dicomnet.dimse.scu as scu
+
+    order: list[str] = []
+    send, receive = scu._send_prepared, scu._next_store_response
+    monkeypatch.setattr(scu, "_send_prepared", lambda *a, **k: (order.append("send"), send(*a, **k))[1])
+    monkeypatch.setattr(scu, "_next_store_response", lambda *a, **k: (order.append("rsp"), receive(*a, **k))[1])
+    monkeypatch.setattr(scu, "_WINDOW_BYTES", 1000)          # every test file is "large" now
+    paths = [data("CT_small.dcm")] * 4
+    with serve(Recorder()) as srv, associate(srv, async_operations=8) as assoc:
+        assert [st for _, st, _ in assoc.store_many(paths)] == [0] * 4
+    assert order == ["send", "send", "rsp", "send", "rsp", "send", "rsp", "rsp"]

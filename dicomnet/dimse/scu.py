@@ -70,6 +70,7 @@ _MAP_ARGS: dict[str, int] = (
     if hasattr(mmap, "MAP_POPULATE") else {"access": mmap.ACCESS_READ})
 _READ_MAX = 1 << 20         # files up to this size are read, larger ones mapped
 _MAX_WINDOW = 16            # C-STOREs outstanding at most (when the peer allows more, or any number)
+_WINDOW_BYTES = 1 << 20     # ... and data set bytes outstanding (see send_stores)
 _O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 
 
@@ -367,6 +368,7 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
     it = iter(sources)
     pending: tuple[Any, PreparedStore] | None = None
     in_flight: dict[int, tuple[Any, str]] = {}     # message ID -> (source, SOP Instance UID)
+    sizes: dict[int, int] = {}                      # message ID -> data set bytes, while in flight
     error: BaseException | None = None
 
     def prepare(source: Any) -> PreparedStore:
@@ -389,11 +391,18 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
             pending = (first, prepare(first))
             break
         while pending is not None or in_flight:
-            while pending is not None and len(in_flight) < window:
+            # Within the window; beyond two requests also within _WINDOW_BYTES of
+            # data sets: two large instances in flight keep the peer busy (it
+            # has the next one while it stores one), more only fill the
+            # socket buffers. Small instances go out up to the whole window.
+            while (pending is not None and len(in_flight) < window
+                   and (len(in_flight) < 2 or sum(sizes.values()) + _nbytes(pending[1].dataset) <= _WINDOW_BYTES)):
                 source, prepared = pending
                 pending = None
-                uid = prepared.sop_instance_uid
-                in_flight[_send_prepared(assoc, prepared, priority, None, None)] = (source, uid)
+                uid, size = prepared.sop_instance_uid, _nbytes(prepared.dataset)
+                message_id = _send_prepared(assoc, prepared, priority, None, None)
+                in_flight[message_id] = (source, uid)
+                sizes[message_id] = size
                 try:
                     for following in it:      # overlaps with the peer's work on what was sent
                         pending = (following, prepare(following))
@@ -402,6 +411,7 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
                     error = exc
             message_id, status, comment = _next_store_response(assoc, in_flight, timeout)
             source, _ = in_flight.pop(message_id)
+            sizes.pop(message_id, None)
             yield source, status, comment
             if error is not None and not in_flight:
                 raise error
@@ -453,6 +463,10 @@ def send_encoded(assoc: Association, context_id: int, command: bytes, dataset: A
     if dataset is not None:
         conn.send_pdata(context_id, False, dataset)
     assoc._driver.flush()
+
+
+def _nbytes(data: Any) -> int:
+    return data.nbytes if isinstance(data, memoryview) else len(memoryview(data).cast("B"))
 
 
 def _next_store_response(assoc: Association, in_flight: Mapping[int, tuple[Any, str]],
