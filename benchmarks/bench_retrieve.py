@@ -382,9 +382,10 @@ def main() -> None:
         against = results.get(ref) if ref else None
         cpu, cpu_ref = cpus.get(label, float("nan")), cpus.get(ref or "", float("nan"))
         scp_cpu, dest_cpu = server_cpus.get(label, (float("nan"), float("nan")))
+        less_cpu = (ratio(cpu_ref, cpu, False)
+                    if ref and cpu_ref == cpu_ref and cpu > 0 and not label.startswith("move") else "")
         return [label, f"{wall:.3f}", f"{count / wall:.0f}", ratio(against, wall, False) if against else "",
-                f"{cpu:.3f}", ratio(cpu_ref, cpu, False) if ref and cpu_ref == cpu_ref and cpu > 0 and not label.startswith("move")
-                else "", f"{scp_cpu:.3f}" if scp_cpu == scp_cpu else "-",
+                f"{cpu:.3f}", less_cpu, f"{scp_cpu:.3f}" if scp_cpu == scp_cpu else "-",
                 f"{dest_cpu:.3f}" if dest_cpu == dest_cpu else ""]
 
     ours_get = "get: dicomnet <- dicomnet (numpy)"

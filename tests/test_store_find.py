@@ -360,6 +360,8 @@ def test_many_matches_go_out_in_batches_byte_for_byte(monkeypatch):
     class Many:
         def on_find(self, ctx, query):
             for i, ds in enumerate(sent):
+                if i == 2:
+                    time.sleep(0.01)     # one slow match early on does not end the batching
                 yield (0xFF01, ds) if i % 7 == 3 else ds
 
     with serve(Many()) as srv, associate(srv) as assoc:

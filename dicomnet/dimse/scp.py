@@ -33,10 +33,10 @@ Statuses the SCP chooses itself (PS3.4 B.2.3, C.4.1.1.4; PS3.7 C.5):
   further match is sent and the final status is Cancel (0xFE00). Pending
   responses go out in batches (one socket write for up to 64 of them; see
   ``_BATCH_MESSAGES``), and the socket is polled for the C-CANCEL once per
-  batch. The first match is sent at once, and once one ``next()`` of the
-  handler took longer than 2 ms every later match is sent as soon as it is
-  produced; a match can still wait behind one slow ``next()`` that follows
-  a fast burst.
+  batch. The first match is sent at once, and so is every match whose
+  ``next()`` took the handler longer than 2 ms (with those queued before
+  it); a match can still wait behind one slow ``next()`` that follows a
+  fast burst.
 """
 from __future__ import annotations
 
@@ -465,9 +465,9 @@ def _match(item: Any) -> tuple[int, Dataset]:
 
 # Pending responses are written in batches: one socket write carries up to
 # _BATCH_MESSAGES responses or _BATCH_BYTES of identifiers, instead of a
-# sendmsg per match. A handler that turns out slow (one ``next()`` taking
-# longer than _SLOW_MATCH seconds) gets each match sent as soon as it is
-# produced from then on, so a match never waits behind a slow one for long.
+# sendmsg per match. A match whose ``next()`` took longer than _SLOW_MATCH
+# seconds (a slow handler, a database round trip) is written at once with
+# those queued before it, so a slow handler's matches go out one by one.
 _BATCH_MESSAGES = 64
 _BATCH_BYTES = 64 * 1024
 _SLOW_MATCH = 0.002
@@ -503,11 +503,11 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
         results = on_find(ctx, query)
         matches = iter(results if results is not None else ())
         clock = time.perf_counter
-        limit, slow = 1, False         # the first match goes out at once
+        limit = 1                      # the first match goes out at once
         while True:
             if batch.count >= limit or batch.size >= _BATCH_BYTES:
                 sent += batch.flush()
-                limit = 1 if slow else _BATCH_MESSAGES
+                limit = _BATCH_MESSAGES
                 if watch.check():
                     ctx.cancelled = True
             if ctx.cancelled:
@@ -517,8 +517,8 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
                 item = next(matches)
             except StopIteration:
                 break
-            if not slow and clock() - started > _SLOW_MATCH:
-                slow, limit = True, 1  # a slow handler: no batching from here on
+            if clock() - started > _SLOW_MATCH:
+                limit = 0              # a slow match: it and those before it go out now
             status, ds = _match(item)
             batch.add(status, encode_dataset(ds, ctx.transfer_syntax))
         # Matches produced before a cancel are still sent (PS3.4 C.4.1.3.2:
