@@ -315,7 +315,9 @@ class Association:
         The command's CommandDataSetType must agree with ``dataset``.
         """
         has_dataset = dataset is not None
-        if isinstance(command, Command) and (command.get("CommandDataSetType", NO_DATASET) != NO_DATASET) != has_dataset:
+        # Command.has_dataset, without the property call (this runs for every message).
+        if isinstance(command, Command) and (command.get("CommandDataSetType", NO_DATASET) != NO_DATASET) \
+                != has_dataset:
             raise ValueError("CommandDataSetType says " + ("a" if command.has_dataset else "no")
                              + " data set follows, but " + ("one" if has_dataset else "none") + " was given")
         if self._log.isEnabledFor(_DEBUG):

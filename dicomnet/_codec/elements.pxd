@@ -46,4 +46,4 @@ cdef class ElementIndex:
                                  int depth, uint32_t seq_tag) except -1
     cdef Py_ssize_t _parse_fragments(self, Py_ssize_t pos, Py_ssize_t end) except -1
     cdef int _check(self, Py_ssize_t i) except -1
-    cdef object _text_value(self, Entry* e, uint16_t vr, int codec, object person_name)
+    cdef object simple_value(self, Entry* e, int codec, object person_name)

@@ -16,6 +16,9 @@ LONG_VRS: frozenset[str]
 #: or None; which one depends on the VR and the length at run time, hence Any.
 _NumericValue: TypeAlias = Any
 
+#: What ``ElementIndex.simple_value`` (compiled only) answers for a value it leaves to the general decoder.
+SKIP: object
+
 class ElementIndex:
     """The flat index of one data set over a buffer; raises DicomParseError on bad input."""
 
@@ -65,9 +68,8 @@ class ElementIndex:
     def value_bytes_prefix(self, i: int, n: int) -> bytes: ...
     def text(self, i: int, codec: int) -> str | None:
         """codec 0 ASCII, 1 Latin-1, 2 UTF-8; None when the bytes do not decode."""
-    def decode_level(
-        self, first: int, stop: int, codec: int, person_name: Callable[[str], Any], into: dict[int, Any]
-    ) -> None: ...
+    def items(self, i: int) -> list[tuple[int, int, bool]]:
+        """(first, stop, undefined length) of each item of the sequence at entry ``i``."""
     def numeric(self, i: int, vr: str, as_array: bool = False) -> _NumericValue: ...
 
 def decode_value(

@@ -20,6 +20,8 @@ from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1, PyUn
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
 from libc.string cimport memcpy
 
+from dicomnet._codec.textvalue cimport decode_text, text_kind as _TEXT_KIND
+
 import numpy
 
 from dicomnet.errors import DicomParseError
@@ -104,85 +106,9 @@ cdef inline bint _is_vr_letter(unsigned char c) noexcept:
     return 65 <= c <= 90   # 'A'..'Z'
 
 
-# Text VR kinds for the bulk decoder (see ElementIndex.decode_level).
-cdef enum:
-    K_TEXT = 1          # a text VR the bulk decoder handles
-    K_CHARSET = 2       # affected by Specific Character Set
-    K_SINGLE = 4        # single-valued (no backslash split)
-    K_IS = 8
-    K_DS = 16
-    K_PN = 32
-    K_RSTRIP = 64       # each value loses trailing spaces/NULs
-    K_STRIP = 128       # each value loses leading and trailing spaces/NULs
-
-cdef int _TEXT_KIND[65536]
-_TEXT_KIND[:] = [0] * 65536
-for _name, _kind in {
-    "AE": K_TEXT | K_STRIP, "AS": K_TEXT, "CS": K_TEXT, "DA": K_TEXT, "DT": K_TEXT, "TM": K_TEXT,
-    "UI": K_TEXT, "IS": K_TEXT | K_IS, "DS": K_TEXT | K_DS,
-    "SH": K_TEXT | K_CHARSET | K_RSTRIP, "LO": K_TEXT | K_CHARSET | K_RSTRIP,
-    "UC": K_TEXT | K_CHARSET | K_RSTRIP, "PN": K_TEXT | K_CHARSET | K_PN,
-    "LT": K_TEXT | K_CHARSET | K_SINGLE, "ST": K_TEXT | K_CHARSET | K_SINGLE,
-    "UT": K_TEXT | K_CHARSET | K_SINGLE,
-}.items():
-    _TEXT_KIND[_vr(_name.encode()[0], _name.encode()[1])] = _kind
-
 cdef uint16_t _AT = _vr(b'A', b'T')
-cdef object _SKIP = object()
-
-
-cdef bint _is_int_text(str s):
-    cdef Py_ssize_t i, n = len(s)
-    cdef Py_UCS4 c
-    cdef bint digits = False
-    for i in range(n):
-        c = s[i]
-        if 48 <= c <= 57:
-            digits = True
-        elif not ((c == 43 or c == 45) and not digits) and c != 32:
-            return False
-    return digits
-
-
-cdef bint _is_float_text(str s):
-    cdef Py_UCS4 c
-    cdef bint digits = False
-    for c in s:
-        if 48 <= c <= 57:
-            digits = True
-        elif c not in "+-.eE ":
-            return False
-    return digits
-
-
-cdef object _convert_one(str text, int kind, object person_name):
-    cdef object value
-    if kind & K_IS:
-        if not text.strip(" \x00"):
-            return None
-        if not _is_int_text(text.strip(" \x00")):
-            return _SKIP
-        try:
-            return int(text)
-        except ValueError:
-            return _SKIP
-    if kind & K_DS:
-        if not text.strip(" \x00"):
-            return None
-        if not _is_float_text(text.strip(" \x00")):
-            return _SKIP
-        try:
-            value = float(text)
-        except ValueError:
-            return _SKIP
-        return value if value == value and value not in (float("inf"), float("-inf")) else _SKIP
-    if kind & K_PN:
-        return person_name(text.rstrip("\x00 ").rstrip("="))
-    if kind & K_RSTRIP:
-        return text.rstrip("\x00 ")
-    if kind & K_STRIP:
-        return text.strip("\x00 ")
-    return text
+# What ElementIndex.simple_value answers for a value it leaves to the general decoder.
+SKIP = object()
 
 
 def _error(msg, offset, tag):
@@ -526,84 +452,43 @@ cdef class ElementIndex:
         except UnicodeDecodeError:
             return None
 
-    def decode_level(self, Py_ssize_t first, Py_ssize_t stop, int codec, object person_name,
-                     dict into):
-        """Decode in one pass every simple value of a level into ``into`` (tag -> value).
-
-        The fast path behind iterating a Dataset: explicit-VR text elements in
-        a character set the core decodes itself (``codec`` as in :meth:`text`;
-        -1 leaves charset VRs alone), and single binary numbers. Anything
-        else — sequences, bulk data, AT, implicit VR, text that needs the
-        general decoder or does not parse — is left out of ``into`` for the
-        per-element path, which gives the same values. Tags already in
-        ``into`` are not touched.
-        """
-        cdef Py_ssize_t i = first
-        cdef Entry* e
-        cdef uint16_t vr
-        cdef str text
-        cdef object value
-        if first < 0 or stop > self.n:
-            raise IndexError("level range out of the index")
-        while i < stop:
-            e = &self.entries[i]
-            i = e.end
-            vr = e.vr
-            if vr == 0 or e.flags != 0 or e.tag in into:
-                continue
-            if _VR_TABLE[vr] & 0x0F:
-                if vr == _AT or e.length != (_VR_TABLE[vr] & 0x0F) or (vr >> 8) == 79:  # 'O' bulk VRs
-                    continue
-                into[e.tag] = _scalar(&self.buf[e.offset], vr_str(vr), self.little)
-                continue
-            value = self._text_value(e, vr, codec, person_name)
-            if value is not _SKIP:
-                into[e.tag] = value
-
-    cdef object _text_value(self, Entry* e, uint16_t vr, int codec, object person_name):
-        cdef int kind = _TEXT_KIND[vr]
-        cdef Py_ssize_t n = e.length
-        cdef const char* p
-        cdef str text
-        if kind == 0:
-            return _SKIP
-        if kind & K_CHARSET:
-            if codec < 0:
-                return _SKIP
-        else:
-            codec = 0
-        if n:
-            p = <const char*>&self.buf[e.offset]
-            while n > 0 and (p[n - 1] == 32 or p[n - 1] == 0):
-                n -= 1
-        try:
-            if n == 0:
-                text = ""
-            elif codec == 0:
-                text = PyUnicode_DecodeASCII(p, n, NULL)
-            elif codec == 1:
-                text = PyUnicode_DecodeLatin1(p, n, NULL)
-            else:
-                text = PyUnicode_DecodeUTF8(p, n, NULL)
-        except UnicodeDecodeError:
-            return _SKIP
-        if kind & K_SINGLE:
-            return text
-        if not text:
-            if kind & (K_IS | K_DS):
-                return None
-            if kind & K_PN:
-                return person_name("")
-            return ""
-        if "\\" not in text:
-            return _convert_one(text, kind, person_name)
-        out = []
-        for part in text.split("\\"):
-            value = _convert_one(part, kind, person_name)
-            if value is _SKIP:
-                return _SKIP
-            out.append(value)
+    def items(self, Py_ssize_t i):
+        """(first, stop, undefined length) of each item of the sequence at entry ``i``."""
+        self._check(i)
+        cdef list out = []
+        cdef Py_ssize_t j = i + 1, stop = self.entries[i].end
+        while j < stop:
+            out.append((j + 1, self.entries[j].end, (self.entries[j].flags & F_UNDEFINED) != 0))
+            j = self.entries[j].end
         return out
+
+    cdef object simple_value(self, Entry* e, int codec, object person_name):
+        """The value of one entry when the compiled core decodes it itself, else ``SKIP``.
+
+        Decoded here: explicit-VR text elements in a character set the core
+        decodes (``codec`` as in :meth:`text`; -1 leaves charset VRs alone) and
+        single binary numbers. Anything else (sequences, bulk data, AT,
+        implicit VR, text that needs the general decoder or does not parse)
+        gives ``SKIP`` and is left to the per-element path, which gives the
+        same values.
+        """
+        cdef uint16_t vr = e.vr
+        cdef bint decoded
+        if vr == 0 or e.flags != 0:
+            return SKIP
+        if _VR_TABLE[vr] & 0x0F:
+            if vr == _AT or e.length != (_VR_TABLE[vr] & 0x0F) or (vr >> 8) == 79:  # 'O' bulk VRs
+                return SKIP
+            if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
+                raise _error("value outside the buffer", e.offset, e.tag)
+            return _scalar(&self.buf[e.offset], vr_str(vr), self.little)
+        if _TEXT_KIND(vr) == 0:
+            return SKIP
+        if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
+            raise _error("value outside the buffer", e.offset, e.tag)
+        value = decode_text(<const char*>&self.buf[e.offset] if e.length else NULL, e.length, vr,
+                            codec, person_name, &decoded)
+        return value if decoded else SKIP
 
     def numeric(self, Py_ssize_t i, str vr, bint as_array=False):
         """Decode a binary numeric value (US SS UL SL FL FD SV UV AT, or OB/OW/... as arrays).

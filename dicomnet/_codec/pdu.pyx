@@ -19,7 +19,8 @@ context id, the message control header and the data), presentation context id
 (1 byte), message control header (1 byte: bit 0 set = command, bit 1 set =
 last fragment; bits 2-7 are zero and not tested on receipt), data.
 """
-from cpython.buffer cimport PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE, PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.buffer cimport (PyBUF_ND, PyBUF_STRIDES, PyBUF_FORMAT, PyBUF_WRITABLE, PyBUF_SIMPLE,
+                             PyObject_GetBuffer, PyBuffer_Release)
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc, PyMem_RawFree
 from cpython.object cimport PyObject, PyTypeObject

@@ -1,7 +1,8 @@
 """The lazy :class:`Dataset`.
 
 A Dataset read from bytes is a window on an :class:`~dicomnet._codec.elements.ElementIndex`:
-``_raw`` maps each tag to its entry in the index, and a value is decoded the
+``_raw`` maps each tag to its entry in the index (a compiled ``LevelMap``, or a
+dict for malformed levels whose tags do not ascend), and a value is decoded the
 first time it is asked for (then cached in ``_vals``). Nested sequences are
 Datasets over ranges of the same index, so reading a file never copies its
 values. Elements set by the user live in ``_vals`` and are marked dirty; an
@@ -12,9 +13,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator
 
-import numpy
-
+from dicomnet._codec.dataelem import DataElement
+from dicomnet._codec.dataelem import iter_level as _iter_level
+from dicomnet._codec.dataelem import level_map as _level_map
 from dicomnet.dicom import dictionary as _dict
+from dicomnet.dicom import pixels as _pixels
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
 from dicomnet.dicom import values as _values
 from dicomnet.dicom.charset import parse_charsets
@@ -37,6 +40,20 @@ _FAST_CODECS: dict[tuple[str, ...], int] = {("ISO_IR 6",): 0, ("ISO_IR 100",): 1
 
 #: Tags the dictionary knows as sequences: Implicit VR data needs them to find items.
 SQ_TAGS = frozenset(tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ")
+
+
+# Specific Character Set values seen before, when parse_charsets took them as they are
+# (a value it corrects or warns about is parsed, and warned about, every time).
+_CHARSETS_SEEN: dict[str, tuple[str, ...]] = {}
+
+
+def _parse_charsets_cached(value: str) -> tuple[str, ...]:
+    charsets = _CHARSETS_SEEN.get(value)
+    if charsets is None:
+        charsets = parse_charsets(value)
+        if charsets == tuple(value.split("\\")) and len(_CHARSETS_SEEN) < 64:
+            _CHARSETS_SEEN[value] = charsets
+    return charsets
 
 
 def tag_of(key: int | str | tuple[int, int]) -> int:
@@ -74,64 +91,6 @@ class Sequence(list):
     __slots__ = ()
 
 
-class DataElement:
-    """One element of a Dataset: tag, VR and (lazily decoded) value.
-
-    It is a view on its Dataset: reading ``value`` decodes on first access,
-    assigning ``value`` sets the element in the Dataset.
-    """
-
-    __slots__ = ("tag", "VR", "_ds")
-
-    def __init__(self, tag: int, vr: str, ds: Dataset):
-        self.tag = tag
-        self.VR = vr
-        self._ds = ds
-
-    @property
-    def value(self) -> Any:
-        return self._ds._value(self.tag)
-
-    @value.setter
-    def value(self, value: Any) -> None:
-        self._ds.set(self.tag, value, self.VR)
-
-    @property
-    def keyword(self) -> str:
-        return _dict.keyword_of(self.tag) or ""
-
-    @property
-    def length(self) -> int | None:
-        """Value length on the wire, as read (None for elements set in Python)."""
-        return self._ds._raw_length(self.tag)
-
-    def __repr__(self) -> str:
-        value = self.value
-        text = repr(value)
-        if len(text) > 70:
-            text = text[:67] + "..."
-        return f"{_fmt(self.tag)} {self.VR} {self.keyword or 'Unknown'}: {text}"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DataElement):
-            return NotImplemented
-        a, b = self.value, other.value
-        if isinstance(a, memoryview):
-            a = bytes(a)
-        if isinstance(b, memoryview):
-            b = bytes(b)
-        try:
-            if isinstance(a, numpy.ndarray) or isinstance(b, numpy.ndarray):
-                same = bool(numpy.array_equal(numpy.asarray(a), numpy.asarray(b)))
-            else:
-                same = bool(a == b)
-        except (ValueError, TypeError):
-            same = False
-        return self.tag == other.tag and self.VR == other.VR and same
-
-    __hash__ = None  # type: ignore[assignment]
-
-
 class Dataset:
     """A DICOM data set: elements by tag, keyword attribute, or key.
 
@@ -162,7 +121,7 @@ class Dataset:
         ds = cls.__new__(cls)
         d = ds.__dict__
         d["_index"] = index
-        d["_raw"] = index.level(first, stop)
+        d["_raw"] = _level_map(index, first, stop)
         d["_range"] = (first, stop)
         d["_vals"] = {}
         d["_vrs"] = {}
@@ -239,29 +198,32 @@ class Dataset:
         return 0
 
     def _charsets(self) -> tuple[str, ...]:
-        cached = self.__dict__.get("_cs")
+        d = self.__dict__
+        cached = d.get("_cs")
         if cached is not None:
             return cached
         ds: Dataset | None = self
         charsets: tuple[str, ...] = _DEFAULT_CHARSETS
         while ds is not None:
-            if _SPECIFIC_CHARACTER_SET in ds:
+            dd = ds.__dict__
+            if _SPECIFIC_CHARACTER_SET in dd["_raw"] or _SPECIFIC_CHARACTER_SET in dd["_vals"]:
                 value = ds._value(_SPECIFIC_CHARACTER_SET)
-                if isinstance(value, str) or (
-                        isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                if isinstance(value, str):
+                    charsets = _parse_charsets_cached(value)
+                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                     charsets = parse_charsets(value)
                 else:
                     # Malformed data gave (0008,0005) a binary or SQ VR: keep the default
                     # (stringifying a sequence's items would look their charset up again).
                     log.warning("Specific Character Set is not text; using the default repertoire")
                 break
-            parent = ds._parent
+            parent = dd["_parent"]
             if parent is not None and parent.__dict__.get("_cs") is not None:
                 charsets = parent.__dict__["_cs"]   # resolved already: reuse it
                 break
             ds = parent
-        self.__dict__["_cs"] = charsets
-        self.__dict__["_codec"] = _FAST_CODECS.get(charsets, -1)
+        d["_cs"] = charsets
+        d["_codec"] = _FAST_CODECS.get(charsets, -1)
         return charsets
 
     def _text_codec(self) -> int:
@@ -288,6 +250,8 @@ class Dataset:
         vr = index.vr(idx)
         if vr is None or vr == "UN":
             vr = self._implicit_vr(tag, idx, vr)
+        if vr == "SQ":
+            return self._sequence(tag, idx)
         if vr in _values.TEXT_VRS:
             if vr not in _CHARSET_VRS or tag == _SPECIFIC_CHARACTER_SET:
                 # (0008,0005) itself is ASCII, whatever VR malformed data gives it:
@@ -309,18 +273,6 @@ class Dataset:
                 # A malformed IS/DS (e.g. "1A") is kept as text rather than losing the element.
                 log.warning("%s: %s; keeping the text", _fmt(tag), exc)
                 return _values.decode_text_value(raw, "LO", charsets)
-        if vr == "SQ":
-            flags = index.flags(idx)
-            if flags & _F_SEQUENCE:
-                seq = Sequence()
-                for i in index.siblings(*index.children(idx)):
-                    item = Dataset._from_index(index, i + 1, index.entry(i)[6], self, self.transfer_syntax)
-                    item.__dict__["_undefined"] = bool(index.flags(i) & 1)
-                    seq.append(item)
-            else:
-                seq = self._reparse_un_sequence(idx)
-            self._items[tag] = tuple(seq)
-            return seq
         if vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS:
             if index.flags(idx) & _F_ENCAPSULATED:
                 return index.raw(idx)
@@ -328,6 +280,21 @@ class Dataset:
                 return bytes(index.raw(idx))
             return index.numeric(idx, vr)
         return index.value_bytes(idx)
+
+    def _sequence(self, tag: int, idx: int) -> Sequence:
+        """Decode the SQ element at entry ``idx``: one Dataset per item, over the same index."""
+        index = self._index
+        if index.flags(idx) & _F_SEQUENCE:
+            seq = Sequence()
+            ts = self.transfer_syntax
+            for first, stop, undefined in index.items(idx):
+                item = Dataset._from_index(index, first, stop, self, ts)
+                item.__dict__["_undefined"] = undefined
+                seq.append(item)
+        else:
+            seq = self._reparse_un_sequence(idx)
+        self._items[tag] = tuple(seq)
+        return seq
 
     def _reparse_un_sequence(self, idx: int) -> Sequence:
         """A defined-length element whose dictionary VR is SQ but arrived as UN or implicit."""
@@ -412,30 +379,30 @@ class Dataset:
         return tag in self._raw or tag in self._vals
 
     def __len__(self) -> int:
-        return len(self._raw.keys() | self._vals.keys())
+        raw = self._raw
+        return len(raw) + sum(1 for tag in self._vals if tag not in raw)
 
     def tags(self) -> list[int]:
         """The tags present, in ascending order."""
         raw = self._raw
-        if not self._vals or self._vals.keys() <= raw.keys():
-            return sorted(raw)
-        return sorted(raw.keys() | self._vals.keys())
+        extra = [tag for tag in self._vals if tag not in raw]
+        return sorted([*raw, *extra]) if extra else sorted(raw)
 
     def __iter__(self) -> Iterator[DataElement]:
         d = self.__dict__
-        if not d["_dirty"] and d["_index"] is not None and not d.get("_bulk"):
-            # Walking every element: decode the simple values in one compiled pass.
-            d["_bulk"] = True
-            self._index.decode_level(*d["_range"], self._text_codec(), PersonName, self._vals)
         if not d["_dirty"] and d["_index"] is not None:
             # Untouched: the index lists exactly our elements, VRs included.
-            for tag, vr in self._index.level_items(*d["_range"]):
-                if vr is None or vr == "UN":
-                    vr = self._vr(tag)
-                yield DataElement(tag, vr, self)
-            return
-        for tag in self.tags():
-            yield DataElement(tag, self._vr(tag), self)
+            index, (first, stop) = d["_index"], d["_range"]
+            if d.get("_bulk"):
+                codec = -2
+            else:
+                # Walking every element: decode the simple values in one compiled pass.
+                d["_bulk"] = True
+                codec = self._text_codec()
+            it = _iter_level(index, first, stop, self, d["_vals"], codec, PersonName)
+            if it is not None:
+                return it
+        return (DataElement(tag, self._vr(tag), self) for tag in self.tags())
 
     def keys(self) -> list[int]:
         return self.tags()
@@ -536,15 +503,11 @@ class Dataset:
     @property
     def pixel_array(self) -> Any:
         """Pixel Data as a numpy array shaped (frames, rows, columns[, samples]), viewing the source."""
-        from dicomnet.dicom.pixels import pixel_array
-
-        return pixel_array(self)
+        return _pixels.pixel_array(self)
 
     def frames(self) -> Iterator[Any]:
         """One item per frame: a numpy view (native data) or a memoryview of the compressed frame."""
-        from dicomnet.dicom.pixels import iter_frames
-
-        return iter_frames(self)
+        return _pixels.iter_frames(self)
 
     def to_pydicom(self) -> Any:
         """A ``pydicom.Dataset`` with the same elements (needs pydicom)."""

@@ -35,8 +35,26 @@ class PixelDataError(DicomNetError, ValueError):
     """The pixel description and the Pixel Data do not fit together, or the data is compressed."""
 
 
+# The pixel description attributes read here (PS3.3 C.7.6.3), by keyword.
+_TAGS = {
+    "SamplesPerPixel": 0x00280002,
+    "PlanarConfiguration": 0x00280006,
+    "NumberOfFrames": 0x00280008,
+    "Rows": 0x00280010,
+    "Columns": 0x00280011,
+    "BitsAllocated": 0x00280100,
+    "PixelRepresentation": 0x00280103,
+}
+_MISSING = object()
+
+
 def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
-    value = ds.get(keyword)
+    tag = _TAGS[keyword]
+    value = ds._vals.get(tag, _MISSING)
+    if value is _MISSING:
+        value = ds._value(tag) if tag in ds._raw else None
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, (list, tuple, numpy.ndarray)):
         # Malformed data may hold several values where the pixel module allows one.
         if len(value) != 1:
@@ -59,8 +77,9 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
 
 
 def _pixel_tag(ds: Dataset) -> int:
+    raw, vals = ds._raw, ds._vals
     for tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_PIXEL_DATA):
-        if tag in ds:
+        if tag in raw or tag in vals:
             return tag
     raise PixelDataError("the dataset has no Pixel Data")
 
@@ -72,6 +91,9 @@ def _geometry(ds: Dataset) -> tuple[int, int, int, int, int]:
     frames = _int(ds, "NumberOfFrames", 1) or 1
     planar = _int(ds, "PlanarConfiguration", 0) if samples > 1 else 0
     return frames, rows, cols, samples, planar
+
+
+_DTYPES: dict[str, numpy.dtype] = {}
 
 
 def _dtype(ds: Dataset, tag: int, little: bool) -> numpy.dtype:
@@ -86,7 +108,11 @@ def _dtype(ds: Dataset, tag: int, little: bool) -> numpy.dtype:
         raise PixelDataError(f"Bits Allocated {bits} is not supported")
     if bits == 1:
         return numpy.dtype("u1")
-    return numpy.dtype(f"{order}{'i' if signed else 'u'}{bits // 8}")
+    code = f"{order}{'i' if signed else 'u'}{bits // 8}"
+    dtype = _DTYPES.get(code)
+    if dtype is None:
+        dtype = _DTYPES[code] = numpy.dtype(code)
+    return dtype
 
 
 def pixel_array(ds: Dataset) -> numpy.ndarray:
@@ -138,7 +164,8 @@ def pixel_array(ds: Dataset) -> numpy.ndarray:
             flat = numpy.frombuffer(source, dtype, count, offset)
     if flat.size < count:
         raise PixelDataError(f"Pixel Data holds {flat.size} values, {count} needed")
-    flat = flat[:count]
+    if flat.size > count:
+        flat = flat[:count]
     if samples == 1:
         return flat.reshape(frames, rows, cols)
     if planar == 1:

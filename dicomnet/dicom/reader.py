@@ -19,6 +19,8 @@ __all__ = ["read_file", "read_dataset", "DEFAULT_MAX_INFLATED_SIZE"]
 
 log = logging.getLogger("dicomnet")
 
+_O_BINARY = getattr(os, "O_BINARY", 0)   # Windows: no newline translation
+
 PathOrBuffer = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 
 _PIXEL_DATA = 0x7FE00010
@@ -37,19 +39,35 @@ def _open_source(source: PathOrBuffer) -> tuple[Any, str | None]:
         return source, None
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
+        # os.open rather than open(): no buffered file object is built only to be closed.
+        fd = os.open(path, os.O_RDONLY | _O_BINARY)
+        try:
+            # The mapping holds its own reference to the file; closing fd is fine.
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ), path
+        except ValueError:
+            raise DicomParseError(f"{path} is empty", offset=0) from None
+        except OSError:
+            pass   # not a regular file
+        finally:
+            os.close(fd)
+        with open(path, "rb") as f:   # not a regular file: open() says what is wrong with it
+            if os.fstat(f.fileno()).st_size == 0:
                 raise DicomParseError(f"{path} is empty", offset=0)
-            # The mapping holds its own reference to the file; closing f is fine.
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), path
     if hasattr(source, "read"):
         return source.read(), getattr(source, "name", None)
     raise TypeError(f"cannot read DICOM data from {type(source).__name__}")
 
 
+# (implicit, little, deflated) by transfer syntax UID, for the UIDs seen so far.
+_TS_FLAGS: dict[str, tuple[bool, bool, bool]] = {}
+
+
 def _ts_flags(uid: str) -> tuple[bool, bool, bool]:
     """(implicit, little, deflated) for a transfer syntax UID."""
+    flags = _TS_FLAGS.get(uid) if isinstance(uid, str) else None
+    if flags is not None:
+        return flags
     from dicomnet.types.transfer_syntax import transfer_syntax
 
     try:
@@ -57,7 +75,10 @@ def _ts_flags(uid: str) -> tuple[bool, bool, bool]:
     except KeyError:
         log.warning("unknown transfer syntax %s: assuming Explicit VR Little Endian", uid)
         return False, True, False
-    return ts.implicit_vr, ts.little_endian, ts.deflated
+    flags = ts.implicit_vr, ts.little_endian, ts.deflated
+    if isinstance(uid, str) and len(_TS_FLAGS) < 256:
+        _TS_FLAGS[uid] = flags
+    return flags
 
 
 def _looks_explicit(buf: memoryview, pos: int) -> bool:
