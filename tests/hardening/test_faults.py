@@ -454,3 +454,40 @@ def test_every_cut_ends_cleanly_on_both_sides(store_server, instances):
         outcomes[kind] = outcomes.get(kind, 0) + 1
     assert echo_ok(srv.port)
     record("proxy", cuts=len(_cut_offsets(path)), cut_outcomes=outcomes)
+
+
+def test_hung_authenticate_callback_is_abandoned_too(caplog):
+    """authenticate() (the application's code, run before the association is
+    established) that hangs: after handler_timeout the requestor gets an
+    A-ABORT, the slot (max_associations=1) is freed, others are served."""
+    from dicomnet.errors import AssociationAborted
+    from dicomnet.pdu.items import UserIdentityRQ
+
+    release = threading.Event()
+
+    def authenticate(identity):
+        if identity.primary_field == b"HANG":
+            release.wait(30)
+        return True
+
+    srv = Server("HARDEN", authenticate=authenticate, max_associations=1, handler_timeout=0.5,
+                 artim_timeout=5.0).start("127.0.0.1", 0)
+    try:
+        client = Client("HANG", artim_timeout=10.0)
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger="dicomnet"), pytest.raises(AssociationAborted):
+            client.associate("127.0.0.1", srv.port, "HARDEN", contexts=[VERIFICATION],
+                             user_identity=UserIdentityRQ(1, False, b"HANG", b""))
+        assert 0.4 < time.monotonic() - t0 < 3.0
+        assert srv.abandoned_threads == 1
+        assert any("authenticate" in r.getMessage() and "abandoned" in r.getMessage() for r in caplog.records)
+        ok = Client("OK").associate("127.0.0.1", srv.port, "HARDEN", contexts=[VERIFICATION],
+                                    user_identity=UserIdentityRQ(1, False, b"alice", b""))
+        with ok:
+            assert ok.echo() == 0
+        release.set()
+        assert wait_for(lambda: srv.abandoned_threads == 0, 5.0)
+    finally:
+        release.set()
+        srv.shutdown(5.0)
+    record("faults", injected=1, hung_handlers_abandoned=1)
