@@ -266,8 +266,8 @@ def send_dicomnet(port: int, work: Workload, profile: bool = False, batch: bool 
         prof = cProfile.Profile()
         prof.enable()
     start, cpu = time.perf_counter(), time.process_time()
-    with client.associate("127.0.0.1", port, SCP_AE, contexts=[(work.sop_class, [EXPLICIT])],
-                          async_operations=window) as assoc:
+    extra: dict[str, Any] = {"async_operations": window} if window != 1 else {}
+    with client.associate("127.0.0.1", port, SCP_AE, contexts=[(work.sop_class, [EXPLICIT])], **extra) as assoc:
         if window > 1 and assoc.negotiated.max_invoked == 1:
             raise RuntimeError("the peer did not accept the Asynchronous Operations Window")
         if batch:

@@ -43,11 +43,12 @@ class HandlerAbandoned(BaseException):
 class HandlerGuard:
     """The handler state of one association thread (see the module docstring).
 
-    ``assoc`` is set once the association is established; the watchdog aborts
-    it. ``aborter`` is the thread that does so, joined by the abandoned thread
+    ``assoc`` is set once the association is established, ``driver`` before
+    (the server's ``authenticate``/``extended_negotiation`` callbacks run then);
+    the watchdog aborts whichever there is. ``aborter`` is the thread that does so, joined by the abandoned thread
     before it closes what is left."""
 
-    __slots__ = ("watchdog", "thread", "peer", "assoc", "name", "started", "deadline", "depth",
+    __slots__ = ("watchdog", "thread", "peer", "assoc", "driver", "name", "started", "deadline", "depth",
                  "abandoned", "aborter")
 
     def __init__(self, watchdog: HandlerWatchdog, peer: str) -> None:
@@ -55,6 +56,7 @@ class HandlerGuard:
         self.thread = threading.current_thread()
         self.peer = peer
         self.assoc: Any = None
+        self.driver: Any = None      # before the association exists (negotiation callbacks)
         self.name = ""
         self.started = 0.0
         self.deadline: float | None = None

@@ -120,9 +120,10 @@ class Server:
 
     ``handler_timeout`` (default: ``dimse_timeout``; ``math.inf`` turns it off)
     bounds each call into the handler (each step of an iterator it returns
-    counts as one call). A call that runs longer is given up: the association
-    is aborted (A-ABORT, socket closed), its ``max_associations`` slot is
-    released and a warning logged. Python cannot kill the stuck thread: it is
+    counts as one call; so does negotiation, which runs the ``authenticate``
+    and ``extended_negotiation`` callbacks). A call that runs longer is given
+    up: the association is aborted (A-ABORT, socket closed), its
+    ``max_associations`` slot is released and a warning logged. Python cannot kill the stuck thread: it is
     *abandoned* (counted in :attr:`abandoned_threads` while it runs, in
     :attr:`handler_timeouts` for ever), and whatever the handler returns when
     it finally does is dropped. ``server.handler`` is a thin proxy that times
@@ -388,6 +389,7 @@ class Server:
                               logger=log, interrupt_fd=self._wake_r.fileno())
         assoc: Association | None = None
         guard = self._watchdog.register(peer)
+        guard.driver = driver
         try:
             conn.transport_connected(time.monotonic())
             event = driver.receive_event(self.artim_timeout + 1.0)  # ARTIM (Sta2) fires first
@@ -408,7 +410,8 @@ class Server:
                                                   AAssociateRJ.REASON_LOCAL_LIMIT_EXCEEDED), rq.calling_ae, peer)
                 return
             try:
-                answer = negotiate(rq, self.policy)
+                # Timed like a handler call: authenticate / extended_negotiation are the application's code.
+                answer = guard.call("authenticate/negotiation", negotiate, rq, self.policy)
             except Exception:  # an authenticate / extended_negotiation callback failed
                 log.exception("negotiating with %s failed; rejecting", peer)
                 answer = AAssociateRJ(AAssociateRJ.RESULT_REJECTED_PERMANENT, AAssociateRJ.SOURCE_SERVICE_USER,
@@ -506,7 +509,8 @@ class Server:
         association whose own thread is stuck in its handler. That thread
         touches the association again only after this finishes (it joins us)."""
         assoc = guard.assoc
-        if assoc is None:  # pragma: no cover - handlers run only on established associations
+        if assoc is None:
+            self._abort_unestablished(guard.driver)
             return
         try:
             driver = assoc._driver
@@ -518,6 +522,21 @@ class Server:
                 assoc._driver.close()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _abort_unestablished(self, driver: SyncDriver) -> None:
+        """A-ABORT while the A-ASSOCIATE-RQ waits for our answer (Sta3; PS3.8 AA-1), then close."""
+        driver.write_timeout = min(driver.write_timeout, _ABORT_WRITE_TIMEOUT)
+        try:
+            if driver.conn.state not in ("Sta1", "Sta13"):
+                driver.conn.abort(now=time.monotonic())
+            driver.flush()
+            driver.linger(0.5)
+        except (DicomNetError, OSError, Interrupted) as exc:
+            self.logger.debug("while aborting: %s", exc)
+        except Exception:  # noqa: BLE001 - whatever happens, the socket gets closed
+            self.logger.exception("aborting the unestablished association failed")
+        finally:
+            driver.close()
 
     def _reject(self, driver: SyncDriver, rj: AAssociateRJ, calling_ae: str, peer: str) -> None:
         """Send A-ASSOCIATE-RJ and wait (ARTIM) for the requestor to close (PS3.8 AE-8, Sta13)."""

@@ -31,6 +31,7 @@ final response (Cancel, 0xFE00), so the association carries the next request.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -282,6 +283,7 @@ class GetResult(_Retrieve):
         self._previous_sink: Any = None
         self._installed: Any = None
         self._spare: Any = None         # the next instance's receive buffer, made ahead
+        self._keeps = False             # whether the caller kept the instance before
 
     def _pending(self, progress: RetrieveProgress) -> None:
         self.progress = progress
@@ -320,10 +322,12 @@ class GetResult(_Retrieve):
         assoc._send_message(message.context_id,
                             c_store_rsp(command.message_id or 0, command.get("AffectedSOPClassUID"),
                                         command.get("AffectedSOPInstanceUID"), status, error_comment=comment))
-        if self._store_to is None and self._last_size and self._spare is None:
+        if self._keeps and self._store_to is None and self._last_size and self._spare is None:
             # The SCP now reads our response and sends the next instance: make
             # its buffer meanwhile (fresh memory costs a page fault per 4 KiB
-            # otherwise paid while the data arrive), sized like this one.
+            # otherwise paid while the data arrive), sized like this one. Only
+            # for a caller that keeps the instances: for one that drops each,
+            # the assembler reuses the previous buffer instead.
             self._spare = new_buffer(self._last_size)
         if item is None or self.cancelled:
             return None
@@ -362,6 +366,11 @@ class GetResult(_Retrieve):
                 return None
             if target is None:
                 if self._last_size:
+                    # Is the previous instance's buffer (the assembler's spare)
+                    # still referenced beyond the assembler, here and the call?
+                    held = assembler._spare
+                    self._keeps = held is not None and sys.getrefcount(held) > 3
+                    del held
                     spare, self._spare = self._spare, None
                     assembler.reserve(self._last_size, spare)
                 return None

@@ -147,8 +147,9 @@ def _choose_context(negotiated: NegotiatedAssociation, sop_class: str, own: str 
     raise NoPresentationContext(sop_class, own, [c.transfer_syntax for c in accepted], wanted)
 
 
-def _load(path: str, read_max: int) -> mmap.mmap | bytes:
-    """The bytes of ``path``: read when at most ``read_max`` bytes, else a read-only mapping."""
+def _load(path: str, read_max: int, into: bytearray | None = None) -> mmap.mmap | bytes | memoryview:
+    """The bytes of ``path``: read when at most ``read_max`` bytes (into
+    ``into`` when it is large enough: a view of it), else a read-only mapping."""
     fd = os.open(path, _O_READ)
     try:
         size = os.fstat(fd).st_size
@@ -156,6 +157,17 @@ def _load(path: str, read_max: int) -> mmap.mmap | bytes:
             raise DicomParseError(f"{path} is empty", offset=0)
         if size > read_max:
             return mmap.mmap(fd, 0, **_MAP_ARGS)
+        if into is not None and size <= len(into):
+            # A buffer whose pages are already there: a fresh ``bytes`` of a
+            # few hundred KiB is new memory to fault in on every file.
+            view = memoryview(into)[:size]
+            got = 0
+            while got < size:
+                n = os.readv(fd, [view[got:]])
+                if n == 0:
+                    break
+                got += n
+            return view[:got]
         data = os.read(fd, size)
         while len(data) < size:         # short reads (not on regular local files, but allowed)
             more = os.read(fd, size - len(data))
@@ -167,7 +179,7 @@ def _load(path: str, read_max: int) -> mmap.mmap | bytes:
         os.close(fd)
 
 
-def _release(mapping: mmap.mmap | bytes) -> None:
+def _release(mapping: mmap.mmap | bytes | memoryview) -> None:
     if isinstance(mapping, mmap.mmap):
         try:
             mapping.close()
@@ -178,13 +190,14 @@ def _release(mapping: mmap.mmap | bytes) -> None:
 @overload
 def _read_meta(path: str) -> tuple[mmap.mmap, int, Dataset | None]: ...
 @overload
-def _read_meta(path: str, read_max: int) -> tuple[mmap.mmap | bytes, int, Dataset | None]: ...
+def _read_meta(path: str, read_max: int,
+               into: bytearray | None = None) -> tuple[mmap.mmap | bytes | memoryview, int, Dataset | None]: ...
 
 
-def _read_meta(path: str, read_max: int = -1) -> tuple[Any, int, Dataset | None]:
+def _read_meta(path: str, read_max: int = -1, into: bytearray | None = None) -> tuple[Any, int, Dataset | None]:
     """Load ``path`` (see :func:`_load`; by default always mapped) and index
     only its File Meta group: (its bytes, offset of the data set, File Meta or None)."""
-    mapping = _load(path, read_max)
+    mapping = _load(path, read_max, into)
     try:
         buf = memoryview(mapping)
         try:
@@ -206,7 +219,7 @@ def _read_meta(path: str, read_max: int = -1) -> tuple[Any, int, Dataset | None]
         raise
 
 
-def _dataset_uids(mapping: mmap.mmap | bytes, offset: int, uid: str) -> tuple[str | None, str | None]:
+def _dataset_uids(mapping: mmap.mmap | bytes | memoryview, offset: int, uid: str) -> tuple[str | None, str | None]:
     """SOP Class and Instance UID (0008,0016/0018) from the start of the data set;
     only the elements before (0008,0019) are indexed. (None, None) when the
     data set is deflated or cannot be read that far."""
@@ -244,7 +257,7 @@ def _relabel(ds: Dataset) -> None:
     ds.__dict__["transfer_syntax"] = actual
 
 
-def _encoding_as_declared(mapping: mmap.mmap | bytes, offset: int, uid: str) -> bool:
+def _encoding_as_declared(mapping: mmap.mmap | bytes | memoryview, offset: int, uid: str) -> bool:
     """False when the first element's bytes contradict the declared VR encoding
     (such files exist; :func:`read_file` then trusts the bytes, and so must we
     before sending them unchanged)."""
@@ -273,8 +286,12 @@ def _meta_text(meta: Dataset, tag: int) -> str | None:
 
 
 def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.PathLike[str], *,
-                  transfer_syntax: str | None = None) -> PreparedStore:
+                  transfer_syntax: str | None = None, buffer: bytearray | None = None) -> PreparedStore:
     """Choose the context and the bytes for one C-STORE (see the module docstring).
+
+    ``buffer``: a bytearray a small file may be read into (the data set is
+    then a view of it): the caller must leave it alone until the
+    PreparedStore is closed. :func:`send_stores` reuses one for every file.
 
     Raises :class:`NoPresentationContext` when no accepted context can carry
     the data set, :class:`DicomParseError` for an unreadable file and
@@ -282,7 +299,7 @@ def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        mapping, offset, meta = _read_meta(path, _READ_MAX)
+        mapping, offset, meta = _read_meta(path, _READ_MAX, buffer)
         keep = False
         try:
             if meta is not None:
@@ -371,11 +388,18 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
     sizes: dict[int, int] = {}                      # message ID -> data set bytes, while in flight
     error: BaseException | None = None
 
+    # Files up to _READ_MAX are read into this one buffer: one request is
+    # prepared at a time, and the previous one has been written to the socket
+    # (the kernel holds its copy) before the next is read.
+    buffer = bytearray()
+
     def prepare(source: Any) -> PreparedStore:
         # Everything but the write: the file read, the context, the Message ID
         # and the encoded command set, so that once the previous response is
         # in the next request only has to be handed to the socket.
-        prepared = prepare_store(assoc.negotiated, source, transfer_syntax=transfer_syntax)
+        if not buffer and isinstance(source, (str, os.PathLike)):
+            buffer.extend(bytes(_READ_MAX))
+        prepared = prepare_store(assoc.negotiated, source, transfer_syntax=transfer_syntax, buffer=buffer)
         try:
             message_id = assoc._next_message_id()
             prepared.command = encode_command(c_store_rq(message_id, prepared.sop_class_uid,

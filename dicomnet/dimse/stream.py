@@ -59,6 +59,9 @@ class ResponseStream:
                 item = self._step()
                 if item is not None:
                     yield item
+                    # Not held while the next message arrives: a caller that
+                    # dropped the item lets its buffer be reused for the next.
+                    item = None
         finally:
             if not self._done and self._assoc.is_established:
                 try:

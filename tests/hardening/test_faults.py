@@ -454,3 +454,111 @@ def test_every_cut_ends_cleanly_on_both_sides(store_server, instances):
         outcomes[kind] = outcomes.get(kind, 0) + 1
     assert echo_ok(srv.port)
     record("proxy", cuts=len(_cut_offsets(path)), cut_outcomes=outcomes)
+
+
+def test_hung_authenticate_callback_is_abandoned_too(caplog):
+    """authenticate() (the application's code, run before the association is
+    established) that hangs: after handler_timeout the requestor gets an
+    A-ABORT, the slot (max_associations=1) is freed, others are served."""
+    from dicomnet.errors import AssociationAborted
+    from dicomnet.pdu.items import UserIdentityRQ
+
+    release = threading.Event()
+
+    def authenticate(identity):
+        if identity.primary_field == b"HANG":
+            release.wait(30)
+        return True
+
+    srv = Server("HARDEN", authenticate=authenticate, max_associations=1, handler_timeout=0.5,
+                 artim_timeout=5.0).start("127.0.0.1", 0)
+    try:
+        client = Client("HANG", artim_timeout=10.0)
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger="dicomnet"), pytest.raises(AssociationAborted):
+            client.associate("127.0.0.1", srv.port, "HARDEN", contexts=[VERIFICATION],
+                             user_identity=UserIdentityRQ(1, False, b"HANG", b""))
+        assert 0.4 < time.monotonic() - t0 < 3.0
+        assert srv.abandoned_threads == 1
+        assert any("authenticate" in r.getMessage() and "abandoned" in r.getMessage() for r in caplog.records)
+        ok = Client("OK").associate("127.0.0.1", srv.port, "HARDEN", contexts=[VERIFICATION],
+                                    user_identity=UserIdentityRQ(1, False, b"alice", b""))
+        with ok:
+            assert ok.echo() == 0
+        release.set()
+        assert wait_for(lambda: srv.abandoned_threads == 0, 5.0)
+    finally:
+        release.set()
+        srv.shutdown(5.0)
+    record("faults", injected=1, hung_handlers_abandoned=1)
+
+
+def test_watchdog_times_each_call_not_the_whole_operation(tmp_path):
+    """handler_timeout=0.5: a C-FIND whose matches come 0.2 s apart (1 s in all)
+    and a C-MOVE into a destination that takes 0.2 s per C-STORE (sub-operations
+    are not handler calls) both complete; nothing is abandoned."""
+    class Slow:
+        def __init__(self, paths):
+            self.paths = paths
+
+        def on_find(self, ctx, query):
+            for i in range(5):
+                time.sleep(0.2)
+                yield {"PatientID": f"P{i}"}
+
+        def on_move(self, ctx, query, destination_ae):
+            return list(self.paths)
+
+    class SlowStore:
+        def on_store(self, ctx, dataset):
+            time.sleep(0.2)
+            return 0
+
+    paths = []
+    for i in range(4):
+        path = tmp_path / f"m{i}.dcm"
+        make_instance(path, 16, 16, seed=40 + i)
+        paths.append(str(path))
+    dest = Server("DEST", SlowStore(), handler_timeout=0.5).start("127.0.0.1", 0)
+    srv = Server("HARDEN", Slow(paths), handler_timeout=0.5, destinations={"DEST": ("127.0.0.1", dest.port)})
+    srv.start("127.0.0.1", 0)
+    try:
+        client = Client("PATIENT", dimse_timeout=5.0)
+        with client.associate("127.0.0.1", srv.port, "HARDEN",
+                              contexts=[(STUDY_FIND, EXPLICIT), ("1.2.840.10008.5.1.4.1.2.2.2", EXPLICIT)]) as assoc:
+            t0 = time.monotonic()
+            found = [ds.PatientID for ds in assoc.find({"QueryRetrieveLevel": "STUDY", "PatientID": None})]
+            assert found == [f"P{i}" for i in range(5)] and time.monotonic() - t0 > 0.9
+            result = assoc.move({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.3"}, "DEST")
+            list(result)
+            assert result.status == 0 and result.completed == 4
+        assert srv.handler_timeouts == 0 and dest.handler_timeouts == 0
+    finally:
+        srv.shutdown(5.0)
+        dest.shutdown(5.0)
+
+
+def test_shutdown_does_not_wait_for_abandoned_threads(caplog):
+    release = threading.Event()
+
+    class Stuck:
+        def on_echo(self, ctx):
+            release.wait(30)
+            return 0
+
+    srv = Server("HARDEN", Stuck(), handler_timeout=0.3).start("127.0.0.1", 0)
+    try:
+        assoc = Client("HANG", dimse_timeout=10.0).associate("127.0.0.1", srv.port, "HARDEN",
+                                                              contexts=[VERIFICATION])
+        with pytest.raises(DicomNetError):
+            assoc.echo()
+        assert srv.abandoned_threads == 1
+        t0 = time.monotonic()
+        with caplog.at_level("WARNING", logger="dicomnet"):
+            srv.shutdown(5.0)
+        assert time.monotonic() - t0 < 2.0          # not the 5 s join of a thread that cannot stop
+        assert any("still running at shutdown" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+        srv.shutdown(5.0)
+    assert wait_for(lambda: not threads_named("dicomnet-assoc-"), 5.0)
