@@ -15,9 +15,12 @@ C-GET of the study into numpy (``pixel_array`` of every instance):
       C-STORE handler takes ``event.dataset.pixel_array``).
 C-GET from Orthanc (the study uploaded first through REST):
   (d) dicomnet Client into numpy, (e) ``getscu`` into files.
-C-MOVE of the study to a storage SCP (dcmtk ``storescp -od`` on tmpfs):
-  (f) dicomnet Client -> dicomnet Server -> storescp;
-  (g) ``movescu`` -> ``dcmqrscp`` -> storescp.
+C-MOVE of the study to a storage SCP writing files on tmpfs:
+  (f) dicomnet Client -> dicomnet Server -> ``dicomnet store-scp`` (the
+      issue's dicomnet -> dicomnet row);
+  (g) dicomnet Client -> dicomnet Server -> dcmtk ``storescp -od`` (our SCU
+      side alone; storescp's own receive rate bounds this row);
+  (h) ``movescu`` -> ``dcmqrscp`` -> storescp.
 
 Every receiver takes PDUs of up to 131072 bytes; Nagle is off for every peer
 (TCP_NODELAY=1). Times are wall seconds from association request to release,
@@ -50,10 +53,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import print_table, ratio, serve_process  # noqa: E402
+from _common import free_port, print_table, ratio, serve_process, wait_port  # noqa: E402
 from bench_store import generate  # noqa: E402  (the same 512x512 CT files)
 
 PDU = 131072
+OURS_MOVE = "move: dicomnet -> dicomnet -> dicomnet store-scp"
 STUDY = "2.25.1001"        # bench_store.generate's study
 GET_STUDY = "1.2.840.10008.5.1.4.1.2.2.3"
 MOVE_STUDY = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -252,6 +256,43 @@ class _Clock:
         return time.perf_counter() - self.wall
 
 
+class OurStoreScp:
+    """``dicomnet store-scp`` writing to a folder: the C-MOVE destination for the
+    dicomnet -> dicomnet row (the same surface as peers.Storescp that the
+    move_* functions use: aet, port, out_dir, wait_for_files, proc)."""
+
+    aet = "OURSTORESCP"
+
+    def __init__(self, root: Path) -> None:
+        self.out_dir = root / "our-store-scp"
+        self.out_dir.mkdir()
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> OurStoreScp:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dicomnet", "store-scp", "--aet", self.aet, "--port", str(self.port),
+             "--out", str(self.out_dir), "-q"], stdin=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait_for_files(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len([n for n in os.listdir(self.out_dir) if not n.startswith(".")]) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dicomnet store-scp got fewer than {count} files")
+            time.sleep(0.005)
+
+
 def _children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -362,7 +403,10 @@ def main() -> None:
                     run("get from Orthanc: getscu (files)",
                         lambda: get_getscu(orthanc.dicom_port, orthanc.aet, count, got), _pid(orthanc))
 
-        # -- C-MOVE to storescp
+        # -- C-MOVE to a storage SCP: ours, then dcmtk's
+        with OurStoreScp(root) as dest:
+            with python_scp("dicomnet", src, dest.port) as (port, pid):
+                run(OURS_MOVE, lambda: move_dicomnet(port, count, dest), pid, _pid(dest))
         if have_dcmtk:
             with peers.Storescp(aet="STORESCP", args=["-pdu", str(PDU)]) as scp:
                 with python_scp("dicomnet", src, scp.port) as (port, pid):
@@ -390,13 +434,14 @@ def main() -> None:
 
     ours_get = "get: dicomnet <- dicomnet (numpy)"
     ours_orthanc = "get from Orthanc: dicomnet (numpy)"
-    ours_move = "move: dicomnet -> dicomnet -> storescp"
+    ours_move = OURS_MOVE
     rows = [row(ours_get, None),
             row("get: getscu <- dcmqrscp (files)", ours_get),
             row("get: pynetdicom <- pynetdicom (numpy)", ours_get),
             row(ours_orthanc, None),
             row("get from Orthanc: getscu (files)", ours_orthanc),
             row(ours_move, None),
+            row("move: dicomnet -> dicomnet -> storescp", ours_move),
             row("move: movescu -> dcmqrscp -> storescp", ours_move)]
     print_table(f"C-GET / C-MOVE of {count} CT instances (512x512 uint16), loopback; CPU seconds per side "
                 "(client = the retrieving process or getscu/movescu; SCP with its forked children)",

@@ -1,6 +1,7 @@
 """dicomnet.server: negotiation outcomes, limits, handlers, robustness, clean shutdown."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -340,6 +341,7 @@ def test_shutdown_lets_a_running_handler_finish_then_aborts():
 
 @needs_proc_fd
 def test_unstarted_server_shuts_down_at_once_and_holds_no_fd():
+    gc.collect()
     fds = fd_count()
     t0 = time.monotonic()
     with Server("SCP") as srv:
@@ -350,6 +352,7 @@ def test_unstarted_server_shuts_down_at_once_and_holds_no_fd():
 
 @needs_proc_fd
 def test_started_server_releases_every_fd():
+    gc.collect()  # a socket an earlier test left to the cycle collector must not close mid-count
     fds = fd_count()
     with Server("SCP").start() as srv:
         with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
