@@ -418,6 +418,7 @@ def chart(verdicts: list[tuple[str, float, float | None]], path: str) -> None:
         if t is not None:
             ax.plot([t, t], [i - 0.4, i + 0.4], color="black", linewidth=2)
     ax.set_xscale("log")
+    ax.set_xlim(left=0.5)
     ax.set_xlabel("times as fast as the other (wall time); black bar: target")
     ax.set_title("dicomnet C-STORE")
     fig.tight_layout()
