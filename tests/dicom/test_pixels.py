@@ -263,8 +263,8 @@ def test_the_plain_path_gives_what_the_general_path_gives(monkeypatch, ts, dtype
     if walk:   # values decoded by a walk first (the plain path needs them decoded)
         list(fast)
         list(slow)
-    got = fast.pixel_array
     assert (pixels._plain_pixel_array(fast) is not None) == walk
+    got = fast.pixel_array
     monkeypatch.setattr(pixels, "_plain_pixel_array", lambda ds: None)
     expected = slow.pixel_array
     assert got.dtype == expected.dtype and got.shape == expected.shape == (frames, 4, 6)
