@@ -30,9 +30,7 @@ class LevelIterator:
     def __next__(self) -> DataElement: ...
 
 def iter_level(
-    index: ElementIndex,
-    first: int,
-    stop: int,
+    raw: Any,
     ds: Any,
     vals: dict[int, Any],
     codec: int = -2,
@@ -55,3 +53,7 @@ class LevelMap:
     __hash__: None  # type: ignore[assignment]
 
 def level_map(index: ElementIndex, first: int, stop: int) -> LevelMap | dict[int, int]: ...
+
+def new_dataset(cls: Any, index: ElementIndex, first: int, stop: int, parent: Any,
+                transfer_syntax: Any) -> Any: ...
+def new_items(cls: Any, index: ElementIndex, i: int, parent: Any, transfer_syntax: Any) -> list[Any]: ...

@@ -18,13 +18,14 @@ as through ``ds[tag]``. :class:`LevelMap` is the Dataset's tag -> entry map
 """
 from cpython.dict cimport PyDict_GetItem
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GenericSetAttr
 from libc.stdint cimport int32_t, uint16_t, uint32_t
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 from cpython.ref cimport Py_INCREF
+from cpython.unicode cimport PyUnicode_InternFromString
 cimport cython
 
-from dicomnet._codec.elements cimport ElementIndex, Entry
+from dicomnet._codec.elements cimport ElementIndex, Entry, F_UNDEFINED
 
 from dicomnet._codec.elements import SKIP
 
@@ -46,7 +47,7 @@ cdef inline object _vr_str(uint16_t code):
     if a < 0 or a >= 26 or b < 0 or b >= 26:
         return chr(code >> 8) + chr(code & 0xFF)
     if _VR_STR[a * 26 + b] is NULL:
-        text = chr(code >> 8) + chr(code & 0xFF)
+        text = PyUnicode_InternFromString(bytes([code >> 8, code & 0xFF]))   # the same object as "SQ" in code
         Py_INCREF(text)    # kept for the life of the module
         _VR_STR[a * 26 + b] = <PyObject*>text
     return <object>_VR_STR[a * 26 + b]
@@ -140,19 +141,37 @@ cdef class DataElement:
         return DataElement, (self.tag, self.VR, self._ds)
 
 
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject* o)
+
+
+cdef class LevelMap
+
+
 cdef class LevelIterator:
     """Yields the DataElements of one level of an untouched Dataset, built one at a time.
 
-    Made by :func:`iter_level`. Each element is made when it is asked for, so a
-    walk that drops each element before taking the next allocates one at a time.
+    Made by :func:`iter_level`. Like CPython's own dict-items and zip iterators,
+    it recycles a result nobody else holds any more: it keeps the last two
+    elements it gave out, and one whose only reference is the iterator's (as in
+    ``for elem in ds:``, where ``elem`` is rebound to the next element before
+    the one after is asked for) is filled with the next element instead of
+    allocating a new object. An element still referenced anywhere is never reused.
     """
 
     cdef ElementIndex index
-    cdef list tags          # the tag (int) of each element, in order: the keys used in vals
-    cdef list entries       # the entry index of each element
-    cdef Py_ssize_t k
+    cdef int32_t* pos       # a copy of the level's entry indices when the walk began
+    cdef list tags          # the level's tags then (the int objects keyed in vals)
+    cdef Py_ssize_t k, n
     cdef object ds
     cdef dict vals
+    cdef DataElement spare0, spare1   # the last two elements given out
+
+    def __cinit__(self):
+        self.pos = NULL
+
+    def __dealloc__(self):
+        PyMem_Free(self.pos)
 
     def __iter__(self):
         return self
@@ -160,14 +179,23 @@ cdef class LevelIterator:
     def __next__(self):
         cdef Entry* e
         cdef DataElement elem
-        cdef Py_ssize_t i
-        if self.k >= len(self.tags):
+        cdef Py_ssize_t k = self.k
+        if k >= self.n:
+            self.spare0 = self.spare1 = None
             raise StopIteration
-        i = self.entries[self.k]
-        e = &self.index.entries[i]
-        elem = DataElement.__new__(DataElement)
-        elem.tag = self.tags[self.k]
-        self.k += 1
+        e = &self.index.entries[self.pos[k]]
+        if k & 1:
+            if self.spare1 is not None and Py_REFCNT(<PyObject*>self.spare1) == 1:
+                elem = self.spare1
+            else:
+                elem = self.spare1 = DataElement.__new__(DataElement)
+        else:
+            if self.spare0 is not None and Py_REFCNT(<PyObject*>self.spare0) == 1:
+                elem = self.spare0
+            else:
+                elem = self.spare0 = DataElement.__new__(DataElement)
+        elem.tag = self.tags[k]
+        self.k = k + 1
         if e.vr == 0 or e.vr == VR_UN:
             elem.VR = self.ds._vr(elem.tag)
         else:
@@ -177,44 +205,48 @@ cdef class LevelIterator:
         return elem
 
 
-def iter_level(ElementIndex index, Py_ssize_t first, Py_ssize_t stop, object ds, dict vals,
-               int codec=-2, object person_name=None):
-    """An iterator over the DataElements of the level [first, stop) of ``index``, in tag order.
+def iter_level(object raw, object ds, dict vals, int codec=-2, object person_name=None):
+    """An iterator over the DataElements of an untouched Dataset, in tag order.
 
-    ``ds`` is the untouched Dataset over that level and ``vals`` its value cache.
-    With ``codec`` >= -1 (as in ``ElementIndex.simple_value``) every value the
-    compiled core decodes itself goes into ``vals`` first (unless a value for
-    the tag is there already): the bulk pass of a first walk. An element whose
-    VR is not on the wire (implicit VR, or UN) gets ``ds._vr(tag)``. Returns
-    None when the level's tags do not ascend strictly (malformed data): the
-    caller sorts them itself.
+    ``raw`` is the Dataset's LevelMap (``_raw``), ``ds`` the Dataset and ``vals``
+    its value cache. With ``codec`` >= -1 (as in ``ElementIndex.simple_value``)
+    every value the compiled core decodes itself goes into ``vals`` first
+    (unless a value for the tag is there already): the bulk pass of a first
+    walk. An element whose VR is not on the wire (implicit VR, or UN) gets
+    ``ds._vr(tag)``. Returns None when ``raw`` is not a LevelMap (a dict, for a
+    malformed level): the caller sorts the tags itself.
     """
-    cdef Py_ssize_t i
-    cdef Entry* e
-    cdef uint32_t last = 0
+    cdef LevelMap level
     cdef LevelIterator it
-    cdef list tags = [], entries = []
+    cdef list tags
+    cdef Entry* e
+    cdef Py_ssize_t k
     cdef object tag, value
-    if first < 0 or stop > len(index) or first > stop:
-        raise IndexError("level range out of the index")
-    i = first
-    while i < stop:
-        e = &index.entries[i]
-        if i != first and e.tag <= last:
-            return None
-        last = e.tag
-        tag = e.tag
-        tags.append(tag)
-        entries.append(i)
-        if codec >= -1 and e.vr != 0 and e.flags == 0 and PyDict_GetItem(vals, tag) is NULL:
-            value = index.simple_value(e, codec, person_name)
-            if value is not SKIP:
-                vals[tag] = value
-        i = e.end
+    if type(raw) is not LevelMap:
+        return None
+    level = <LevelMap>raw
+    tags = level.tag_list()
+    if codec >= -1:
+        for k in range(level.n):
+            e = &level.index.entries[level.pos[k]]
+            if e.vr == 0 or e.flags != 0:
+                continue
+            tag = tags[k]
+            if PyDict_GetItem(vals, tag) is NULL:
+                value = level.index.simple_value(e, codec, person_name)
+                if value is not SKIP:
+                    vals[tag] = value
+    # The walk keeps its own copy of the level, as it was: deleting an element
+    # meanwhile (LevelMap.pop) neither shifts nor shortens it.
     it = LevelIterator.__new__(LevelIterator)
-    it.index = index
+    it.index = level.index
+    if level.n:
+        it.pos = <int32_t*>PyMem_Malloc(level.n * sizeof(int32_t))
+        if it.pos == NULL:
+            raise MemoryError()
+        memcpy(it.pos, level.pos, level.n * sizeof(int32_t))
+    it.n = level.n
     it.tags = tags
-    it.entries = entries
     it.k = 0
     it.ds = ds
     it.vals = vals
@@ -235,10 +267,20 @@ cdef class LevelMap:
     cdef ElementIndex index
     cdef int32_t* pos       # entry index of each element still mapped, ascending tags
     cdef Py_ssize_t n
+    cdef list tags          # their tags as ints, made on first use (see tag_list)
 
     def __cinit__(self):
         self.pos = NULL
         self.n = 0
+        self.tags = None
+
+    cdef list tag_list(self):
+        """The mapped tags as a list of ints, in order; the same int objects every time
+        (so dicts keyed by them find them by identity)."""
+        cdef Py_ssize_t k
+        if self.tags is None:
+            self.tags = [self.index.entries[self.pos[k]].tag for k in range(self.n)]
+        return self.tags
 
     def __dealloc__(self):
         PyMem_Free(self.pos)
@@ -296,13 +338,15 @@ cdef class LevelMap:
         found = self.pos[k]
         memmove(&self.pos[k], &self.pos[k + 1], (self.n - k - 1) * sizeof(int32_t))
         self.n -= 1
+        if self.tags is not None:
+            self.tags = self.tags[:k] + self.tags[k + 1:]   # a new list: walks under way keep theirs
         return found
 
     def __iter__(self):
-        return iter([self.index.entries[self.pos[k]].tag for k in range(self.n)])
+        return iter(list(self.tag_list()))
 
     def keys(self):
-        return frozenset([self.index.entries[self.pos[k]].tag for k in range(self.n)])
+        return frozenset(self.tag_list())
 
     def values(self):
         return [self.pos[k] for k in range(self.n)]
@@ -348,3 +392,47 @@ def level_map(ElementIndex index, Py_ssize_t first, Py_ssize_t stop):
         m.n += 1
         i = index.entries[i].end
     return m
+
+
+cdef object _new_dataset(object cls, ElementIndex index, Py_ssize_t first, Py_ssize_t stop,
+                         object parent, object transfer_syntax):
+    ds = cls.__new__(cls)
+    # The same attributes Dataset._from_index documents, set in one go (object's own
+    # __setattr__: the Dataset's would take "__dict__" for an attribute of its own).
+    PyObject_GenericSetAttr(ds, "__dict__", {
+        "_index": index,
+        "_raw": level_map(index, first, stop),
+        "_range": (first, stop),
+        "_vals": {},
+        "_vrs": {},
+        "_dirty": False,
+        "_parent": parent,
+        "_items": {},
+        "file_meta": None,
+        "preamble": None,
+        "filename": None,
+        "transfer_syntax": transfer_syntax,
+    })
+    return ds
+
+
+def new_dataset(cls, ElementIndex index, Py_ssize_t first, Py_ssize_t stop, parent,
+                transfer_syntax):
+    """A ``cls`` (a Dataset class) over the level [first, stop) of ``index`` (Dataset._from_index)."""
+    return _new_dataset(cls, index, first, stop, parent, transfer_syntax)
+
+
+def new_items(cls, ElementIndex index, Py_ssize_t i, parent, transfer_syntax):
+    """One ``cls`` per item of the sequence at entry ``i``, each marked ``_undefined``
+    when the source gave it undefined length (the items of Dataset._sequence)."""
+    cdef list out = []
+    cdef Py_ssize_t j, stop
+    if i < 0 or i >= len(index):
+        raise IndexError(f"entry {i} out of range (index holds {len(index)})")
+    j, stop = i + 1, index.entries[i].end
+    while j < stop:
+        item = _new_dataset(cls, index, j + 1, index.entries[j].end, parent, transfer_syntax)
+        item.__dict__["_undefined"] = (index.entries[j].flags & F_UNDEFINED) != 0
+        out.append(item)
+        j = index.entries[j].end
+    return out

@@ -15,7 +15,8 @@ from typing import Any, Iterator
 
 from dicomnet._codec.dataelem import DataElement
 from dicomnet._codec.dataelem import iter_level as _iter_level
-from dicomnet._codec.dataelem import level_map as _level_map
+from dicomnet._codec.dataelem import new_dataset as _new_dataset
+from dicomnet._codec.dataelem import new_items as _new_items
 from dicomnet.dicom import dictionary as _dict
 from dicomnet.dicom import pixels as _pixels
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
@@ -118,21 +119,9 @@ class Dataset:
     @classmethod
     def _from_index(cls, index: Any, first: int, stop: int, parent: Dataset | None,
                     transfer_syntax: Any = None) -> Dataset:
-        ds = cls.__new__(cls)
-        d = ds.__dict__
-        d["_index"] = index
-        d["_raw"] = _level_map(index, first, stop)
-        d["_range"] = (first, stop)
-        d["_vals"] = {}
-        d["_vrs"] = {}
-        d["_dirty"] = False
-        d["_parent"] = parent
-        d["_items"] = {}
-        d["file_meta"] = None
-        d["preamble"] = None
-        d["filename"] = None
-        d["transfer_syntax"] = transfer_syntax
-        return ds
+        # Compiled: the attributes of __init__, over [first, stop) of the index, with
+        # "_raw" a LevelMap of that level and "_range" = (first, stop).
+        return _new_dataset(cls, index, first, stop, parent, transfer_syntax)
 
     # ------------------------------------------------------------ access
 
@@ -285,12 +274,7 @@ class Dataset:
         """Decode the SQ element at entry ``idx``: one Dataset per item, over the same index."""
         index = self._index
         if index.flags(idx) & _F_SEQUENCE:
-            seq = Sequence()
-            ts = self.transfer_syntax
-            for first, stop, undefined in index.items(idx):
-                item = Dataset._from_index(index, first, stop, self, ts)
-                item.__dict__["_undefined"] = undefined
-                seq.append(item)
+            seq = Sequence(_new_items(Dataset, index, idx, self, self.transfer_syntax))
         else:
             seq = self._reparse_un_sequence(idx)
         self._items[tag] = tuple(seq)
@@ -392,14 +376,13 @@ class Dataset:
         d = self.__dict__
         if not d["_dirty"] and d["_index"] is not None:
             # Untouched: the index lists exactly our elements, VRs included.
-            index, (first, stop) = d["_index"], d["_range"]
             if d.get("_bulk"):
                 codec = -2
             else:
                 # Walking every element: decode the simple values in one compiled pass.
                 d["_bulk"] = True
                 codec = self._text_codec()
-            it = _iter_level(index, first, stop, self, d["_vals"], codec, PersonName)
+            it = _iter_level(d["_raw"], self, d["_vals"], codec, PersonName)
             if it is not None:
                 return it
         return (DataElement(tag, self._vr(tag), self) for tag in self.tags())

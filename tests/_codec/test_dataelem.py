@@ -138,8 +138,8 @@ def test_level_map_answers_like_a_dict():
 def test_a_level_out_of_order_gets_a_dict_and_walks_sorted():
     data = el(0x0010, 0x0010, "PN", b"A^B ") + el(0x0008, 0x0060, "CS", b"MR")
     index = ElementIndex(data)
-    assert iter_level(index, 0, len(index), None, {}) is None
-    assert type(level_map(index, 0, len(index))) is dict
+    raw = level_map(index, 0, len(index))
+    assert type(raw) is dict and iter_level(raw, None, {}) is None
     ds = read_dataset(data, transfer_syntax=LE)
     assert [(e.tag, e.value) for e in ds] == [(0x00080060, "MR"), (0x00100010, "A^B")]
 
@@ -149,7 +149,25 @@ def test_level_ranges_are_checked():
     with pytest.raises(IndexError):
         level_map(index, 0, len(index) + 1)
     with pytest.raises(IndexError):
-        iter_level(index, -1, 2, None, {})
+        level_map(index, -1, 2)
+
+
+def test_a_walk_reuses_only_elements_nobody_holds():
+    ds = read_dataset(DATA, transfer_syntax=LE)
+    held = list(ds)
+    assert len({id(e) for e in held}) == len(held) == 6
+    assert [e.tag for e in held] == [0x00080060, 0x00081140, 0x00100010, 0x00180050, 0x00280010, 0x00281050]
+    assert [e.VR for e in held] == ["CS", "SQ", "PN", "DS", "US", "DS"]
+    seen = []
+    for elem in ds:
+        seen.append((elem.tag, elem.VR, elem.value))
+    assert [t for t, _, _ in seen] == [e.tag for e in held] and seen[2][2] == "Doe^John"
+    walk = iter(ds)
+    first = next(walk)
+    second = next(walk)
+    third = next(walk)
+    assert (first.tag, second.tag, third.tag) == (0x00080060, 0x00081140, 0x00100010)
+    assert first is not third and first.VR == "CS"
 
 
 def test_items_of_a_sequence():

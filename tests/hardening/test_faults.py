@@ -37,6 +37,7 @@ from .proxy import FaultProxy, Plan
 
 MR = "1.2.840.10008.5.1.4.1.1.4"
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 
 
 class StreamingStore:
@@ -324,8 +325,14 @@ class Hanging:
         self.returned.append(ctx.calling_ae)
         yield {"PatientID": "SECOND"}
 
+    def on_move(self, ctx, query, destination_ae):
+        if ctx.calling_ae == "HANG":
+            self.release.wait(30)
+        self.returned.append(ctx.calling_ae)
+        return None, []                    # an unknown destination: 0xA801
 
-@pytest.mark.parametrize("service", ["store", "find"])
+
+@pytest.mark.parametrize("service", ["store", "find", "move"])
 def test_hung_handler_is_abandoned_and_its_slot_released(tmp_path, caplog, service):
     """max_associations=1 and a handler that hangs: after handler_timeout the
     watchdog aborts that association and frees the slot; a new association is
@@ -336,7 +343,7 @@ def test_hung_handler_is_abandoned_and_its_slot_released(tmp_path, caplog, servi
     srv.start("127.0.0.1", 0)
     path = tmp_path / "one.dcm"
     make_instance(path, 16, 16)
-    contexts = [VERIFICATION, (CT, EXPLICIT), (STUDY_FIND, EXPLICIT)]
+    contexts = [VERIFICATION, (CT, EXPLICIT), (STUDY_FIND, EXPLICIT), (STUDY_MOVE, EXPLICIT)]
     query = {"QueryRetrieveLevel": "STUDY", "PatientID": None}
     try:
         client = Client("HANG", dimse_timeout=20.0)   # far longer: the server must act, not the client
@@ -349,13 +356,15 @@ def test_hung_handler_is_abandoned_and_its_slot_released(tmp_path, caplog, servi
         with caplog.at_level("WARNING", logger="dicomnet"), pytest.raises(DicomNetError) as info:
             if service == "store":
                 assoc.store(str(path))
-            else:
+            elif service == "find":
                 for ds in assoc.find(query):
                     got.append(ds.PatientID)
+            else:
+                list(assoc.move({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.3"}, "NOWHERE"))
         aborted_after = time.monotonic() - t0
         assert 0.9 < aborted_after < 4.0, aborted_after
         assert "abort" in type(info.value).__name__.lower() or "abort" in str(info.value).lower()
-        assert got == ([] if service == "store" else ["FIRST"])
+        assert got == (["FIRST"] if service == "find" else [])
         assert assoc.is_closed
         assert wait_for(lambda: srv.active_associations == 0, 3.0)
         assert srv.abandoned_threads == 1 and srv.handler_timeouts == 1
@@ -366,8 +375,12 @@ def test_hung_handler_is_abandoned_and_its_slot_released(tmp_path, caplog, servi
             assert other.echo() == 0
             if service == "store":
                 assert other.store(str(path)) == 0
-            else:
+            elif service == "find":
                 assert [ds.PatientID for ds in other.find(query)] == ["FIRST", "SECOND"]
+            else:
+                with pytest.raises(DimseStatusError) as unknown:
+                    list(other.move({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "1.2.3"}, "NOWHERE"))
+                assert unknown.value.status == 0xA801
         # The stuck handler returns at last: its result goes nowhere, its thread ends.
         with caplog.at_level("WARNING", logger="dicomnet"):
             handler.release.set()
@@ -525,7 +538,7 @@ def test_watchdog_times_each_call_not_the_whole_operation(tmp_path):
     try:
         client = Client("PATIENT", dimse_timeout=5.0)
         with client.associate("127.0.0.1", srv.port, "HARDEN",
-                              contexts=[(STUDY_FIND, EXPLICIT), ("1.2.840.10008.5.1.4.1.2.2.2", EXPLICIT)]) as assoc:
+                              contexts=[(STUDY_FIND, EXPLICIT), (STUDY_MOVE, EXPLICIT)]) as assoc:
             t0 = time.monotonic()
             found = [ds.PatientID for ds in assoc.find({"QueryRetrieveLevel": "STUDY", "PatientID": None})]
             assert found == [f"P{i}" for i in range(5)] and time.monotonic() - t0 > 0.9
