@@ -33,6 +33,7 @@ from dicomnet.errors import PDUError
 cdef enum:
     INITIAL_SIZE = 65536
     MIN_WINDOW = 16384
+    READ_AHEAD = 65536      # how far a read may run past the PDU being received
     MAX_WINDOW = 1 << 30    # cap on what a sizehint can make the reader allocate
     PDU_HEADER = 6
     PDV_HEADER = 6          # 4-byte item length + context id + control header
@@ -280,8 +281,22 @@ cdef class PDUReader:
             self._start = self._end = 0
         if self._chunk.size - self._end < want:
             self._make_room(want)
-        self._window_end = self._chunk.size
-        return memoryview(_WriteWindow(self._chunk))[self._end:self._chunk.size]
+        # Stop the window at most READ_AHEAD bytes past the end of the PDU being
+        # received (or past what is buffered, before its header is known). A read
+        # then leaves at most READ_AHEAD bytes of the next PDU behind, and sliding
+        # that partial PDU to the front of the block (_make_room) stays cheap; an
+        # unbounded window let a pipelining peer's next 1 MiB PDU be read half-way
+        # and moved on every PDU. The length field only bounds the window inside
+        # memory that is already there: it never makes the reader allocate.
+        cdef Py_ssize_t limit = self._end + READ_AHEAD
+        if self._end - self._start >= PDU_HEADER:
+            limit = self._start + PDU_HEADER + <Py_ssize_t>_be32(self._chunk.data + self._start + 2) + READ_AHEAD
+        if limit < self._end + want:
+            limit = self._end + want    # never less than the caller asked for
+        if limit > self._chunk.size:
+            limit = self._chunk.size
+        self._window_end = limit
+        return memoryview(_WriteWindow(self._chunk))[self._end:limit]
 
     def buffer_updated(self, Py_ssize_t nbytes):
         """Record that ``nbytes`` were written at the start of the last get_buffer view."""

@@ -179,6 +179,41 @@ def test_big_pdu_through_small_recv_calls(hold_window):
     assert iter_pdvs(item[1])[0][3] == payload
 
 
+def test_window_stops_shortly_after_the_pdu_being_received():
+    # Pipelined big PDUs (stream as a socket would deliver them, every read as
+    # large as the window allows): a read may run at most 64 KiB into the next
+    # PDU, so the partial PDU slid to the front of the block stays small.
+    payloads = [bytes([i]) * 600_000 for i in range(4)]
+    stream = b"".join(pdata((1, 0, p)) for p in payloads)
+    reader = PDUReader(max_pdu_length=1 << 20)
+    got, pos = [], 0
+    while pos < len(stream):
+        view = reader.get_buffer(-1)
+        before = reader.buffered
+        if before >= 6:  # the header of the PDU being received is known
+            pdu_left = 6 + struct.unpack(">L", stream[pos - before + 2:pos - before + 6])[0] - before
+            assert len(view) <= max(pdu_left + 65536, 16384)
+        n = min(len(view), len(stream) - pos)
+        view[:n] = stream[pos:pos + n]
+        del view
+        reader.buffer_updated(n)
+        pos += n
+        assert reader.buffered - (0 if not got else 0) <= 6 + 600_010 + 65536
+        while (item := reader.next_pdu()) is not None:
+            got.append(bytes(iter_pdvs(item[1])[0][3]))
+            del item
+            assert reader.buffered <= 65536   # what a read took of the next PDU
+    assert got == payloads
+
+
+def test_window_never_allocates_for_a_claimed_length():
+    # A 4 GiB length claim with no limit set: the window is bounded by memory
+    # already there, not by the claim.
+    reader = PDUReader(max_pdu_length=0)
+    reader.feed(struct.pack(">BBL", 4, 0, 0xFFFFFFF0))
+    assert len(reader.get_buffer(-1)) <= 1 << 20
+
+
 def test_stale_window_stays_memory_safe():
     reader = PDUReader()
     stale = reader.get_buffer(-1)
