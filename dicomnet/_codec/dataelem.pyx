@@ -445,3 +445,39 @@ def new_items(cls, ElementIndex index, Py_ssize_t i, parent, transfer_syntax):
         out.append(item)
         j = index.entries[j].end
     return out
+
+
+cdef object SPECIFIC_CHARACTER_SET = 0x00080005
+
+
+def dataset_iter(ds, person_name):
+    """``iter(ds)`` for a Dataset (``Dataset.__iter__``): elements in tag order.
+
+    An untouched Dataset over an index is walked by :func:`iter_level` (the first
+    walk decoding its simple values in bulk); anything else by the Dataset's
+    ``_sorted_elements``. An item without its own Specific Character Set takes
+    its parent's, once the parent has resolved it (as ``Dataset._charsets`` would).
+    """
+    cdef dict d = ds.__dict__
+    cdef int codec
+    if not d["_dirty"] and d["_index"] is not None:
+        if d.get("_bulk"):
+            codec = -2
+        else:
+            d["_bulk"] = True
+            cached = d.get("_codec")
+            if cached is None:
+                parent = d["_parent"]
+                if (parent is not None and SPECIFIC_CHARACTER_SET not in d["_raw"]
+                        and SPECIFIC_CHARACTER_SET not in d["_vals"]):
+                    pd = parent.__dict__
+                    if pd.get("_cs") is not None and pd.get("_codec") is not None:
+                        d["_cs"] = pd["_cs"]
+                        cached = d["_codec"] = pd["_codec"]
+                if cached is None:
+                    cached = ds._text_codec()
+            codec = cached
+        it = iter_level(d["_raw"], ds, d["_vals"], codec, person_name)
+        if it is not None:
+            return it
+    return ds._sorted_elements()

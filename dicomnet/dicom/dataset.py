@@ -14,7 +14,7 @@ import logging
 from typing import Any, Iterator
 
 from dicomnet._codec.dataelem import DataElement
-from dicomnet._codec.dataelem import iter_level as _iter_level
+from dicomnet._codec.dataelem import dataset_iter as _dataset_iter
 from dicomnet._codec.dataelem import new_dataset as _new_dataset
 from dicomnet._codec.dataelem import new_items as _new_items
 from dicomnet.dicom import dictionary as _dict
@@ -386,18 +386,12 @@ class Dataset:
         return sorted([*raw, *extra]) if extra else sorted(raw)
 
     def __iter__(self) -> Iterator[DataElement]:
-        d = self.__dict__
-        if not d["_dirty"] and d["_index"] is not None:
-            # Untouched: the index lists exactly our elements, VRs included.
-            if d.get("_bulk"):
-                codec = -2
-            else:
-                # Walking every element: decode the simple values in one compiled pass.
-                d["_bulk"] = True
-                codec = self._text_codec()
-            it = _iter_level(d["_raw"], self, d["_vals"], codec, PersonName)
-            if it is not None:
-                return it
+        # Compiled (dataelem.dataset_iter): an untouched Dataset is walked straight off
+        # the index, decoding its simple values in one pass the first time; else as below.
+        return _dataset_iter(self, PersonName)
+
+    def _sorted_elements(self) -> Iterator[DataElement]:
+        """The elements in tag order, looked up one by one (a modified or Python-made Dataset)."""
         return (DataElement(tag, self._vr(tag), self) for tag in self.tags())
 
     def keys(self) -> list[int]:
