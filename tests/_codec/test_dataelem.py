@@ -192,3 +192,24 @@ def test_a_walked_dataset_is_freed():
     del ds, elem, sub
     gc.collect()
     assert ref() is None
+
+
+def test_items_walked_decode_text_in_their_charset():
+    name = "Müller^Jürgen"
+    inner = el(0x0010, 0x0010, "PN", name.encode("latin-1") + b" ")
+    own = el(0x0008, 0x0005, "CS", b"ISO_IR 192") + el(0x0010, 0x0010, "PN", name.encode("utf-8") + b" ")
+    data = (el(0x0008, 0x0005, "CS", b"ISO_IR 100")
+            + el(0x0008, 0x1140, "SQ", item(inner) + item(own)))
+    ds = read_dataset(data, transfer_syntax=LE)
+    got = []
+    for elem in ds:
+        if elem.VR == "SQ":
+            for sub in elem.value:
+                got += [(e.tag, e.value) for e in sub if e.tag == 0x00100010]
+    assert got == [(0x00100010, name), (0x00100010, name)]
+    inherit, keep = ds[0x00081140].value
+    assert inherit._charsets() == ("ISO_IR 100",) and keep._charsets() == ("ISO_IR 192",)
+    # Walking an item first (its parent's charset not resolved yet) finds the same.
+    fresh = read_dataset(data, transfer_syntax=LE)
+    first = fresh[0x00081140].value[0]
+    assert [e.value for e in first] == [name]
