@@ -227,6 +227,45 @@ def test_get_files_sent_from_disk_arrive_byte_for_byte(servers, study, tmp_path)
         assert bytes(encode_dataset(ds, IMPLICIT)) == bytes(encode_dataset(on_disk, IMPLICIT))
 
 
+def _files_of_falling_size(tmp_path: Path) -> list[Path]:
+    """Instances whose files shrink one after the other (the SCP reads them
+    into one reused buffer: a stale tail of the previous file must never go out)."""
+    paths = []
+    sizes = [(96, 80), (64, 64), (40, 24), (8, 8), (72, 56)]
+    for n, ds in enumerate(generate(patients=1, studies=1, series=1, instances=len(sizes), rows=1, cols=1, seed=11)):
+        rows, cols = sizes[n]
+        ds.Rows, ds.Columns = rows, cols
+        ds.set("PixelData", (np.arange(rows * cols, dtype=np.uint16) * (n + 3)).tobytes(), "OW")
+        path = tmp_path / f"{n}.dcm"
+        write_file(path, ds, EXPLICIT)
+        paths.append(path)
+    return paths
+
+
+def _dataset_bytes(path: Path) -> bytes:
+    """The data set part of a Part 10 file (after the File Meta group)."""
+    ds = read_file(path)
+    return bytes(encode_dataset(ds, EXPLICIT))
+
+
+def test_get_and_move_of_files_of_changing_size_arrive_byte_for_byte(servers, tmp_path):
+    paths = _files_of_falling_size(tmp_path)
+    first = read_file(paths[0])
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source([str(p) for p in paths], fixed=True),
+                  destinations={"DEST": ("127.0.0.1", dest.port)})
+    contexts = [STUDY_GET, STUDY_MOVE, (CT, [EXPLICIT])]
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, for_get=True) as assoc:
+        got = [bytes(encode_dataset(ds, EXPLICIT)) for ds in assoc.get(key(first))]
+        moved = assoc.move(key(first), "DEST")
+        list(moved)
+        assert moved.status == 0 and moved.completed == len(paths)
+    expected = [_dataset_bytes(p) for p in paths]
+    assert got == expected
+    assert sorted(raw for _, raw, _ in sink.received) == sorted(expected)
+
+
 def test_get_store_to_streams_files(servers, study, tmp_path):
     src = servers("SRC", Source(study))
     out = tmp_path / "out"

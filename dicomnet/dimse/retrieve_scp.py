@@ -55,7 +55,7 @@ from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
 from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
-from dicomnet.dimse.scu import PreparedStore, _meta_text, _read_meta, prepare_store
+from dicomnet.dimse.scu import _READ_MAX, PreparedStore, _meta_text, _read_meta, prepare_store
 from dicomnet.errors import (
     AssociationAborted,
     AssociationError,
@@ -338,9 +338,20 @@ def handle_move(server: Server, assoc: Association, info: AssociationInfo, messa
              destination, op.completed, op.failed, op.warning, time.monotonic() - started, status)
 
 
-def _prepare(sub: Association, item: Any) -> tuple[PreparedStore | None, BaseException | None]:
+def _file_buffer(items: list[Any]) -> bytearray | None:
+    """One buffer the files of a C-GET/C-MOVE are read into, one after the
+    other: a fresh ``bytes`` per file is new memory faulted in page by page
+    (on the machine measured, ~300 us for a 0.5 MB CT file -- as much as
+    sending it). Safe because each sub-operation's data set is written to
+    the socket (``_send_message`` returns when it is) and its PreparedStore
+    closed before the next file is read."""
+    return bytearray(_READ_MAX) if len(items) > 1 else None
+
+
+def _prepare(sub: Association, item: Any, buffer: bytearray | None = None
+             ) -> tuple[PreparedStore | None, BaseException | None]:
     try:
-        return prepare_store(sub.negotiated, item), None
+        return prepare_store(sub.negotiated, item, buffer=buffer), None
     except (DicomNetError, OSError, ValueError, TypeError) as exc:   # no context, unreadable file
         return None, exc
 
@@ -352,7 +363,8 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
     Overlapped, one operation at a time still: while the destination stores
     instance n, the Pending response for n-1 goes to the requestor and
     instance n+1 is prepared (its file mapped, its File Meta read)."""
-    upcoming = _prepare(sub, items[0]) if items else (None, None)
+    buffer = _file_buffer(items)
+    upcoming = _prepare(sub, items[0], buffer) if items else (None, None)
     for n, (item, (_, uid, _)) in enumerate(zip(items, infos)):
         if watch.check():
             if upcoming[0] is not None:
@@ -382,7 +394,7 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
                 prepared.close()
         op.flush()                                   # the previous Pending, while the destination works
         if n + 1 < len(items) and sub.is_established:
-            upcoming = _prepare(sub, items[n + 1])
+            upcoming = _prepare(sub, items[n + 1], buffer)
         if store_id:
             try:
                 rsp = sub._receive_response(store_id)
@@ -480,7 +492,8 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
     # C-STORE-RQs are out before we wait for the first response.
     window = assoc.negotiated.max_invoked or _MAX_WINDOW
     outstanding: deque[tuple[int, Any, str]] = deque()   # (message id, item, UID), in send order
-    upcoming = _prepare(assoc, items[0]) if items else (None, None)
+    buffer = _file_buffer(items)
+    upcoming = _prepare(assoc, items[0], buffer) if items else (None, None)
     sent = 0
     try:
         while True:
@@ -504,7 +517,7 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
                 except (DicomNetError, OSError, ValueError, TypeError) as exc:  # a bad file
                     _count(op, _sub_failure(log, op, exc), item, None, more=sent < len(items))
                 if sent < len(items):
-                    upcoming = _prepare(assoc, items[sent])
+                    upcoming = _prepare(assoc, items[sent], buffer)
             if not outstanding or watch.gone:
                 break
             store_id, item, uid = outstanding.popleft()
