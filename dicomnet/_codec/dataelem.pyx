@@ -143,6 +143,7 @@ cdef class DataElement:
 
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject* o)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
 
 
 cdef class LevelMap
@@ -222,20 +223,28 @@ def iter_level(object raw, object ds, dict vals, int codec=-2, object person_nam
     cdef Entry* e
     cdef Py_ssize_t k
     cdef object tag, value
+    cdef dict into
+    cdef bint fresh
     if type(raw) is not LevelMap:
         return None
     level = <LevelMap>raw
     tags = level.tag_list()
     if codec >= -1:
+        # Into a dict sized for the level at once (no rehash as it grows); an empty
+        # vals (the usual first walk) then takes it whole in one copy.
+        fresh = len(vals) == 0
+        into = _PyDict_NewPresized(level.n) if fresh else vals
         for k in range(level.n):
             e = &level.index.entries[level.pos[k]]
             if e.vr == 0 or e.flags != 0:
                 continue
             tag = tags[k]
-            if PyDict_GetItem(vals, tag) is NULL:
+            if fresh or PyDict_GetItem(vals, tag) is NULL:
                 value = level.index.simple_value(e, codec, person_name)
                 if value is not SKIP:
-                    vals[tag] = value
+                    into[tag] = value
+        if fresh:
+            vals.update(into)
     # The walk keeps its own copy of the level, as it was: deleting an element
     # meanwhile (LevelMap.pop) neither shifts nor shortens it.
     it = LevelIterator.__new__(LevelIterator)

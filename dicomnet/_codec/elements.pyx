@@ -107,6 +107,8 @@ cdef inline bint _is_vr_letter(unsigned char c) noexcept:
 
 
 cdef uint16_t _AT = _vr(b'A', b'T')
+cdef uint16_t _US = _vr(b'U', b'S'), _SS = _vr(b'S', b'S'), _UL = _vr(b'U', b'L'), _SL = _vr(b'S', b'L')
+cdef uint16_t _FL = _vr(b'F', b'L'), _FD = _vr(b'F', b'D'), _SV = _vr(b'S', b'V'), _UV = _vr(b'U', b'V')
 # What ElementIndex.simple_value answers for a value it leaves to the general decoder.
 SKIP = object()
 
@@ -481,7 +483,7 @@ cdef class ElementIndex:
                 return SKIP
             if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
                 raise _error("value outside the buffer", e.offset, e.tag)
-            return _scalar(&self.buf[e.offset], vr_str(vr), self.little)
+            return _scalar_code(&self.buf[e.offset], vr, self.little)
         if _TEXT_KIND(vr) == 0:
             return SKIP
         if e.offset < 0 or e.offset + e.length > self.buf.shape[0]:
@@ -503,31 +505,36 @@ cdef class ElementIndex:
 
 
 cdef object _scalar(const unsigned char* p, str vr, bint little):
+    return _scalar_code(p, _vr(ord(vr[0]), ord(vr[1])) if len(vr) == 2 else 0, little)
+
+
+cdef object _scalar_code(const unsigned char* p, uint16_t vr, bint little):
+    """One binary number of VR code ``vr`` at ``p`` (its size checked by the caller)."""
     cdef uint32_t u32
     cdef uint64_t u64
     cdef float f
     cdef double d
-    if vr == "US":
+    if vr == _US:
         return rd16(p, little)
-    if vr == "SS":
+    if vr == _SS:
         return <int16_t>rd16(p, little)
-    if vr == "UL":
+    if vr == _UL:
         return rd32(p, little)
-    if vr == "SL":
+    if vr == _SL:
         return <int32_t>rd32(p, little)
-    if vr == "FL":
+    if vr == _FL:
         u32 = rd32(p, little)
         memcpy(&f, &u32, 4)
         return f
-    if vr == "FD":
+    if vr == _FD:
         u64 = rd64(p, little)
         memcpy(&d, &u64, 8)
         return d
-    if vr == "SV":
+    if vr == _SV:
         return <int64_t>rd64(p, little)
-    if vr == "UV":
+    if vr == _UV:
         return rd64(p, little)
-    if vr == "AT":
+    if vr == _AT:
         return (<uint32_t>rd16(p, little) << 16) | rd16(p + 2, little)
     return None
 

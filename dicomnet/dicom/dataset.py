@@ -196,7 +196,7 @@ class Dataset:
         while ds is not None:
             dd = ds.__dict__
             if _SPECIFIC_CHARACTER_SET in dd["_raw"] or _SPECIFIC_CHARACTER_SET in dd["_vals"]:
-                value = ds._value(_SPECIFIC_CHARACTER_SET)
+                value = ds._charset_value()
                 if isinstance(value, str):
                     charsets = _parse_charsets_cached(value)
                 elif isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -214,6 +214,19 @@ class Dataset:
         d["_cs"] = charsets
         d["_codec"] = _FAST_CODECS.get(charsets, -1)
         return charsets
+
+    def _charset_value(self) -> Any:
+        """The value of (0008,0005); one CS value in ASCII (the usual) straight from the index."""
+        d = self.__dict__
+        vals = d["_vals"]
+        if _SPECIFIC_CHARACTER_SET not in vals:
+            idx = d["_raw"].get(_SPECIFIC_CHARACTER_SET)
+            index = d["_index"]
+            if idx is not None and index.vr(idx) == "CS":
+                text = index.text(idx, 0)
+                if text is not None and "\\" not in text:
+                    vals[_SPECIFIC_CHARACTER_SET] = text
+        return self._value(_SPECIFIC_CHARACTER_SET)
 
     def _text_codec(self) -> int:
         """The compiled fast-path codec for this dataset's character set (-1: none)."""

@@ -94,6 +94,7 @@ def _geometry(ds: Dataset) -> tuple[int, int, int, int, int]:
 
 
 _DTYPES: dict[str, numpy.dtype] = {}
+_PLAIN_DTYPES: dict[tuple[bool, int, int], numpy.dtype] = {}
 
 
 def _dtype(ds: Dataset, tag: int, little: bool) -> numpy.dtype:
@@ -115,8 +116,53 @@ def _dtype(ds: Dataset, tag: int, little: bool) -> numpy.dtype:
     return dtype
 
 
+def _plain_pixel_array(ds: Dataset) -> numpy.ndarray | None:
+    """The common case in few steps: native Pixel Data still in the source buffer and a
+    pixel description of plain, already decoded values. None: take the general path."""
+    idx = ds._raw.get(PIXEL_DATA)
+    if idx is None or PIXEL_DATA in ds._vrs:
+        return None
+    vals, raw = ds._vals, ds._raw
+    facts = []
+    for tag, default in _PLAIN_FACTS:
+        value = vals.get(tag, _MISSING)
+        if value is _MISSING:
+            if tag in raw:
+                return None                       # not decoded yet: the general path does it
+            value = default
+        if type(value) is not int or value < 0:
+            return None
+        facts.append(value)
+    samples, frames, rows, cols, bits, signed = facts
+    if samples != 1 or bits not in (8, 16, 32, 64) or signed > 1:
+        return None
+    index = ds._index
+    _, wire_vr, flags, _, offset, length, _ = index.entry(idx)
+    little = index.little
+    if flags & _F_ENCAPSULATED or (not little and bits == 8 and wire_vr == "OW"):
+        return None
+    dtype = _PLAIN_DTYPES.get((little, signed, bits))
+    if dtype is None:
+        dtype = _PLAIN_DTYPES[(little, signed, bits)] = numpy.dtype(
+            f"{'<' if little else '>'}{'i' if signed else 'u'}{bits // 8}")
+    frames = frames or 1
+    count = frames * rows * cols
+    if length < count * dtype.itemsize:
+        return None                               # the general path says what is wrong
+    return numpy.frombuffer(index.source, dtype, count, offset).reshape(frames, rows, cols)
+
+
+# (tag, value when absent) of the pixel description read by _plain_pixel_array, in its order:
+# Samples per Pixel, Number of Frames, Rows, Columns, Bits Allocated, Pixel Representation.
+_PLAIN_FACTS = ((0x00280002, 1), (0x00280008, 1), (0x00280010, None), (0x00280011, None),
+                (0x00280100, None), (0x00280103, 0))
+
+
 def pixel_array(ds: Dataset) -> numpy.ndarray:
     """The pixels shaped (frames, rows, columns) or (frames, rows, columns, samples)."""
+    plain = _plain_pixel_array(ds)
+    if plain is not None:
+        return plain
     tag = _pixel_tag(ds)
     frames, rows, cols, samples, planar = _geometry(ds)
     count = frames * rows * cols * samples

@@ -149,8 +149,14 @@ def read_file(source: PathOrBuffer, *, stop_before_pixels: bool = False, max_dep
                                   max_depth=max_depth, only_group=0x0002)
         file_meta = Dataset._from_index(meta_index, 0, len(meta_index), None, EXPLICIT_VR_LE)
         pos = meta_index.stop
-        if _TRANSFER_SYNTAX_UID in file_meta:
-            ts_uid = _uid_text(file_meta._value(_TRANSFER_SYNTAX_UID))
+        ts_idx = file_meta._raw.get(_TRANSFER_SYNTAX_UID)
+        if ts_idx is not None:
+            # The common case straight from the index: one UI value in ASCII.
+            text = meta_index.text(ts_idx, 0) if meta_index.vr(ts_idx) == "UI" else None
+            if text is not None and "\\" not in text:
+                ts_uid = text.strip("\0 ") or None
+            else:
+                ts_uid = _uid_text(file_meta._value(_TRANSFER_SYNTAX_UID))
         if ts_uid is None:
             log.warning("File Meta has no Transfer Syntax UID: inferring it")
     elif preamble is not None and len(buf) == pos:
