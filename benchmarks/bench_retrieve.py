@@ -17,7 +17,11 @@ C-GET from Orthanc (the study uploaded first through REST):
   (d) dicomnet Client into numpy, (e) ``getscu`` into files.
 C-MOVE of the study to a storage SCP writing files on tmpfs:
   (f) dicomnet Client -> dicomnet Server -> ``dicomnet store-scp`` (the
-      issue's dicomnet -> dicomnet row);
+      issue's dicomnet -> dicomnet row); the Server proposes an Asynchronous
+      Operations Window of 8 to the destination (``move_async_operations``,
+      off by default; ``BENCH_MOVE_WINDOW=1`` for one at a time), which
+      store-scp accepts -- storescp answers without it, so (g) and (h) stay
+      one at a time;
   (g) dicomnet Client -> dicomnet Server -> dcmtk ``storescp -od`` (our SCU
       side alone; storescp's own receive rate bounds this row);
   (h) ``movescu`` -> ``dcmqrscp`` -> storescp.
@@ -58,6 +62,7 @@ from bench_store import generate  # noqa: E402  (the same 512x512 CT files)
 
 PDU = 131072
 OURS_MOVE = "move: dicomnet -> dicomnet -> dicomnet store-scp"
+MOVE_WINDOW = int(os.environ.get("BENCH_MOVE_WINDOW", 8))
 STUDY = "2.25.1001"        # bench_store.generate's study
 GET_STUDY = "1.2.840.10008.5.1.4.1.2.2.3"
 MOVE_STUDY = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -88,7 +93,7 @@ def serve(kind: str, folder: str, dest_port: str) -> None:
             def on_move(self, ctx: Any, query: Any, destination: str) -> Any:
                 return ("127.0.0.1", int(dest_port)), paths
 
-        server = Server("BENCHSCP", Source(), max_pdu=PDU).start("127.0.0.1", 0)
+        server = Server("BENCHSCP", Source(), max_pdu=PDU, move_async_operations=MOVE_WINDOW).start("127.0.0.1", 0)
         print(f"READY {server.port}", flush=True)
         sys.stdin.read()
         server.shutdown()

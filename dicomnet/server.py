@@ -116,7 +116,11 @@ class Server:
     every move destination, or a mapping of destination AE title -> context (a
     destination missing from it, or mapped to None, is reached in plain TCP).
     The server-side ``tls`` context cannot open connections, so it is not
-    reused for them.
+    reused for them. ``move_async_operations`` (default 1: not proposed) > 1
+    proposes an Asynchronous Operations Window (PS3.7 D.3.3.3) on those
+    sub-associations: a destination that accepts it gets up to that many
+    C-STORE-RQs before the first response is awaited. Off by default because
+    a destination that mishandles the item would fail the whole C-MOVE.
 
     ``handler_timeout`` (default: ``dimse_timeout``; ``math.inf`` turns it off)
     bounds each call into the handler (each step of an iterator it returns
@@ -159,6 +163,7 @@ class Server:
         handler_timeout: float | None = None,
         max_dataset_bytes: int | None = DEFAULT_MAX_DATASET_BYTES,
         move_tls: ssl.SSLContext | Mapping[str, ssl.SSLContext | None] | None = None,
+        move_async_operations: int = 1,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -177,6 +182,9 @@ class Server:
         self.handler_timeout = float(handler_timeout)
         self.max_dataset_bytes = max_dataset_bytes
         self.move_tls = _check_move_tls(move_tls)
+        if not 0 <= move_async_operations <= 0xFFFF:
+            raise ValueError(f"move_async_operations must be 0..65535 (0: no limit), got {move_async_operations}")
+        self.move_async_operations = move_async_operations
         self._watchdog = HandlerWatchdog(self.handler_timeout, self._abandon, logger=self.logger)
         #: The application's handler behind a proxy that times its calls (see above).
         self.handler: Any = None if handler is None else GuardedHandler(handler, self._watchdog)

@@ -227,6 +227,45 @@ def test_get_files_sent_from_disk_arrive_byte_for_byte(servers, study, tmp_path)
         assert bytes(encode_dataset(ds, IMPLICIT)) == bytes(encode_dataset(on_disk, IMPLICIT))
 
 
+def _files_of_falling_size(tmp_path: Path) -> list[Path]:
+    """Instances whose files shrink one after the other (the SCP reads them
+    into one reused buffer: a stale tail of the previous file must never go out)."""
+    paths = []
+    sizes = [(96, 80), (64, 64), (40, 24), (8, 8), (72, 56)]
+    for n, ds in enumerate(generate(patients=1, studies=1, series=1, instances=len(sizes), rows=1, cols=1, seed=11)):
+        rows, cols = sizes[n]
+        ds.Rows, ds.Columns = rows, cols
+        ds.set("PixelData", (np.arange(rows * cols, dtype=np.uint16) * (n + 3)).tobytes(), "OW")
+        path = tmp_path / f"{n}.dcm"
+        write_file(path, ds, EXPLICIT)
+        paths.append(path)
+    return paths
+
+
+def _dataset_bytes(path: Path) -> bytes:
+    """The data set part of a Part 10 file (after the File Meta group)."""
+    ds = read_file(path)
+    return bytes(encode_dataset(ds, EXPLICIT))
+
+
+def test_get_and_move_of_files_of_changing_size_arrive_byte_for_byte(servers, tmp_path):
+    paths = _files_of_falling_size(tmp_path)
+    first = read_file(paths[0])
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source([str(p) for p in paths], fixed=True),
+                  destinations={"DEST": ("127.0.0.1", dest.port)})
+    contexts = [STUDY_GET, STUDY_MOVE, (CT, [EXPLICIT])]
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", contexts=contexts, for_get=True) as assoc:
+        got = [bytes(encode_dataset(ds, EXPLICIT)) for ds in assoc.get(key(first))]
+        moved = assoc.move(key(first), "DEST")
+        list(moved)
+        assert moved.status == 0 and moved.completed == len(paths)
+    expected = [_dataset_bytes(p) for p in paths]
+    assert got == expected
+    assert sorted(raw for _, raw, _ in sink.received) == sorted(expected)
+
+
 def test_get_store_to_streams_files(servers, study, tmp_path):
     src = servers("SRC", Source(study))
     out = tmp_path / "out"
@@ -548,3 +587,89 @@ def test_get_compressed_with_the_requested_syntaxes(servers):
         [ds] = list(assoc.get(key(read_file(jpeg))))
     assert ds.transfer_syntax == JPEG_EXTENDED
     assert bytes(encode_dataset(ds, JPEG_EXTENDED)) == bytes(encode_dataset(read_file(jpeg), JPEG_EXTENDED))
+
+
+# ------------------------------------------- C-MOVE with an async window
+def _trace_move(monkeypatch) -> list[str]:
+    """Record the C-MOVE SCP's C-STORE-RQs ("rq") and counted results ("done") in order."""
+    from dicomnet.dimse import retrieve_scp
+
+    events: list[str] = []
+    rq, counted = retrieve_scp.c_store_rq, retrieve_scp._move_counted
+
+    def traced_rq(*args, **kw):
+        events.append("rq")
+        return rq(*args, **kw)
+
+    def traced_counted(*args, **kw):
+        events.append("done")
+        return counted(*args, **kw)
+
+    monkeypatch.setattr(retrieve_scp, "c_store_rq", traced_rq)
+    monkeypatch.setattr(retrieve_scp, "_move_counted", traced_counted)
+    return events
+
+
+def test_move_with_an_async_window_sends_ahead_and_counts_every_result(servers, study, monkeypatch):
+    events = _trace_move(monkeypatch)
+    sink = Sink()
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study), destinations={"DEST": ("127.0.0.1", dest.port)}, move_async_operations=4)
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        progress = list(result)
+        assert result.status == 0 and (result.completed, result.failed, result.remaining) == (len(study), 0, 0)
+        assert progress and progress[-1].completed < len(study)
+        assert assoc.echo() == 0
+    # Four C-STORE-RQs out before the first result, then one more per result.
+    assert len(study) > 4 and events[:5] == ["rq"] * 4 + ["done"]
+    assert events.count("rq") == events.count("done") == len(study)
+    originals = by_uid(study)
+    assert sorted(by_uid(ds for _, _, ds in sink.received)) == sorted(originals)
+    for ctx, raw, ds in sink.received:
+        assert raw == bytes(encode_dataset(originals[str(ds.SOPInstanceUID)], ctx.transfer_syntax))
+
+
+def test_move_without_the_option_is_one_at_a_time(servers, study, monkeypatch):
+    events = _trace_move(monkeypatch)
+    dest = servers("DEST", Sink())
+    src = servers("SRC", Source(study[:3]), destinations={"DEST": ("127.0.0.1", dest.port)})
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        assert assoc.move(key(study[0]), "DEST").result() == 0
+    assert events == ["rq", "done"] * 3
+
+
+def test_move_with_a_window_counts_failures_and_warnings(servers, study):
+    class Picky:
+        def on_store(self, ctx, ds):
+            return 0xA700 if str(ds.SOPInstanceUID) == str(study[1].SOPInstanceUID) else (
+                0xB000 if str(ds.SOPInstanceUID) == str(study[2].SOPInstanceUID) else 0)
+
+    dest = servers("DEST", Picky())
+    src = servers("SRC", Source(study[:5], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)},
+                  move_async_operations=0)
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        list(result)
+    assert result.status == 0xB000
+    assert (result.completed, result.failed, result.warning) == (3, 1, 1)
+    assert result.failed_instances == [str(study[1].SOPInstanceUID)]
+
+
+def test_move_with_a_window_cancel_answers_what_is_out(servers, study):
+    sink = Sink(delay=0.05)
+    dest = servers("DEST", sink)
+    src = servers("SRC", Source(study), destinations={"DEST": ("127.0.0.1", dest.port)}, move_async_operations=3)
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        result = assoc.move(key(study[0]), "DEST")
+        next(iter(result))
+        assert result.cancel() == 0xFE00
+        assert result.remaining and result.remaining > 0
+        assert result.completed + result.remaining + result.failed == len(study)
+        assert result.completed == len(sink.received) < len(study)
+        assert assoc.echo() == 0
+
+
+def test_move_async_operations_is_checked():
+    with pytest.raises(ValueError, match="move_async_operations"):
+        Server("SRC", move_async_operations=-1)

@@ -49,6 +49,9 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("--move-tls", action="store_true",
                    help="C-MOVE sub-associations over TLS too: destinations verified with --tls-ca "
                         "(default: the system's CAs), --tls-cert/--tls-key presented to them")
+    p.add_argument("--move-async-ops", type=int, default=1, metavar="N",
+                   help="propose an asynchronous operations window to C-MOVE destinations: up to N C-STOREs "
+                        "outstanding when the destination accepts it (default 1: one at a time, no proposal)")
     p.add_argument("--log-format", choices=("text", "json"), default="text",
                    help="log records on stderr as plain text or one JSON object each (default: %(default)s)")
     p.set_defaults(run=run)
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
                         read_timeout=args.timeout, write_timeout=args.timeout, artim_timeout=args.timeout,
                         dimse_timeout=args.timeout, require_called_ae=False, logger=logging.getLogger("dicomnet"),
                         tls=tls_context(args, server_side=True), move_tls=move_tls_context(args),
-                        **server_limits(args))
+                        move_async_operations=args.move_async_ops, **server_limits(args))
     except ValueError as exc:
         out.error(str(exc))
         return EXIT_FAILURE

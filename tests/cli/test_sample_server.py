@@ -229,3 +229,19 @@ def test_get_refuses_a_hostile_sop_instance_uid_from_the_peer(tmp_path):
     summary = json.loads(r.stdout.splitlines()[-1])
     assert summary["received"] == 1 and summary["failed"] == 1 and summary["status"] == 0xB000
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [f"{good.SOPInstanceUID}.dcm"]
+
+
+def test_move_with_an_async_operations_window(dest):
+    # --move-async-ops: the C-STOREs to store-scp (which accepts the window) go out ahead of their responses.
+    with Daemon("sample-server", *SYNTHETIC, "--aet", "SAMPLE", "--move-async-ops", "4",
+                "--destination", f"DEST=127.0.0.1:{dest.port}") as srv:
+        study = sorted(_archive()._index["STUDY"].values(), key=lambda e: e.uid)[1]
+        expected = {i for s in study.children.values() for i in s.children}
+        r = run("move", "127.0.0.1", str(srv.port), "--aec", "SAMPLE", "--dest", "DEST",
+                "-k", f"StudyInstanceUID={study.uid}", "--json")
+        assert r.returncode == 0, r.stderr + r.stdout
+        summary = json.loads(r.stdout.splitlines()[-1])
+        assert summary["ok"] and summary["completed"] == len(expected) and summary["failed"] == 0
+        assert expected <= {p.stem for p in Path(dest.folder).glob("*.dcm")}
+    r = run("sample-server", "--port", "0", "--synthetic", "--move-async-ops", "-1")
+    assert r.returncode != 0 and "move_async_operations" in r.stderr
