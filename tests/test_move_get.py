@@ -160,24 +160,26 @@ def test_get_caller_dropping_each_instance_gets_no_buffer_made_ahead(servers, st
     assert len(set(addresses)) < len(addresses)      # the same memory again
 
 
-def _trace_sub_operations(monkeypatch) -> list[str]:
-    """Record the C-GET SCP's sends ("rq") and awaited responses ("rsp") in order."""
+def _trace(monkeypatch, **labels: str) -> list[str]:
+    """Record, in order, the calls of ``retrieve_scp`` functions: ``name=label``."""
     from dicomnet.dimse import retrieve_scp
 
     events: list[str] = []
-    send, wait = retrieve_scp._send_here, retrieve_scp._await_here
 
-    def traced_send(*args, **kw):
-        events.append("rq")
-        return send(*args, **kw)
+    def traced(fn, label):
+        def call(*args, **kw):
+            events.append(label)
+            return fn(*args, **kw)
+        return call
 
-    def traced_wait(*args, **kw):
-        events.append("rsp")
-        return wait(*args, **kw)
-
-    monkeypatch.setattr(retrieve_scp, "_send_here", traced_send)
-    monkeypatch.setattr(retrieve_scp, "_await_here", traced_wait)
+    for name, label in labels.items():
+        monkeypatch.setattr(retrieve_scp, name, traced(getattr(retrieve_scp, name), label))
     return events
+
+
+def _trace_sub_operations(monkeypatch) -> list[str]:
+    """The C-GET SCP's sends ("rq") and awaited responses ("rsp") in order."""
+    return _trace(monkeypatch, _send_here="rq", _await_here="rsp")
 
 
 def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, study, monkeypatch):
@@ -591,23 +593,8 @@ def test_get_compressed_with_the_requested_syntaxes(servers):
 
 # ------------------------------------------- C-MOVE with an async window
 def _trace_move(monkeypatch) -> list[str]:
-    """Record the C-MOVE SCP's C-STORE-RQs ("rq") and counted results ("done") in order."""
-    from dicomnet.dimse import retrieve_scp
-
-    events: list[str] = []
-    rq, counted = retrieve_scp.c_store_rq, retrieve_scp._move_counted
-
-    def traced_rq(*args, **kw):
-        events.append("rq")
-        return rq(*args, **kw)
-
-    def traced_counted(*args, **kw):
-        events.append("done")
-        return counted(*args, **kw)
-
-    monkeypatch.setattr(retrieve_scp, "c_store_rq", traced_rq)
-    monkeypatch.setattr(retrieve_scp, "_move_counted", traced_counted)
-    return events
+    """The C-MOVE SCP's C-STORE-RQs ("rq") and counted results ("done") in order."""
+    return _trace(monkeypatch, c_store_rq="rq", _move_counted="done")
 
 
 def test_move_with_an_async_window_sends_ahead_and_counts_every_result(servers, study, monkeypatch):

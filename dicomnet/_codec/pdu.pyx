@@ -344,6 +344,23 @@ cdef class PDUReader:
         return pdu_type, memoryview(self._chunk)[begin:begin + length]
 
 
+cdef Py_ssize_t _pdv_length(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n) except -1:
+    """The length field of the PDV item at ``pos`` of a P-DATA-TF body of ``n``
+    bytes, checked: its 4 bytes are there, it covers at least the 2-byte
+    header (context id, control header) and it ends inside the body."""
+    cdef Py_ssize_t length
+    if n - pos < 4:
+        raise PDUError(f"PDV item at offset {pos}: {n - pos} byte(s) left, its length field needs 4")
+    length = _be32(p + pos)
+    if length < 2:
+        raise PDUError(f"PDV item at offset {pos} has length {length}, at least 2 is required")
+    if length > n - pos - 4:
+        raise PDUError(
+            f"PDV item at offset {pos} claims {length} bytes, only {n - pos - 4} remain in the P-DATA-TF"
+        )
+    return length
+
+
 def iter_pdvs(body):
     """Split a P-DATA-TF body into ``[(context_id, is_command, is_last, data), ...]``.
 
@@ -364,15 +381,7 @@ def iter_pdvs(body):
         return out
     p = &b[0]
     while pos < n:
-        if n - pos < 4:
-            raise PDUError(f"PDV item at offset {pos}: {n - pos} byte(s) left, its length field needs 4")
-        length = _be32(p + pos)
-        if length < 2:
-            raise PDUError(f"PDV item at offset {pos} has length {length}, at least 2 is required")
-        if length > n - pos - 4:
-            raise PDUError(
-                f"PDV item at offset {pos} claims {length} bytes, only {n - pos - 4} remain in the P-DATA-TF"
-            )
+        length = _pdv_length(p, pos, n)
         control = p[pos + 5]
         out.append((p[pos + 4], (control & 1) != 0, (control & 2) != 0, view[pos + 6:pos + 4 + length]))
         pos += 4 + length
@@ -501,15 +510,7 @@ cdef int _split_pdvs(const unsigned char* p, Py_ssize_t n, object view, object c
     cdef unsigned char control
     cdef PyTypeObject* tp = <PyTypeObject*>pdv_type
     while pos < n:
-        if n - pos < 4:
-            raise PDUError(f"PDV item at offset {pos}: {n - pos} byte(s) left, its length field needs 4")
-        length = _be32(p + pos)
-        if length < 2:
-            raise PDUError(f"PDV item at offset {pos} has length {length}, at least 2 is required")
-        if length > n - pos - 4:
-            raise PDUError(
-                f"PDV item at offset {pos} claims {length} bytes, only {n - pos - 4} remain in the P-DATA-TF"
-            )
+        length = _pdv_length(p, pos, n)
         context_id = p[pos + 4]
         if context_id not in contexts:
             raise PDUError(f"PDV on presentation context {context_id}, which is not accepted")
