@@ -301,6 +301,15 @@ def serve_process(argv: Sequence[str], what: str, preexec_fn: Callable[[], Any] 
             proc.wait()
 
 
+def cpu_of(pid: int) -> float:
+    """User + system CPU seconds a (live) process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

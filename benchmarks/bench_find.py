@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import fmt, print_table, serve_process  # noqa: E402
+from _common import cpu_of, fmt, print_table, serve_process  # noqa: E402
 
 PDU = 131072
 SCP_AE = "FINDSCP"
@@ -111,15 +111,6 @@ def python_scp(kind: str, count: int) -> Iterator[tuple[int, int]]:
     """This script in ``--serve kind COUNT`` mode, in its own process; its port and pid."""
     with serve_process([sys.executable, __file__, "--serve", kind, str(count)], f"{kind} SCP") as served:
         yield served
-
-
-def cpu_of(pid: int) -> float:
-    """User + system CPU seconds a (live) process has used so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ------------------------------------------------------------ the clients

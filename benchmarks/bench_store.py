@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import free_port, serve_process, wait_port, write_multiframe  # noqa: E402
+from _common import cpu_of, free_port, serve_process, wait_port, write_multiframe  # noqa: E402
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 ENHANCED_CT = "1.2.840.10008.5.1.4.1.1.2.1"
@@ -149,15 +149,6 @@ def make_workloads(root: Path, keys: list[str], quick: bool, count: int | None) 
 
 
 # ------------------------------------------------------------------ peers
-def cpu_of(pid: int) -> float:
-    """User + system CPU seconds a (live) process has used so far (Linux /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _env() -> dict[str, str]:
     return dict(os.environ, TCP_NODELAY="1")
 
