@@ -440,13 +440,19 @@ def test_move_destination_down_fails_all(servers, study):
         assert assoc.echo() == 0
 
 
-def test_move_destination_store_failures_are_counted(servers, study):
-    class Picky:
-        def on_store(self, ctx, ds):
-            return 0xA700 if str(ds.SOPInstanceUID) == str(study[1].SOPInstanceUID) else (
-                0xB000 if str(ds.SOPInstanceUID) == str(study[2].SOPInstanceUID) else 0)
+class Picky:
+    """A C-STORE SCP that fails the second instance of ``study`` and warns on the third."""
 
-    dest = servers("DEST", Picky())
+    def __init__(self, study: list[Dataset]) -> None:
+        self.fail, self.warn = str(study[1].SOPInstanceUID), str(study[2].SOPInstanceUID)
+
+    def on_store(self, ctx, ds):
+        uid = str(ds.SOPInstanceUID)
+        return 0xA700 if uid == self.fail else (0xB000 if uid == self.warn else 0)
+
+
+def test_move_destination_store_failures_are_counted(servers, study):
+    dest = servers("DEST", Picky(study))
     src = servers("SRC", Source(study[:4], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)})
     with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
         result = assoc.move(key(study[0]), "DEST")
@@ -627,12 +633,7 @@ def test_move_without_the_option_is_one_at_a_time(servers, study, monkeypatch):
 
 
 def test_move_with_a_window_counts_failures_and_warnings(servers, study):
-    class Picky:
-        def on_store(self, ctx, ds):
-            return 0xA700 if str(ds.SOPInstanceUID) == str(study[1].SOPInstanceUID) else (
-                0xB000 if str(ds.SOPInstanceUID) == str(study[2].SOPInstanceUID) else 0)
-
-    dest = servers("DEST", Picky())
+    dest = servers("DEST", Picky(study))
     src = servers("SRC", Source(study[:5], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)},
                   move_async_operations=0)
     with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
