@@ -388,6 +388,18 @@ def iter_pdvs(body):
     return out
 
 
+cdef inline void _put_pdata_header(unsigned char* h, Py_ssize_t n, int context_id,
+                                   unsigned char control) noexcept nogil:
+    """The 12 bytes before a P-DATA-TF's single PDV of ``n`` data bytes: PDU type
+    0x04, reserved, PDU length; PDV item length, context id, control header."""
+    h[0] = 0x04
+    h[1] = 0
+    _put_be32(h + 2, n + PDV_HEADER)
+    _put_be32(h + 6, n + 2)
+    h[10] = <unsigned char>context_id
+    h[11] = control
+
+
 def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
     """Cut one message into P-DATA-TF PDUs, one PDV per PDU, as a list of buffers.
 
@@ -419,12 +431,7 @@ def fragment(int context_id, bint is_command, data, Py_ssize_t max_pdu_length):
             take = per_pdu
         header = PyBytes_FromStringAndSize(NULL, 12)
         h = <unsigned char*>PyBytes_AS_STRING(header)
-        h[0] = 0x04
-        h[1] = 0
-        _put_be32(h + 2, take + PDV_HEADER)
-        _put_be32(h + 6, take + 2)
-        h[10] = <unsigned char>context_id
-        h[11] = control | (2 if pos + take == total else 0)
+        _put_pdata_header(h, take, context_id, control | (2 if pos + take == total else 0))
         out.append(header)
         if take:
             out.append(view[pos:pos + take])
@@ -455,12 +462,7 @@ def pdata_pdu(int context_id, bint is_command, data):
             raise PDUError(f"{n} bytes do not fit in one P-DATA-TF PDU")
         out = PyBytes_FromStringAndSize(NULL, 12 + n)
         h = <unsigned char*>PyBytes_AS_STRING(out)
-        h[0] = 0x04
-        h[1] = 0
-        _put_be32(h + 2, n + PDV_HEADER)
-        _put_be32(h + 6, n + 2)
-        h[10] = <unsigned char>context_id
-        h[11] = (1 if is_command else 0) | 2
+        _put_pdata_header(h, n, context_id, (1 if is_command else 0) | 2)
         if n:
             memcpy(h + 12, src.buf, <size_t>n)
     finally:
