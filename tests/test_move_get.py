@@ -451,14 +451,17 @@ class Picky:
         return 0xA700 if uid == self.fail else (0xB000 if uid == self.warn else 0)
 
 
-def test_move_destination_store_failures_are_counted(servers, study):
+@pytest.mark.parametrize("count, window", [(4, 1), (5, 0)], ids=["one-at-a-time", "window"])
+def test_move_destination_store_failures_are_counted(servers, study, count, window):
+    # window 0: an Asynchronous Operations Window with no limit (every C-STORE out at once).
     dest = servers("DEST", Picky(study))
-    src = servers("SRC", Source(study[:4], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)})
+    src = servers("SRC", Source(study[:count], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)},
+                  move_async_operations=window)
     with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
         result = assoc.move(key(study[0]), "DEST")
         list(result)
     assert result.status == 0xB000
-    assert (result.completed, result.failed, result.warning) == (2, 1, 1)
+    assert (result.completed, result.failed, result.warning) == (count - 2, 1, 1)
     assert result.failed_instances == [str(study[1].SOPInstanceUID)]
 
 
@@ -630,18 +633,6 @@ def test_move_without_the_option_is_one_at_a_time(servers, study, monkeypatch):
     with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
         assert assoc.move(key(study[0]), "DEST").result() == 0
     assert events == ["rq", "done"] * 3
-
-
-def test_move_with_a_window_counts_failures_and_warnings(servers, study):
-    dest = servers("DEST", Picky(study))
-    src = servers("SRC", Source(study[:5], fixed=True), destinations={"DEST": ("127.0.0.1", dest.port)},
-                  move_async_operations=0)
-    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
-        result = assoc.move(key(study[0]), "DEST")
-        list(result)
-    assert result.status == 0xB000
-    assert (result.completed, result.failed, result.warning) == (3, 1, 1)
-    assert result.failed_instances == [str(study[1].SOPInstanceUID)]
 
 
 def test_move_with_a_window_cancel_answers_what_is_out(servers, study):

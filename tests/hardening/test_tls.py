@@ -6,6 +6,7 @@ certificate for 127.0.0.1/localhost, a client certificate, and an unrelated CA).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -14,6 +15,8 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -234,17 +237,9 @@ def test_dcmtk_echoscu_over_tls_to_our_server(pki, tls_server):
 
 @needs_dcmtk_tls
 def test_our_client_stores_into_dcmtk_storescp_over_tls(pki, tmp_path):
-    from .conftest import free_port
-
     out = tmp_path / "dcmtk"
     out.mkdir()
-    port = free_port()
-    proc = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), "+tls", pki["server"] + ".key", pki["server"] + ".crt",
-         "+cf", pki["ca"] + ".crt", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert wait_for(lambda: _listening(port), 10.0), "storescp did not start"
+    with dcmtk_tls_storescp(pki, out) as port:
         path = tmp_path / "one.dcm"
         make_instance(path, 64, 64, seed=9)
         client = Client("TLSSCU", tls=client_ctx(pki, cert="client"), dimse_timeout=10.0)
@@ -253,10 +248,26 @@ def test_our_client_stores_into_dcmtk_storescp_over_tls(pki, tmp_path):
         assert wait_for(lambda: len(os.listdir(out)) == 1, 5.0)
         received = out / os.listdir(out)[0]
         assert hashlib.sha256(dataset_part(received)).digest() == hashlib.sha256(dataset_part(path)).digest()
+    record("tls", cases=1, dcmtk_interop=1)
+
+
+@contextlib.contextmanager
+def dcmtk_tls_storescp(pki: dict[str, str], out: Path) -> Iterator[int]:
+    """dcmtk ``storescp +tls`` (AE STORESCP, the test CA's server certificate,
+    client certificates required) writing into ``out``; yields its port."""
+    from .conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        ["storescp", "-aet", "STORESCP", "-od", str(out), "+tls", pki["server"] + ".key", pki["server"] + ".crt",
+         "+cf", pki["ca"] + ".crt", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: _listening(port), 10.0), "storescp did not start"
+        yield port
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
-    record("tls", cases=1, dcmtk_interop=1)
 
 
 def _listening(port: int) -> bool:

@@ -27,9 +27,9 @@ from dicomnet.errors import DimseStatusError
 from dicomnet.pdu.connection import Connection
 from dicomnet.server import Server
 
-from .conftest import CT, EXPLICIT, OPENSSL, free_port, record, wait_for
+from .conftest import CT, EXPLICIT, OPENSSL, record, wait_for
 from .test_faults import StreamingStore, dataset_part, make_instance
-from .test_tls import _listening, client_ctx, needs_dcmtk_tls, server_ctx
+from .test_tls import client_ctx, dcmtk_tls_storescp, needs_dcmtk_tls, server_ctx
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command is needed to make certificates")
 
@@ -181,24 +181,17 @@ def test_sample_server_move_tls_flag(pki, tmp_path):
 def test_move_over_tls_into_dcmtk_storescp(pki, tmp_path, instances):
     out = tmp_path / "dcmtk"
     out.mkdir()
-    port = free_port()
-    proc = subprocess.Popen(
-        ["storescp", "-aet", "STORESCP", "-od", str(out), "+tls", pki["server"] + ".key", pki["server"] + ".crt",
-         "+cf", pki["ca"] + ".crt", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    src = Server("TLSSRC", Retrieve(instances), tls=server_ctx(pki), move_tls=client_ctx(pki, cert="client"),
-                 destinations={"STORESCP": ("127.0.0.1", port)}, artim_timeout=2.0)
-    try:
-        assert wait_for(lambda: _listening(port), 10.0), "storescp did not start"
-        src.start("127.0.0.1", 0)
-        status, result = _move(src.port, client_ctx(pki), "STORESCP")
-        assert status == 0x0000 and result.completed == 3
-        assert wait_for(lambda: len(os.listdir(out)) == 3, 5.0)
-        assert sorted(_sha(out / n) for n in os.listdir(out)) == sorted(_sha(p) for p in instances)
-    finally:
-        src.shutdown(5.0)
-        proc.terminate()
-        proc.communicate(timeout=10)
+    with dcmtk_tls_storescp(pki, out) as port:
+        src = Server("TLSSRC", Retrieve(instances), tls=server_ctx(pki), move_tls=client_ctx(pki, cert="client"),
+                     destinations={"STORESCP": ("127.0.0.1", port)}, artim_timeout=2.0)
+        try:
+            src.start("127.0.0.1", 0)
+            status, result = _move(src.port, client_ctx(pki), "STORESCP")
+            assert status == 0x0000 and result.completed == 3
+            assert wait_for(lambda: len(os.listdir(out)) == 3, 5.0)
+            assert sorted(_sha(out / n) for n in os.listdir(out)) == sorted(_sha(p) for p in instances)
+        finally:
+            src.shutdown(5.0)
     record("tls", cases=1, dcmtk_interop=1, move_over_tls=1)
 
 
