@@ -32,3 +32,4 @@ cdef class PDUReader:
 
     cdef int _check_header(self) except -1
     cdef int _make_room(self, Py_ssize_t want) except -1
+    cdef int _relocate(self) except -1

@@ -267,6 +267,21 @@ cdef class PDUReader:
         self._end = pending
         return 0
 
+    cdef int _relocate(self) except -1:
+        """Put the pending bytes at the front of a block of the current size:
+        this one when nobody looks at it, else a fresh one (bodies keep theirs)."""
+        cdef Py_ssize_t pending = self._end - self._start
+        cdef _Chunk fresh
+        if self._chunk.read_exports == 0:
+            memmove(self._chunk.data, self._chunk.data + self._start, <size_t>pending)
+        else:
+            fresh = _Chunk(self._chunk.size)
+            memcpy(fresh.data, self._chunk.data + self._start, <size_t>pending)
+            self._chunk = fresh
+        self._start = 0
+        self._end = pending
+        return 0
+
     def get_buffer(self, Py_ssize_t sizehint=-1):
         """Return a writable memoryview to receive into (at least ``sizehint`` bytes).
 
@@ -279,6 +294,17 @@ cdef class PDUReader:
         self._check_header()
         if self._start == self._end and self._chunk.read_exports == 0:
             self._start = self._end = 0
+        cdef Py_ssize_t total
+        if self._start and self._end - self._start >= PDU_HEADER:
+            # The PDU being received cannot complete where it starts, but the
+            # block would hold it from the front: move it there now, while only
+            # its first bytes (at most READ_AHEAD, see below) are here, instead
+            # of reading up to the end of the block and sliding most of a big
+            # PDU later (which copied about every other 1 MiB PDU once more).
+            # Only memory that exists is used: a length field never grows it.
+            total = PDU_HEADER + <Py_ssize_t>_be32(self._chunk.data + self._start + 2)
+            if self._start + total > self._chunk.size and total <= self._chunk.size:
+                self._relocate()
         if self._chunk.size - self._end < want:
             self._make_room(want)
         # Stop the window at most READ_AHEAD bytes past the end of the PDU being

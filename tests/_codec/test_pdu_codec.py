@@ -206,6 +206,50 @@ def test_window_stops_shortly_after_the_pdu_being_received():
     assert got == payloads
 
 
+def test_a_pipelined_big_pdu_completes_where_its_first_read_put_it():
+    # 1 MiB PDUs back to back: once the block has grown to hold one, every
+    # window offered while a PDU is under way holds all the rest of it. The
+    # reader moves a PDU to the front of its block while only its first bytes
+    # are there, instead of sliding most of a megabyte on every other PDU.
+    payloads = [bytes([i]) * (1 << 20) for i in range(5)]
+    stream = b"".join(pdata((1, 0, p)) for p in payloads)
+    reader = PDUReader(max_pdu_length=2 << 20)
+    got, pos = [], 0
+    while pos < len(stream):
+        view = reader.get_buffer(-1)
+        before = reader.buffered
+        if got and before >= 6:
+            pdu_left = 6 + struct.unpack(">L", stream[pos - before + 2:pos - before + 6])[0] - before
+            assert len(view) >= pdu_left
+        n = min(len(view), len(stream) - pos)
+        view[:n] = stream[pos:pos + n]
+        del view
+        reader.buffer_updated(n)
+        pos += n
+        while (item := reader.next_pdu()) is not None:
+            got.append(bytes(iter_pdvs(item[1])[0][3]))
+            del item
+    assert got == payloads
+
+
+def test_a_held_body_does_not_stop_the_next_pdu_moving_to_a_fresh_block():
+    payloads = [bytes([i]) * 700_000 for i in range(3)]
+    stream = b"".join(pdata((1, 0, p)) for p in payloads)
+    reader = PDUReader(max_pdu_length=1 << 20)
+    held, pos = [], 0
+    while pos < len(stream):
+        view = reader.get_buffer(-1)
+        n = min(len(view), len(stream) - pos)
+        view[:n] = stream[pos:pos + n]
+        del view
+        reader.buffer_updated(n)
+        pos += n
+        while (item := reader.next_pdu()) is not None:
+            held.append(iter_pdvs(item[1])[0][3])   # every body stays alive
+            del item
+    assert [bytes(h) for h in held] == payloads
+
+
 def test_window_never_allocates_for_a_claimed_length():
     # A 4 GiB length claim with no limit set: the window is bounded by memory
     # already there, not by the claim.
