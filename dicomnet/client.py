@@ -21,7 +21,7 @@ from .pdu.items import (AsyncOperationsWindow, RoleSelection, SOPClassCommonExte
                          SOPClassExtendedNegotiation, UserIdentityRQ)
 from .pdu.negotiation import DEFAULT_MAX_PDU, UNCOMPRESSED_TRANSFER_SYNTAXES, build_associate_rq
 from .pdu.pdus import validate_ae_title
-from .transport.sync import SyncDriver, open_connection
+from .transport.sync import DEFAULT_BUSY_POLL, SyncDriver, open_connection
 
 __all__ = ["Client", "ContextSpec"]
 
@@ -57,6 +57,10 @@ class Client:
     ``tls`` (an ``ssl.SSLContext``, see :func:`dicomnet.transport.tls.make_context`)
     runs every association over TLS (PS3.15 Annex B); the server's certificate
     is checked against ``tls_server_hostname`` (default: the host connected to).
+    ``busy_poll`` (seconds, default 50 us; 0: off) is how long a wait for the
+    peer first looks for its answer without sleeping, which spares a fast
+    peer's reply the wake-up latency of a blocking wait; it is adaptive and
+    stops while answers take longer (see :mod:`dicomnet.transport.sync`).
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class Client:
         logger: logging.Logger | None = None,
         tls: ssl.SSLContext | None = None,
         tls_server_hostname: str | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
@@ -81,6 +86,8 @@ class Client:
                 raise ValueError(f"{name} must be positive, got {value!r}")
         if max_pdu < 0:
             raise ValueError("max_pdu must be >= 0 (0: no limit)")
+        if not busy_poll >= 0:
+            raise ValueError(f"busy_poll must be >= 0 seconds, got {busy_poll!r}")
         self.connect_timeout = float(connect_timeout)
         self.read_timeout = float(read_timeout)
         self.write_timeout = float(write_timeout)
@@ -90,6 +97,7 @@ class Client:
         self.logger = logger or logging.getLogger("dicomnet")
         self.tls = tls
         self.tls_server_hostname = tls_server_hostname
+        self.busy_poll = float(busy_poll)
 
     def __repr__(self) -> str:
         return f"Client({self.ae_title!r})"
@@ -164,7 +172,7 @@ class Client:
             driver_class = TLSSyncDriver
         conn = Connection("requestor", max_pdu=our_max, artim_timeout=self.artim_timeout, logger=log)
         driver = driver_class(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
-                              logger=log)
+                              logger=log, busy_poll=self.busy_poll)
         try:
             # Never log the RQ itself: its user identity may hold a passcode.
             log.info("requesting association %s -> %s at %s:%d (%d context(s))",

@@ -42,7 +42,7 @@ from .pdu.negotiation import (
     negotiate,
 )
 from .pdu.pdus import AAssociateRJ, validate_ae_title
-from .transport.sync import Interrupted, SyncDriver, prepare_socket
+from .transport.sync import DEFAULT_BUSY_POLL, Interrupted, SyncDriver, prepare_socket
 
 __all__ = ["Server"]
 
@@ -137,6 +137,10 @@ class Server:
     association holds in memory; a peer that sends a bigger one is aborted
     (A-ABORT) as soon as the cap is crossed, before more is allocated. Data
     sets the handler streams to files (``store_destination``) are not capped.
+
+    ``busy_poll`` (seconds, default 50 us; 0: off): how long an association's
+    wait for the peer first looks for input without sleeping (adaptive; see
+    :mod:`dicomnet.transport.sync`). The C-MOVE sub-associations use it too.
     """
 
     def __init__(
@@ -164,6 +168,7 @@ class Server:
         max_dataset_bytes: int | None = DEFAULT_MAX_DATASET_BYTES,
         move_tls: ssl.SSLContext | Mapping[str, ssl.SSLContext | None] | None = None,
         move_async_operations: int = 1,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
@@ -178,6 +183,9 @@ class Server:
             raise ValueError(f"handler_timeout must be positive, got {handler_timeout!r}")
         if max_dataset_bytes is not None and max_dataset_bytes < 0:
             raise ValueError(f"max_dataset_bytes must be >= 0 or None, got {max_dataset_bytes!r}")
+        if not busy_poll >= 0:
+            raise ValueError(f"busy_poll must be >= 0 seconds, got {busy_poll!r}")
+        self.busy_poll = float(busy_poll)
         self.logger = logger or logging.getLogger("dicomnet")
         self.handler_timeout = float(handler_timeout)
         self.max_dataset_bytes = max_dataset_bytes
@@ -394,7 +402,7 @@ class Server:
             driver_class = TLSSyncDriver
         conn = Connection("acceptor", max_pdu=self.max_pdu, artim_timeout=self.artim_timeout, logger=log)
         driver = driver_class(sock, conn, read_timeout=self.read_timeout, write_timeout=self.write_timeout,
-                              logger=log, interrupt_fd=self._wake_r.fileno())
+                              logger=log, interrupt_fd=self._wake_r.fileno(), busy_poll=self.busy_poll)
         assoc: Association | None = None
         guard = self._watchdog.register(peer)
         guard.driver = driver

@@ -302,7 +302,8 @@ def handle_move(server: Server, assoc: Association, info: AssociationInfo, messa
     client = Client(server.ae_title, connect_timeout=min(server.read_timeout, 10.0),
                     read_timeout=server.read_timeout, write_timeout=server.write_timeout,
                     dimse_timeout=server.dimse_timeout, artim_timeout=server.artim_timeout, logger=log,
-                    tls=move_tls(destination) if move_tls is not None else None)
+                    tls=move_tls(destination) if move_tls is not None else None,
+                    busy_poll=getattr(server, "busy_poll", 0.0))
     started = time.monotonic()
     try:
         sub = client.associate(address[0], int(address[1]), destination, contexts=move_contexts(infos),

@@ -20,6 +20,18 @@ driver closes the socket itself; :meth:`SyncDriver.close` is idempotent.
 
 An optional ``interrupt_fd`` (the read end of a socketpair that a server makes
 readable when it shuts down) wakes a wait at once with :class:`Interrupted`.
+
+Busy polling (``busy_poll`` seconds, default 50 us): before a read blocks, the
+driver looks for input in a short loop that does not sleep
+(:func:`dicomnet._codec.waits.spin_readable`: no GIL, the CPU yielded between
+looks). A reply that comes within that time is then taken without the sleep
+and wake-up that ``poll`` costs -- on a VM with the peers on two CPUs, about
+25 us and a cold cache per wake-up, which made a C-ECHO round trip 93 us
+instead of ~30. The spin is adaptive: after two waits in a row that it did not
+shorten (replies that take longer: a peer writing a file, an idle
+association) the driver blocks at once, and spins again once a wait is over
+within the budget. So a spin costs at most twice the budget per slow phase,
+and nothing on an idle association. ``busy_poll=0`` turns it off.
 """
 from __future__ import annotations
 
@@ -30,6 +42,7 @@ import socket
 import time
 from collections.abc import Sequence
 
+from .._codec.waits import spin_readable
 from ..errors import ARTIMTimeout, ConnectTimeout, ReadTimeout, WriteTimeout
 from ..pdu import events as ev
 from ..pdu.connection import Connection
@@ -43,6 +56,10 @@ _HAS_SENDMSG = hasattr(socket.socket, "sendmsg")
 _POLLIN = getattr(select, "POLLIN", 1) | getattr(select, "POLLPRI", 2)
 _POLLOUT = getattr(select, "POLLOUT", 4)
 _POLLERR = getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | getattr(select, "POLLNVAL", 32)
+#: Default busy-poll budget (seconds) of a read wait; see the module docstring.
+DEFAULT_BUSY_POLL = 50e-6
+# Waits in a row that a spin did not shorten before the driver stops spinning.
+_SPIN_MISSES = 2
 
 
 class Interrupted(Exception):
@@ -90,9 +107,12 @@ class SyncDriver:
         write_timeout: float = 30.0,
         logger: logging.Logger | None = None,
         interrupt_fd: int | None = None,
+        busy_poll: float = DEFAULT_BUSY_POLL,
     ) -> None:
         if read_timeout <= 0 or write_timeout <= 0:
             raise ValueError("read_timeout and write_timeout must be positive")
+        if not busy_poll >= 0:
+            raise ValueError("busy_poll must be >= 0 seconds")
         self.sock: socket.socket | None = sock
         self.conn = conn
         self.read_timeout = float(read_timeout)
@@ -100,6 +120,9 @@ class SyncDriver:
         self._log = logger or logging.getLogger("dicomnet")
         self._interrupt_fd = interrupt_fd
         self._fd = sock.fileno()
+        #: Busy-poll budget of a read wait, seconds (0: off). See the module docstring.
+        self.busy_poll = float(busy_poll) if _HAS_POLL else 0.0
+        self._spin_misses = 0           # waits in a row the spin did not shorten
         #: True once the Connection's own timer fired (ARTIM / A-ASSOCIATE answer).
         self.timer_expired = False
         try:
@@ -358,6 +381,30 @@ class SyncDriver:
         """Wait until the socket is ready (True) or ``seconds`` pass (False).
         Raises :class:`Interrupted` if the interrupt fd became readable."""
         if _HAS_POLL:
+            budget = self.busy_poll
+            if budget and not writing:
+                if self._spin_misses < _SPIN_MISSES:
+                    ready_mask = spin_readable(self._fd, -1 if self._interrupt_fd is None else self._interrupt_fd,
+                                               budget if budget < seconds else seconds)
+                    if ready_mask > 0:
+                        self._spin_misses = 0
+                        if ready_mask & 2:
+                            self._interrupted(writing)
+                        return True
+                    if ready_mask < 0:      # not offered on this platform
+                        self.busy_poll = 0.0
+                    else:
+                        self._spin_misses += 1
+                else:
+                    # Not spinning: spin again once a wait is over within the budget.
+                    start = _monotonic()
+                    ready = self._poll_in.poll(seconds * 1000.0 + 1.0)
+                    if _monotonic() - start <= budget:
+                        self._spin_misses = 0
+                    for fd, _ in ready:
+                        if fd == self._interrupt_fd:
+                            self._interrupted(writing)
+                    return bool(ready)
             poller = self._poll_out if writing else self._poll_in
             # poll() takes milliseconds; round up so a tiny remainder is not a busy loop.
             ready = poller.poll(seconds * 1000.0 + 1.0)

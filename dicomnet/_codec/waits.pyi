@@ -1,0 +1,3 @@
+"""Type stub for the compiled busy poll (dicomnet/_codec/waits.pyx)."""
+
+def spin_readable(fd: int, other_fd: int, seconds: float) -> int: ...
