@@ -83,6 +83,8 @@ class Association:
         self.peer_address = driver.peer_address
         self._log = logger or logging.getLogger("dicomnet")
         self._assembler = MessageAssembler()
+        # Big data set PDVs are received straight into the data set's buffer.
+        self._conn.set_payload_router(self._assembler.direct_target)
         self._ready: deque[Message] = deque()
         self._message_id = 0
         self._pending_collision = False
@@ -381,6 +383,7 @@ class Association:
         (later ones, if a PDU completes several, wait in a queue)."""
         feed = self._assembler.feed
         pdvs = event.pdvs
+        self._conn.pdata_taken += 1  # once fed (or failed), the router may place the next PDV
         if len(pdvs) == 1:  # the usual P-DATA-TF: one PDV
             pdv = pdvs[0]
             message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)

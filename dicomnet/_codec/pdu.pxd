@@ -29,7 +29,17 @@ cdef class PDUReader:
     cdef Py_ssize_t _window_end   # end of the window last handed out by get_buffer
     cdef Py_ssize_t _max_pdu_length
     cdef Py_ssize_t _max_association_pdu
+    # Direct placement of big data set PDVs (see PDUReader.router).
+    cdef public object router
+    cdef object _direct           # writable memoryview the payload goes to, or None
+    cdef Py_ssize_t _direct_filled
+    cdef Py_ssize_t _direct_size
+    cdef int _direct_context
+    cdef bint _direct_last
+    cdef bint _after_direct       # the last PDU went direct: read ahead one header only
+    cdef bint _declined           # the router declined the PDU being received
 
     cdef int _check_header(self) except -1
     cdef int _make_room(self, Py_ssize_t want) except -1
     cdef int _relocate(self) except -1
+    cdef object _probe_direct(self)

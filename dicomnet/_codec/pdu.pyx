@@ -37,6 +37,9 @@ cdef enum:
     MAX_WINDOW = 1 << 30    # cap on what a sizehint can make the reader allocate
     PDU_HEADER = 6
     PDV_HEADER = 6          # 4-byte item length + context id + control header
+    PDATA_HEADERS = 12      # PDU_HEADER + PDV_HEADER: all a P-DATA-TF with one PDV has before its data
+    DIRECT_MIN = 16384      # a data set PDV is placed directly when at least this much of it is still to come
+    PDATA_DIRECT = 0x84     # next_pdu's type for a P-DATA-TF whose one PDV was placed by the router
 cdef Py_ssize_t MAX_U32 = 0xFFFFFFFF
 cdef char* _FORMAT_B = "B"   # buffer format of unsigned bytes (a static C string)
 
@@ -175,6 +178,19 @@ cdef class PDUReader:
     ``buffer_updated`` too: a block is grown in place (``realloc``) only when
     no view of it at all -- body or window -- is alive. Memory safety never
     depends on callers: a block is freed only when its last view is gone.
+
+    Direct placement: with a ``router`` set, a P-DATA-TF that holds exactly
+    one data set PDV, with at least 16 KiB of its data still to come once its
+    12 header bytes are here, is offered to it when :meth:`get_buffer` is
+    next called (by then every earlier PDU has been taken with next_pdu):
+    ``router(context_id, is_last, nbytes)`` returns a writable buffer of
+    exactly ``nbytes`` (the PDV's data length) -- the data set's own memory --
+    or None to decline. Accepted, the bytes already read are copied there, and
+    :meth:`get_buffer` hands out the rest of that buffer, so the socket writes
+    the data straight into it; once full, :meth:`next_pdu` returns
+    ``(0x84, (context_id, is_last, buffer))`` instead of the PDU. After such a
+    PDU a read stops 12 bytes into the next one, so its headers can be looked
+    at before its data is read.
     """
 
     def __cinit__(self, Py_ssize_t max_pdu_length=0, Py_ssize_t max_association_pdu=1 << 20):
@@ -186,6 +202,14 @@ cdef class PDUReader:
         self._start = 0
         self._end = 0
         self._window_end = 0
+        self.router = None
+        self._direct = None
+        self._direct_filled = 0
+        self._direct_size = 0
+        self._direct_context = 0
+        self._direct_last = False
+        self._after_direct = False
+        self._declined = False
 
     @property
     def max_pdu_length(self) -> int:
@@ -207,6 +231,16 @@ cdef class PDUReader:
     def buffered(self) -> int:
         """Bytes received but not yet returned as a PDU (0 at a PDU boundary)."""
         return self._end - self._start
+
+    @property
+    def placing(self) -> bool:
+        """True while a PDV's data is being received into the router's buffer."""
+        return self._direct is not None
+
+    def drop_direct(self):
+        """Forget the router's buffer of a PDV being placed (the association is
+        over); what would have completed it is never reported."""
+        self._direct = None
 
     cdef int _check_header(self) except -1:
         """Validate the header of the PDU at _start, if its 6 bytes are here."""
@@ -289,9 +323,21 @@ cdef class PDUReader:
         the header of the PDU being received is already known to be bad.
         """
         cdef Py_ssize_t want = sizehint if sizehint > MIN_WINDOW else MIN_WINDOW
+        cdef Py_ssize_t ahead = READ_AHEAD
+        if self._direct is not None:
+            # The rest of the PDV being placed: straight into the router's buffer.
+            self._window_end = self._end + self._direct_size - self._direct_filled
+            return self._direct[self._direct_filled:]
         if want > MAX_WINDOW:
             want = MAX_WINDOW
         self._check_header()
+        if self.router is not None and not self._declined and self._end - self._start >= PDATA_HEADERS:
+            # Asked here, not when the bytes came: by now whoever reads the
+            # PDUs has taken every earlier one, so the router's state is current.
+            self._probe_direct()
+            if self._direct is not None:
+                self._window_end = self._end + self._direct_size - self._direct_filled
+                return self._direct[self._direct_filled:]
         if self._start == self._end and self._chunk.read_exports == 0:
             self._start = self._end = 0
         cdef Py_ssize_t total
@@ -314,9 +360,19 @@ cdef class PDUReader:
         # unbounded window let a pipelining peer's next 1 MiB PDU be read half-way
         # and moved on every PDU. The length field only bounds the window inside
         # memory that is already there: it never makes the reader allocate.
-        cdef Py_ssize_t limit = self._end + READ_AHEAD
-        if self._end - self._start >= PDU_HEADER:
-            limit = self._start + PDU_HEADER + <Py_ssize_t>_be32(self._chunk.data + self._start + 2) + READ_AHEAD
+        if self._after_direct and self.router is not None:
+            ahead = PDATA_HEADERS       # the next PDU's headers, then perhaps its data placed directly
+            want = 0
+        cdef Py_ssize_t limit = self._end + ahead
+        cdef Py_ssize_t pending = self._end - self._start
+        if pending >= PDU_HEADER:
+            limit = self._start + PDU_HEADER + <Py_ssize_t>_be32(self._chunk.data + self._start + 2) + ahead
+            if (self.router is not None and pending < PDATA_HEADERS and self._chunk.data[self._start] == 4
+                    and limit - self._start >= DIRECT_MIN):
+                # A big P-DATA-TF: read its PDV header alone first, so that
+                # its data can be placed directly.
+                limit = self._start + PDATA_HEADERS
+                want = 0
         if limit < self._end + want:
             limit = self._end + want    # never less than the caller asked for
         if limit > self._chunk.size:
@@ -330,6 +386,10 @@ cdef class PDUReader:
             raise ValueError(
                 f"buffer_updated({nbytes}): the last get_buffer window holds {self._window_end - self._end} bytes"
             )
+        if self._direct is not None:
+            self._direct_filled += nbytes
+            self._window_end = self._end
+            return
         self._end += nbytes
         self._window_end = self._end
 
@@ -357,6 +417,12 @@ cdef class PDUReader:
         """
         cdef Py_ssize_t length, begin
         cdef int pdu_type
+        if self._direct is not None:
+            if self._direct_filled < self._direct_size:
+                return None
+            placed, self._direct = self._direct, None
+            self._after_direct = True
+            return PDATA_DIRECT, (self._direct_context, self._direct_last, placed)
         if self._end - self._start < PDU_HEADER:
             return None
         self._check_header()
@@ -366,8 +432,46 @@ cdef class PDUReader:
         pdu_type = self._chunk.data[self._start]
         begin = self._start + PDU_HEADER
         self._start = begin + length
+        self._after_direct = False
+        self._declined = False
         # A fresh export per body, so the chunk knows when every body is gone.
         return pdu_type, memoryview(self._chunk)[begin:begin + length]
+
+    cdef object _probe_direct(self):
+        """With at least 12 bytes of a PDU here: if it is an incomplete
+        P-DATA-TF of one data set PDV with enough still to come, offer the PDV
+        to the router."""
+        cdef const unsigned char* p = self._chunk.data + self._start
+        cdef Py_ssize_t pdu_length = _be32(p + 2)
+        if self._end - self._start - PDU_HEADER >= pdu_length:
+            return None     # complete already: next_pdu returns it
+        cdef Py_ssize_t pdv_length = _be32(p + 6)
+        cdef Py_ssize_t have = self._end - self._start - PDATA_HEADERS
+        cdef Py_ssize_t size
+        cdef unsigned char control = p[11]
+        cdef const unsigned char[:] src
+        cdef unsigned char[:] dst
+        if p[0] != 4 or pdv_length + 4 != pdu_length or pdv_length < 2 or (control & 1):
+            return None     # not one data set PDV: the PDU is read and checked whole
+        size = pdv_length - 2
+        if size - have < DIRECT_MIN:
+            return None
+        target = self.router(p[10], (control & 2) != 0, size)
+        if target is None:
+            self._declined = True       # asked once per PDU
+            return None
+        dst = target                # a writable buffer, or TypeError
+        if dst.shape[0] != size:
+            raise ValueError(f"the router gave {dst.shape[0]} bytes for a PDV of {size}")
+        if have:
+            memcpy(&dst[0], self._chunk.data + self._start + PDATA_HEADERS, <size_t>have)
+        self._direct_context = p[10]
+        self._direct_last = (control & 2) != 0
+        self._direct_size = size
+        self._direct_filled = have
+        self._direct = target if isinstance(target, memoryview) else memoryview(target)
+        self._start = self._end = 0 if self._chunk.read_exports == 0 else self._end
+        return None
 
 
 cdef Py_ssize_t _pdv_length(const unsigned char* p, Py_ssize_t pos, Py_ssize_t n) except -1:

@@ -146,6 +146,7 @@ class MessageAssembler:
     # ------------------------------------------------------------ state
 
     def _reset(self) -> None:
+        self._direct: memoryview | None = None  # handed out by direct_target, not yet fed back
         self._context_id: int | None = None     # None: between messages
         self._command_buf = bytearray()
         self._command: Command | None = None    # set once the command set is complete
@@ -204,6 +205,30 @@ class MessageAssembler:
             self._data = _new_buffer(nbytes)
         elif nbytes > len(self._data):
             self._data = _grow(self._data, nbytes, self._size)
+
+    def direct_target(self, context_id: int, is_last: bool, nbytes: int) -> memoryview | None:
+        """Where the next ``nbytes`` data set bytes of the message in progress
+        go: a writable view of the data set buffer at its current end (grown
+        to fit), for the Upper Layer to receive them into
+        (:meth:`dicomnet.pdu.connection.Connection.set_payload_router`). The
+        PDV then comes to :meth:`feed` with that view as its data, which
+        costs no copy. None -- the PDV comes the usual way, and is checked
+        there -- unless a data set is due on ``context_id`` and held in memory
+        within ``max_dataset_bytes``.
+        """
+        if (self._command is None or self._context_id != context_id or self._sink is not None
+                or self._direct is not None):
+            return None
+        end = self._size + nbytes
+        limit = self.max_dataset_bytes
+        if limit is not None and end > limit:
+            return None
+        try:
+            buf = self._room(end, is_last)
+        except BufferError:     # a view of the buffer is still alive: it cannot grow now
+            return None
+        view = self._direct = memoryview(buf)[self._size:end]
+        return view
 
     # ------------------------------------------------------------ input
 
@@ -272,7 +297,13 @@ class MessageAssembler:
         if self._command is None:
             raise PDUError("data set PDV before the command set is complete")
         n = len(data)
-        if self._sink is not None:
+        if data is self._direct and data is not None:
+            # Received in place (direct_target): only the count moves. The
+            # view is released so the buffer can be trimmed or grown.
+            self._direct = None
+            data.release()
+            self._size += n
+        elif self._sink is not None:
             self._sink.write(data)
             self._size += n
         else:
@@ -284,14 +315,20 @@ class MessageAssembler:
             message.sink = self._sink
         else:
             buf = self._data if self._data is not None and self._size else bytearray()
+            dataset = None
             if len(buf) > self._size:
                 # Give back the spare capacity (mremap / realloc: no copy).
-                if isinstance(buf, mmap.mmap):
-                    buf.resize(self._size)
-                else:
-                    del buf[self._size:]
-            message.dataset = memoryview(buf)
-            if 0 < len(buf) <= _SPARE_MAX:
+                try:
+                    if isinstance(buf, mmap.mmap):
+                        buf.resize(self._size)
+                    else:
+                        del buf[self._size:]
+                except BufferError:
+                    # A view of it is still alive (a receive window kept past
+                    # its read): keep the capacity, and the buffer is not reused.
+                    dataset = memoryview(buf)[:self._size]
+            message.dataset = memoryview(buf) if dataset is None else dataset
+            if dataset is None and 0 < len(buf) <= _SPARE_MAX:
                 self._spare = buf
         _log.debug("DIMSE message complete: %r, %d data set bytes", message.command, self._size)
         self._reset()
@@ -314,16 +351,22 @@ class MessageAssembler:
     def _append(self, data: bytes | bytearray | memoryview, n: int, is_last: bool) -> None:
         end = self._size + n
         self._check_limit(end)
+        buf = self._room(end, is_last)
+        buf[self._size:end] = data
+        self._size = end
+
+    def _room(self, end: int, is_last: bool) -> bytearray | mmap.mmap:
+        """The data set buffer, with room for ``end`` bytes."""
         buf = self._data
         if buf is None:
             buf = self._data = self._take_spare()
         if buf is None:
             # The first fragment: exact when it is also the last, else room to grow.
-            buf = self._data = _new_buffer(n if is_last else max(_FIRST_CAPACITY, 2 * n))
+            n = end - self._size
+            buf = self._data = _new_buffer(end if is_last else max(_FIRST_CAPACITY, 2 * n))
         elif end > len(buf):
             capacity = max(end, 2 * len(buf))
             if self.max_dataset_bytes is not None:
                 capacity = min(capacity, max(end, self.max_dataset_bytes))
             buf = self._data = _grow(buf, capacity, self._size)
-        buf[self._size:end] = data
-        self._size = end
+        return buf

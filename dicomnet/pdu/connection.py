@@ -24,6 +24,7 @@ once :meth:`Connection.data_to_send` is flushed.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from typing import Any, Literal
 
@@ -52,6 +53,7 @@ Role = Literal["requestor", "acceptor"]
 _PROVIDER = AAbort.SOURCE_SERVICE_PROVIDER
 _USER = AAbort.SOURCE_SERVICE_USER
 _P_DATA_TF = 0x04
+_PDATA_PLACED = 0x84  # PDUReader.next_pdu: a P-DATA-TF whose one PDV the router placed
 _new_object = object.__new__
 _set_field = object.__setattr__
 # A message part up to this size goes out as one copied buffer (see send_pdata).
@@ -100,6 +102,9 @@ class Connection:
         self._rq_bytes = b""
         self.rq: AAssociateRQ | None = None
         self.negotiated: NegotiatedAssociation | None = None
+        self._router: Any = None
+        self.pdata_events = 0  # P-DATA indications queued so far (see set_payload_router)
+        self.pdata_taken = 0   # ... and handled by their reader, who counts them here
 
     # ---------------------------------------------------------------- state
     @property
@@ -144,6 +149,41 @@ class Connection:
             return memoryview(self._discard)
         return self._reader.get_buffer(sizehint)
 
+    def set_payload_router(self, router: Any) -> None:
+        """Let the data of big data set PDVs go straight to where they belong.
+
+        ``router(context_id, is_last, nbytes)`` is asked, in Sta6 only and only
+        once every P-DATA indication so far has been handled (its reader counts
+        each in :attr:`pdata_taken` once its PDVs are where they go, so the
+        router's state is current), for the data of a P-DATA-TF that holds one data set
+        PDV (see :class:`dicomnet._codec.pdu.PDUReader`). It returns a writable
+        buffer of exactly ``nbytes`` (a view of the data set's own memory) or
+        None. Accepted, the socket writes the PDV's data there, and the P-DATA
+        indication carries that same buffer as the PDV's ``data``. None removes
+        the router.
+        """
+        self._router = router
+        if router is None:
+            self._reader.router = None
+            return
+        # Through a weak reference: the reader is ours, so a bound method
+        # would make a cycle, and the association's buffers would wait for the
+        # cycle collector instead of going with it.
+        conn_ref = weakref.ref(self)
+
+        def route(context_id: int, is_last: bool, nbytes: int) -> Any:
+            conn = conn_ref()
+            return None if conn is None else conn._route(context_id, is_last, nbytes)
+
+        self._reader.router = route
+
+    def _route(self, context_id: int, is_last: bool, nbytes: int) -> Any:
+        if self._state != "Sta6" or self.pdata_taken != self.pdata_events or self._stream_broken:
+            return None
+        if context_id not in self.negotiated.contexts:  # type: ignore[union-attr]  # set in Sta6
+            return None  # read whole; then it is refused as any such PDV is
+        return self._router(context_id, is_last, nbytes)
+
     def buffer_updated(self, nbytes: int, now: float | None = None) -> None:
         """``nbytes`` were written into the last :meth:`get_buffer` view: act on every
         complete PDU in them (events queue up for :meth:`next_event`)."""
@@ -173,6 +213,8 @@ class Connection:
             del item
             if pdu_type == _P_DATA_TF and state == "Sta6":
                 self._on_pdata(body)
+            elif pdu_type == _PDATA_PLACED:
+                self._on_placed(*body)
             else:
                 self._on_pdu(pdu_type, body)
             del body  # a body pins the reader's block: drop it before the next PDU
@@ -185,6 +227,7 @@ class Connection:
             target = self.get_buffer(len(view) - pos)
             n = min(len(target), len(view) - pos)
             target[:n] = view[pos:pos + n]
+            del target  # a window is not kept past its read (it may be a data set's memory)
             pos += n
             self.buffer_updated(n, now)
             if self._state in ("Sta1", "Sta4"):
@@ -192,6 +235,7 @@ class Connection:
 
     def connection_lost(self) -> None:
         """The transport connection closed (Evt17)."""
+        self._reader.drop_direct()
         self._fire("Evt17")
 
     # ------------------------------------------------------------------ time
@@ -288,6 +332,7 @@ class Connection:
         if reason:
             self._log.info("aborting association (local reason %d; sent as 0 per PS3.8 9.3.8)", reason)
         self._tick(now)
+        self._reader.drop_direct()
         self._fire("Evt15")
 
     # ---------------------------------------------------------------- output
@@ -363,6 +408,17 @@ class Connection:
         event = _new_object(ev.PDataReceived)
         _set_field(event, "pdvs", pdvs)
         self._events.append(event)
+        self.pdata_events += 1
+
+    def _on_placed(self, context_id: int, is_last: bool, data: memoryview) -> None:
+        """A P-DATA-TF whose one data set PDV the router placed (its context
+        was checked then): the same indication as for any P-DATA-TF."""
+        pdv = PDV(context_id, False, is_last, data)
+        if self._state == "Sta6":
+            self._events.append(ev.PDataReceived((pdv,)))
+            self.pdata_events += 1
+        else:  # the state moved on while the data came in: the table decides
+            self._fire("Evt10", pdu=PDataTF((pdv,)))
 
     def _fire(self, event: str, **payload: Any) -> None:
         """Look ``(event, state)`` up in Table 9-10 and carry out the action."""
@@ -450,6 +506,7 @@ class Connection:
 
     def _DT_2(self, event: str, *, pdu: PDataTF) -> None:
         self._events.append(ev.PDataReceived(pdu.pdvs))
+        self.pdata_events += 1
 
     # ------------------------------------------------ Table 9-8: release
     def _AR_1(self, event: str) -> None:
