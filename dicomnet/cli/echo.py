@@ -5,7 +5,8 @@ import argparse
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, fail, tls_context
+from dicomnet.cli.common import (EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, Output, busy_poll, fail,
+                                 tls_context)
 from dicomnet.errors import (
     AssociationAborted,
     AssociationRejected,
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         client = Client(args.aet, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
                         write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout,
-                        tls=tls_context(args, server_side=False))
+                        tls=tls_context(args, server_side=False), busy_poll=busy_poll(args))
     except (ValueError, OSError) as exc:
         out.error(str(exc))
         out.record({**base, "ok": False, "error": str(exc), "error_type": type(exc).__name__})

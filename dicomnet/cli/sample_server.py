@@ -17,7 +17,8 @@ import os
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, move_tls_context, tls_context
+from dicomnet.cli.common import (EXIT_FAILURE, EXIT_USAGE, Output, StderrHandler, busy_poll, move_tls_context,
+                                 tls_context)
 from dicomnet.cli.store_scp import add_listen_options, serve_until_signalled, server_limits, storage_contexts
 
 __all__ = ["add_parser", "run", "build_archive"]
@@ -126,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
                         read_timeout=args.timeout, write_timeout=args.timeout, artim_timeout=args.timeout,
                         dimse_timeout=args.timeout, require_called_ae=False, logger=logging.getLogger("dicomnet"),
                         tls=tls_context(args, server_side=True), move_tls=move_tls_context(args),
-                        move_async_operations=args.move_async_ops, **server_limits(args))
+                        move_async_operations=args.move_async_ops, busy_poll=busy_poll(args),
+                        **server_limits(args))
     except ValueError as exc:
         out.error(str(exc))
         return EXIT_FAILURE

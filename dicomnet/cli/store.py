@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dicomnet.cli.common import (EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE, Output, fail,
-                                 tls_context)
+from dicomnet.cli.common import (EXIT_ASSOCIATION, EXIT_FAILURE, EXIT_NETWORK, EXIT_OK, EXIT_USAGE, Output,
+                                 busy_poll, fail, tls_context)
 from dicomnet.cli.progress import Progress, format_rate
 from dicomnet.errors import (
     AssociationAborted,
@@ -217,7 +217,7 @@ def make_client(args: argparse.Namespace) -> Any:
         kwargs["max_pdu"] = args.max_pdu
     return Client(args.aet, connect_timeout=args.connect_timeout, read_timeout=args.timeout,
                   write_timeout=args.timeout, dimse_timeout=args.timeout, artim_timeout=args.timeout,
-                  tls=tls_context(args, server_side=False), **kwargs)
+                  tls=tls_context(args, server_side=False), busy_poll=busy_poll(args), **kwargs)
 
 
 class _Run:

@@ -32,7 +32,7 @@ import threading
 import time
 from typing import Any
 
-from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output, tls_context
+from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output, busy_poll, tls_context
 
 __all__ = ["add_parser", "run", "StoreSCPHandler", "storage_contexts", "serve_until_signalled", "safe_uid"]
 
@@ -264,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         server = Server(args.aet, handler, contexts=storage_contexts(), read_timeout=args.timeout,
                         write_timeout=args.timeout, artim_timeout=args.timeout, dimse_timeout=args.timeout,
                         require_called_ae=False, tls=tls_context(args, server_side=True),
-                        **server_limits(args))
+                        busy_poll=busy_poll(args), **server_limits(args))
     except (ValueError, OSError) as exc:
         out.error(str(exc))
         return EXIT_FAILURE

@@ -102,3 +102,11 @@ def test_python_dash_m_and_usage_errors(server):
     assert r.returncode == 2
     r = run("echo", "127.0.0.1", str(server.port), "--aet", "THIS-AE-TITLE-IS-FAR-TOO-LONG")
     assert r.returncode == 1 and "error" in r.stderr
+
+
+def test_echo_busy_poll_option(server):
+    r = run("echo", "127.0.0.1", str(server.port), "--busy-poll", "0", "--count", "2")
+    assert r.returncode == 0, r.stderr
+    r = run("echo", "127.0.0.1", str(server.port), "--busy-poll", "-5")
+    assert r.returncode == 1
+    assert "--busy-poll must be >= 0 microseconds" in r.stderr
