@@ -432,6 +432,33 @@ def test_delay_and_fragmentation_deliver_identical_bytes(store_server, instances
     record("proxy", patterns=1, bytes_delivered=os.path.getsize(path))
 
 
+class InMemoryStore:
+    """on_store only: every data set is received into memory (big PDVs
+    straight into the data set's buffer); the pixel bytes are hashed."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, str] = {}
+
+    def on_store(self, ctx, dataset):
+        self.got[str(dataset.SOPInstanceUID)] = sha(bytes(dataset.PixelData))
+        return 0
+
+
+@pytest.mark.parametrize("name", sorted(PATTERNS))
+def test_data_sets_received_in_memory_survive_fragmentation_and_delays(instances, name):
+    from dicomnet.dicom.reader import read_file
+
+    handler = InMemoryStore()
+    which, up, down = PATTERNS[name]
+    path, uid = instances[which]
+    with Server("HARDEN", handler, artim_timeout=0.5, read_timeout=2.0, dimse_timeout=2.0).start(
+            "127.0.0.1", 0) as srv:
+        with FaultProxy(("127.0.0.1", srv.port), up=up, down=down) as proxy:
+            assert _store_through(proxy.port, path) == 0
+    assert handler.got == {uid: sha(bytes(read_file(path).PixelData))}
+    record("proxy", patterns=1, bytes_delivered=os.path.getsize(path))
+
+
 def _cut_offsets(path: str) -> list[tuple[str, int]]:
     rq = len(associate_rq_bytes(calling="PROXIED", contexts=[(CT, (EXPLICIT,))]))
     size = os.path.getsize(path)

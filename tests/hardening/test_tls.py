@@ -98,6 +98,28 @@ def test_tls_through_a_fragmenting_and_cutting_proxy(pki, tls_server, tmp_path):
     record("tls", cases=2)
 
 
+def test_in_memory_store_over_tls_through_a_fragmenting_proxy(pki, tmp_path):
+    """Data set PDVs received into the data set's own buffer arrive whole
+    over TLS too, with records split everywhere."""
+    from dicomnet.dicom.reader import read_file
+
+    from .proxy import FaultProxy, Plan
+    from .test_faults import InMemoryStore, sha
+
+    path = tmp_path / "mem.dcm"
+    uid = make_instance(path, 512, 512, seed=9)
+    handler = InMemoryStore()
+    with Server("TLSSCP", handler, tls=server_ctx(pki), artim_timeout=1.0, read_timeout=5.0,
+                dimse_timeout=5.0).start("127.0.0.1", 0) as srv:
+        with FaultProxy(("127.0.0.1", srv.port), up=Plan(chunk=(1, 3000), seed=11),
+                        down=Plan(chunk=(1, 9), seed=12)) as p:
+            client = Client("TLSSCU", tls=client_ctx(pki), dimse_timeout=10.0)
+            with client.associate("127.0.0.1", p.port, "TLSSCP", contexts=[(CT, EXPLICIT)]) as assoc:
+                assert assoc.store(str(path)) == 0
+    assert handler.got == {uid: sha(bytes(read_file(str(path)).PixelData))}
+    record("tls", cases=1)
+
+
 @pytest.mark.parametrize("tls_server", [True], indirect=True)
 def test_client_certificate_required(pki, tls_server):
     srv, _ = tls_server
