@@ -179,31 +179,45 @@ def test_big_pdu_through_small_recv_calls(hold_window):
     assert iter_pdvs(item[1])[0][3] == payload
 
 
-def test_window_stops_shortly_after_the_pdu_being_received():
-    # Pipelined big PDUs (stream as a socket would deliver them, every read as
-    # large as the window allows): a read may run at most 64 KiB into the next
-    # PDU, so the partial PDU slid to the front of the block stays small.
-    payloads = [bytes([i]) * 600_000 for i in range(4)]
-    stream = b"".join(pdata((1, 0, p)) for p in payloads)
-    reader = PDUReader(max_pdu_length=1 << 20)
+def socket_like(reader: PDUReader, stream: bytes, on_window=None, keep_bodies: bool = False) -> list:
+    """Deliver ``stream`` as a socket would, every read as large as the
+    window allows; ``on_window(view, pdu_left, got)`` sees each window, with
+    what is left of the PDU being received when its header is known (else
+    None). Returns the first PDV of each PDU: bytes, or the live views with
+    ``keep_bodies``."""
     got, pos = [], 0
     while pos < len(stream):
         view = reader.get_buffer(-1)
         before = reader.buffered
-        if before >= 6:  # the header of the PDU being received is known
-            pdu_left = 6 + struct.unpack(">L", stream[pos - before + 2:pos - before + 6])[0] - before
-            assert len(view) <= max(pdu_left + 65536, 16384)
+        if on_window is not None:
+            pdu_left = None
+            if before >= 6:  # the header of the PDU being received is known
+                pdu_left = 6 + struct.unpack(">L", stream[pos - before + 2:pos - before + 6])[0] - before
+            on_window(view, pdu_left, got)
         n = min(len(view), len(stream) - pos)
         view[:n] = stream[pos:pos + n]
         del view
         reader.buffer_updated(n)
         pos += n
-        assert reader.buffered - (0 if not got else 0) <= 6 + 600_010 + 65536
         while (item := reader.next_pdu()) is not None:
-            got.append(bytes(iter_pdvs(item[1])[0][3]))
-            del item
+            data = iter_pdvs(item[1])[0][3]
+            got.append(data if keep_bodies else bytes(data))
+            del item, data
             assert reader.buffered <= 65536   # what a read took of the next PDU
-    assert got == payloads
+    return got
+
+
+def test_window_stops_shortly_after_the_pdu_being_received():
+    # Pipelined big PDUs: a read may run at most 64 KiB into the next PDU, so
+    # the partial PDU slid to the front of the block stays small.
+    payloads = [bytes([i]) * 600_000 for i in range(4)]
+
+    def check(view, pdu_left, got):
+        if pdu_left is not None:
+            assert len(view) <= max(pdu_left + 65536, 16384)
+
+    stream = b"".join(pdata((1, 0, p)) for p in payloads)
+    assert socket_like(PDUReader(max_pdu_length=1 << 20), stream, check) == payloads
 
 
 def test_a_pipelined_big_pdu_completes_where_its_first_read_put_it():
@@ -212,41 +226,19 @@ def test_a_pipelined_big_pdu_completes_where_its_first_read_put_it():
     # reader moves a PDU to the front of its block while only its first bytes
     # are there, instead of sliding most of a megabyte on every other PDU.
     payloads = [bytes([i]) * (1 << 20) for i in range(5)]
-    stream = b"".join(pdata((1, 0, p)) for p in payloads)
-    reader = PDUReader(max_pdu_length=2 << 20)
-    got, pos = [], 0
-    while pos < len(stream):
-        view = reader.get_buffer(-1)
-        before = reader.buffered
-        if got and before >= 6:
-            pdu_left = 6 + struct.unpack(">L", stream[pos - before + 2:pos - before + 6])[0] - before
+
+    def check(view, pdu_left, got):
+        if got and pdu_left is not None:
             assert len(view) >= pdu_left
-        n = min(len(view), len(stream) - pos)
-        view[:n] = stream[pos:pos + n]
-        del view
-        reader.buffer_updated(n)
-        pos += n
-        while (item := reader.next_pdu()) is not None:
-            got.append(bytes(iter_pdvs(item[1])[0][3]))
-            del item
-    assert got == payloads
+
+    stream = b"".join(pdata((1, 0, p)) for p in payloads)
+    assert socket_like(PDUReader(max_pdu_length=2 << 20), stream, check) == payloads
 
 
 def test_a_held_body_does_not_stop_the_next_pdu_moving_to_a_fresh_block():
     payloads = [bytes([i]) * 700_000 for i in range(3)]
     stream = b"".join(pdata((1, 0, p)) for p in payloads)
-    reader = PDUReader(max_pdu_length=1 << 20)
-    held, pos = [], 0
-    while pos < len(stream):
-        view = reader.get_buffer(-1)
-        n = min(len(view), len(stream) - pos)
-        view[:n] = stream[pos:pos + n]
-        del view
-        reader.buffer_updated(n)
-        pos += n
-        while (item := reader.next_pdu()) is not None:
-            held.append(iter_pdvs(item[1])[0][3])   # every body stays alive
-            del item
+    held = socket_like(PDUReader(max_pdu_length=1 << 20), stream, keep_bodies=True)   # every body stays alive
     assert [bytes(h) for h in held] == payloads
 
 

@@ -157,9 +157,10 @@ def test_an_oversized_pdu_is_refused_before_any_routing():
 
 
 # -------------------------------------------------------------- connection
-def to_acc(p: Pair, chunk: int = 1 << 20) -> None:
+def to_acc(p: Pair, chunk: int = 1 << 20, after_read=None) -> None:
     """Move what the requestor queued into the acceptor as a socket driver
-    would: get_buffer(-1), at most ``chunk`` bytes a read."""
+    would: get_buffer(-1), at most ``chunk`` bytes a read; ``after_read()``
+    runs after each read and returns True to stop."""
     stream = b"".join(bytes(b) for b in p.req.data_to_send())
     pos = 0
     while pos < len(stream) and p.acc.state not in ("Sta1", "Sta4"):
@@ -169,6 +170,19 @@ def to_acc(p: Pair, chunk: int = 1 << 20) -> None:
         del window
         p.acc.buffer_updated(n)
         pos += n
+        if after_read is not None and after_read():
+            return
+
+
+def acceptor_association(p: Pair):
+    """An Association over the acceptor's Connection (its driver is never used)."""
+    from dicomnet.association import Association
+
+    class Driver:
+        conn = p.acc
+        peer_address = None
+
+    return Association(Driver(), p.acc.negotiated, rq=p.rq, ac=None)  # type: ignore[arg-type]
 
 
 def established(max_pdu: int = 1 << 20) -> Pair:
@@ -285,35 +299,25 @@ def test_mixed_placed_and_copied_pdvs_keep_their_order():
        max_pdu=st.sampled_from([16_384, 40_000, 131_072, 1 << 20]),
        chunk=st.integers(1_000, 400_000))
 def test_messages_through_connection_and_assembler_are_intact(sizes, max_pdu, chunk):
-    from dicomnet.association import Association
-
     p = Pair(req_max_pdu=max_pdu, acc_max_pdu=max_pdu)
     p.associate()
-
-    class Driver:
-        conn = p.acc
-        peer_address = None
-
-    assoc = Association(Driver(), p.acc.negotiated, rq=p.rq, ac=None)  # type: ignore[arg-type]
+    assoc = acceptor_association(p)
     ct = next(c for c, n in p.acc.negotiated.contexts.items() if n.abstract_syntax == CT)
     payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
     for i, payload in enumerate(payloads):
         p.req.send_pdata(ct, True, encode_command(C.c_store_rq(i + 1, CT, f"1.2.{i}")))
         p.req.send_pdata(ct, False, payload)
-    stream = b"".join(bytes(b) for b in p.req.data_to_send())
-    got, pos = [], 0
-    while pos < len(stream):
-        window = p.acc.get_buffer(-1)
-        n = min(len(window), chunk, len(stream) - pos)
-        window[:n] = stream[pos:pos + n]
-        del window
-        p.acc.buffer_updated(n)
-        pos += n
+    got = []
+
+    def take() -> bool:
         while (event := p.acc.next_event()) is not None:
             message = assoc._feed(event)
             del event
             if message is not None:
                 got.append(bytes(message.dataset) if message.dataset is not None else b"")
+        return False
+
+    to_acc(p, chunk, take)
     assert got == payloads
 
 
@@ -384,16 +388,9 @@ pdv_streams = st.builds(
 def _outcome(shape, chunk: int, route: bool) -> list:
     """What the acceptor makes of ``shape``: messages (command field, data set
     bytes) and the first error, in order."""
-    from dicomnet.association import Association
-
     p = Pair(req_max_pdu=1 << 20, acc_max_pdu=1 << 20)
     p.associate()
-
-    class Driver:
-        conn = p.acc
-        peer_address = None
-
-    assoc = Association(Driver(), p.acc.negotiated, rq=p.rq, ac=None)  # type: ignore[arg-type]
+    assoc = acceptor_association(p)
     if not route:
         p.acc.set_payload_router(None)
     contexts = {n.abstract_syntax: c for c, n in p.acc.negotiated.contexts.items()}
@@ -405,16 +402,9 @@ def _outcome(shape, chunk: int, route: bool) -> list:
             data = bytes([i + 1]) * size
         p.req._out.append(struct.pack(">BBLLBB", 4, 0, len(data) + 6, len(data) + 2, context_id,
                                       (1 if kind == "cmd" else 0) | (2 if last else 0)) + data)
-    stream = b"".join(bytes(b) for b in p.req.data_to_send())
     outcome: list = []
-    pos = 0
-    while pos < len(stream) and p.acc.state == "Sta6":
-        window = p.acc.get_buffer(-1)
-        n = min(len(window), chunk, len(stream) - pos)
-        window[:n] = stream[pos:pos + n]
-        del window
-        p.acc.buffer_updated(n)
-        pos += n
+
+    def take() -> bool:
         while (event := p.acc.next_event()) is not None:
             if not isinstance(event, ev.PDataReceived):
                 outcome.append(type(event).__name__)
@@ -423,11 +413,14 @@ def _outcome(shape, chunk: int, route: bool) -> list:
                 message = assoc._feed(event)
             except PDUError as exc:
                 outcome.append(f"PDUError: {exc}")
-                return outcome
+                return True
             del event
             if message is not None:
                 outcome.append((message.command.get("CommandField"),
                                 None if message.dataset is None else bytes(message.dataset)))
+        return p.acc.state != "Sta6"
+
+    to_acc(p, chunk, take)
     return outcome
 
 
