@@ -448,15 +448,15 @@ cdef class PDUReader:
         cdef Py_ssize_t pdv_length = _be32(p + 6)
         cdef Py_ssize_t have = self._end - self._start - PDATA_HEADERS
         cdef Py_ssize_t size
-        cdef unsigned char control = p[11]
-        cdef const unsigned char[:] src
+        cdef int context_id = p[10]
+        cdef bint is_last = (p[11] & 2) != 0
         cdef unsigned char[:] dst
-        if p[0] != 4 or pdv_length + 4 != pdu_length or pdv_length < 2 or (control & 1):
+        if p[0] != 4 or pdv_length + 4 != pdu_length or pdv_length < 2 or (p[11] & 1):
             return None     # not one data set PDV: the PDU is read and checked whole
         size = pdv_length - 2
         if size - have < DIRECT_MIN:
             return None
-        target = self.router(p[10], (control & 2) != 0, size)
+        target = self.router(context_id, is_last, size)
         if target is None:
             self._declined = True       # asked once per PDU
             return None
@@ -465,12 +465,15 @@ cdef class PDUReader:
             raise ValueError(f"the router gave {dst.shape[0]} bytes for a PDV of {size}")
         if have:
             memcpy(&dst[0], self._chunk.data + self._start + PDATA_HEADERS, <size_t>have)
-        self._direct_context = p[10]
-        self._direct_last = (control & 2) != 0
+        self._direct_context = context_id
+        self._direct_last = is_last
         self._direct_size = size
         self._direct_filled = have
         self._direct = target if isinstance(target, memoryview) else memoryview(target)
-        self._start = self._end = 0 if self._chunk.read_exports == 0 else self._end
+        # Every byte buffered belonged to this PDU: the block is empty again.
+        self._start = self._end
+        if self._chunk.read_exports == 0:
+            self._start = self._end = 0
         return None
 
 
