@@ -86,6 +86,9 @@ class Association:
         # Big data set PDVs are received straight into the data set's buffer.
         self._conn.set_payload_router(self._assembler.direct_target)
         self._ready: deque[Message] = deque()
+        # C-STORE responses queued but not yet flushed (dimse.scp.handle_store).
+        self._deferred_since: float | None = None
+        self._deferred = 0
         self._message_id = 0
         self._pending_collision = False
         self._echo_context: NegotiatedContext | None = None

@@ -549,3 +549,65 @@ def test_store_many_keeps_two_large_data_sets_in_flight_beyond_the_byte_budget(m
     with serve(Recorder()) as srv, associate(srv, async_operations=8) as assoc:
         assert [st for _, st, _ in assoc.store_many(paths)] == [0] * 4
     assert order == ["send", "send", "rsp", "send", "rsp", "send", "rsp", "rsp"]
+
+
+# ------------------------------------------- C-STORE responses sent together
+def _pipelined_stores(assoc, count: int, sop_class: str = CT) -> list[tuple[int, float]]:
+    """Send ``count`` small C-STORE-RQs (a 32x32 CT) in one write (as a peer
+    using the Asynchronous Operations Window may), then read the responses:
+    (status, seconds after the write) in the order they came."""
+    from dicomnet.dimse.commands import CommandField
+
+    from dicomnet.samples.synthetic import generate
+
+    ds = next(generate(patients=1, studies=1, series=1, instances=1, rows=32, cols=32, seed=3))
+    context = next(c for c in assoc.negotiated.contexts.values() if c.abstract_syntax == sop_class)
+    body = bytes(encode_dataset(ds, context.transfer_syntax))     # ~3 KB: many arrive in one read
+    for i in range(count):
+        command = c_store_rq(i + 1, sop_class, f"1.2.826.0.1.3680043.8.498.{i + 1}")
+        assoc._conn.send_pdata(context.context_id, True, encode_command(command))
+        assoc._conn.send_pdata(context.context_id, False, body)
+    sent = time.monotonic()
+    assoc._driver.flush()
+    got = []
+    for i in range(count):
+        rsp = assoc._receive_message(10).command
+        assert rsp.get("CommandField") == CommandField.C_STORE_RSP
+        assert rsp.get("MessageIDBeingRespondedTo") == i + 1
+        got.append((rsp.get("Status"), time.monotonic() - sent))
+    return got
+
+
+def test_responses_to_requests_that_came_together_go_out_together(monkeypatch):
+    from dicomnet.transport import sync
+
+    writes: list[int] = []
+    write_all = sync.SyncDriver._write_all
+
+    def counting(self, buffers):
+        if self.conn.role == "acceptor":
+            writes.append(len(buffers))
+        return write_all(self, buffers)
+
+    monkeypatch.setattr(sync.SyncDriver, "_write_all", counting)
+    contexts = [(CT, [EXPLICIT]), "1.2.840.10008.1.1"]
+    with serve(Recorder()) as srv, associate(srv, contexts=contexts, async_operations=16) as assoc:
+        writes.clear()
+        got = _pipelined_stores(assoc, 12)
+        assert [status for status, _ in got] == [0] * 12
+        assert sum(writes) == 12, writes             # every response once, in order (checked above)
+        assert len(writes) < 12                      # but not one write each
+        assert assoc.echo() == 0
+
+
+def test_a_slow_handler_answers_each_store_at_once():
+    class Slow(Recorder):
+        def on_store(self, ctx, ds):
+            time.sleep(0.15)
+            return super().on_store(ctx, ds)
+
+    with serve(Slow()) as srv, associate(srv, contexts=[(CT, [EXPLICIT])], async_operations=16) as assoc:
+        got = _pipelined_stores(assoc, 3)
+    assert [status for status, _ in got] == [0] * 3
+    # The first answer leaves when its store is done, not when the queue is empty.
+    assert got[0][1] < 0.27, got

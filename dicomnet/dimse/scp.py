@@ -203,6 +203,11 @@ def _rsp_class_element(sop_class: str) -> bytes:
     return _CMD_HEADER.pack(0x00020000, len(raw)) + raw
 
 
+# C-STORE responses held back while more requests wait (see handle_store).
+_DEFER_MAX = 16
+_DEFER_SECONDS = 0.002
+
+
 class StoreSink:
     """Writes one incoming C-STORE data set as a Part 10 file (see the module
     docstring). Write errors are remembered (``error``), not raised: the rest
@@ -350,6 +355,7 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
     """Answer one C-STORE-RQ (the data set is in ``message``)."""
     command = message.command
     log = server.logger
+    started = time.monotonic()
     on_store = getattr(server.handler, "on_store", None)
     sink = message.sink if isinstance(message.sink, StoreSink) else None
     ctx = sink.ctx if sink is not None else service_context(server, assoc, info, message.context_id, command)
@@ -379,7 +385,33 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
     sop_class, sop_instance = command.get("AffectedSOPClassUID"), command.get("AffectedSOPInstanceUID")
     encoded = None if comment is not None else _store_rsp_bytes(message_id, sop_class, sop_instance, status)
     if encoded is not None:
-        send_encoded(assoc, message.context_id, encoded, None, what="C-STORE-RSP")
+        conn = assoc._conn
+        now = time.monotonic()
+        if conn.is_established and now - started < _DEFER_SECONDS and (assoc._ready or conn.events_pending):
+            # More requests were read with this one (an Asynchronous
+            # Operations Window) and it was quick: queue the response and
+            # answer them together -- one send instead of one per response; a
+            # small C-STORE costs about as much to answer as to store. Only
+            # requests already read count: everything queued goes out before
+            # the association reads from the socket again
+            # (SyncDriver.receive_event), so the peer's pipeline never stalls
+            # on us (holding responses while more arrive made the peer wait
+            # for a whole window: measured slower). Bounded: at most
+            # _DEFER_MAX responses or _DEFER_SECONDS since the first; a
+            # handler that takes longer than that answers at once (what is
+            # done is not held back behind slow work).
+            conn.send_pdata(message.context_id, True, encoded)
+            since = assoc._deferred_since
+            if since is None:
+                assoc._deferred_since = since = now
+                assoc._deferred = 0
+            assoc._deferred += 1
+            if assoc._deferred < _DEFER_MAX and now - since < _DEFER_SECONDS:
+                return
+            assoc._driver.flush()
+        else:
+            send_encoded(assoc, message.context_id, encoded, None, what="C-STORE-RSP")
+        assoc._deferred_since = None
         return
     assoc._send_message(message.context_id, c_store_rsp(message_id, sop_class, sop_instance, status,
                                                         error_comment=comment))

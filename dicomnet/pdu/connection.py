@@ -128,6 +128,11 @@ class Connection:
         return self._ended
 
     @property
+    def events_pending(self) -> bool:
+        """True when :meth:`next_event` has an event (nothing needs reading for it)."""
+        return bool(self._events)
+
+    @property
     def wants_flush(self) -> bool:
         """True when :meth:`data_to_send` has buffers or the transport should close:
         a driver with nothing to do for either may skip its flush."""
