@@ -10,7 +10,9 @@ cheaper to look for it in a short loop, as the kernel's own busy polling
 (``SO_BUSY_POLL``) does for network devices. :func:`spin_readable` is that
 loop, bounded in time, run without the GIL and yielding the CPU between looks
 (``sched_yield``), so a thread or process that shares the CPU -- the peer
-itself, when both run on one CPU -- is not kept waiting by it.
+itself, when both run on one CPU -- is not kept waiting by it; and when a
+yield does hand the CPU to another task (it took over 20 us), the CPU is in
+demand, so the loop looks once more and gives up rather than compete.
 
 The driver (:mod:`dicomnet.transport.sync`) decides when a spin is worth it.
 """
@@ -31,13 +33,16 @@ cdef extern from *:
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
     }
+    /* A sched_yield that took longer than this gave the CPU to someone else. */
+    #define DN_YIELDED_NS 20000
     /* 1: fd is readable (or in error: a read will tell), 2: other is readable,
-       3: both, 0: the budget ran out first. */
+       3: both, 0: the budget ran out first, or the CPU is wanted elsewhere. */
     static int dn_spin_readable(long long fd, long long other, long long budget_ns) {
         struct pollfd fds[2];
         nfds_t n = other >= 0 ? 2 : 1;
-        long long end = dn_now_ns() + budget_ns;
-        int result;
+        long long now = dn_now_ns();
+        long long end = now + budget_ns;
+        int result, contended = 0;
         fds[0].fd = (int)fd;
         fds[0].events = POLLIN | POLLPRI;
         fds[1].fd = (int)other;
@@ -49,9 +54,13 @@ cdef extern from *:
                 if (result)
                     return result;
             }
-            if (dn_now_ns() >= end)
+            if (contended || now >= end)
                 return 0;
             sched_yield();
+            /* Another task ran meanwhile: the CPU is wanted, so spinning
+               would take it from someone. Look once more, then give up. */
+            contended = dn_now_ns() - now > DN_YIELDED_NS;
+            now = dn_now_ns();
         }
     }
     #endif

@@ -34,7 +34,9 @@ def test_spin_gives_up_after_its_budget():
     with a, b:
         start = time.perf_counter()
         assert spin_readable(b.fileno(), -1, 0.002) == 0
-        assert 0.002 <= time.perf_counter() - start < 0.5
+        # At most the budget (it may stop sooner: a yield that took the CPU
+        # away, which a VM's own scheduling does now and then).
+        assert time.perf_counter() - start < 0.5
 
 
 @posix_only
@@ -42,8 +44,14 @@ def test_spin_sees_input_that_arrives_while_it_looks():
     a, b = socket.socketpair()
     with a, b:
         timer = threading.Timer(0.01, a.send, (b"x",))
+        start = time.perf_counter()
         timer.start()
-        assert spin_readable(b.fileno(), -1, 5.0) == 1   # the GIL is free: the timer thread runs
+        # The GIL is free: the timer thread runs. A spin may also give up
+        # early (a yield that handed the CPU away, even to the timer thread,
+        # says the CPU is in demand), so look until the byte is seen.
+        while (got := spin_readable(b.fileno(), -1, 5.0)) == 0:
+            assert time.perf_counter() - start < 5.0
+        assert got == 1
         timer.join()
 
 
@@ -173,3 +181,26 @@ def test_client_and_server_spin_for_replies(monkeypatch):
     finally:
         server.shutdown()
     assert 0.003 in calls and 0.002 in calls
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity (Linux)")
+def test_spin_gives_way_when_another_task_wants_the_cpu():
+    # A busy process on our CPU: the first yield hands it the CPU, so the
+    # spin looks once more and stops instead of spinning out its budget.
+    import subprocess
+
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    before = os.sched_getaffinity(0)
+    busy = subprocess.Popen([sys.executable, "-c", "import os\nos.sched_setaffinity(0, {%d})\nwhile True: pass" % cpu])
+    a, b = socket.socketpair()
+    try:
+        os.sched_setaffinity(0, {cpu})
+        time.sleep(0.2)                      # the busy loop is running on that CPU
+        start = time.perf_counter()
+        assert spin_readable(b.fileno(), -1, 2.0) == 0
+        assert time.perf_counter() - start < 0.5
+    finally:
+        os.sched_setaffinity(0, before)
+        busy.kill()
+        busy.wait()
+        a.close(), b.close()
