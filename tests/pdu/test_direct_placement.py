@@ -430,3 +430,30 @@ def test_placement_changes_nothing_a_peer_can_see(shape, chunk):
     # Differential: the same stream with and without direct placement gives
     # the same messages and the same error at the same point.
     assert _outcome(shape, chunk, route=True) == _outcome(shape, chunk, route=False)
+
+
+def test_a_huge_claimed_pdv_is_not_placed_so_nothing_is_allocated_for_the_claim():
+    # With no maximum PDU length advertised, a peer may claim a PDV of any
+    # size: placement would size the data set buffer for the claim before a
+    # byte of it came. Beyond 8 MiB it is read the usual way instead.
+    p = Pair(req_max_pdu=0, acc_max_pdu=0)
+    p.associate()
+    assoc = acceptor_association(p)
+    ct = next(c for c, n in p.acc.negotiated.contexts.items() if n.abstract_syntax == CT)
+    p.req.send_pdata(ct, True, encode_command(C.c_store_rq(1, CT, "1.2.3")))
+    p.acc.receive_data(b"".join(bytes(b) for b in p.req.data_to_send()))
+    assert assoc._feed(p.acc.next_event()) is None          # the command: a data set is due
+    p.acc.receive_data(struct.pack(">BBLLBB", 4, 0, (1 << 30) + 6, (1 << 30) + 2, ct, 0x02) + b"x" * 100)
+    p.acc.get_buffer(-1)
+    assert not p.acc._reader.placing
+    assert assoc._assembler._data is None                   # nothing sized for the 1 GiB claim
+    # The same PDV of 4 MiB is placed.
+    q = Pair(req_max_pdu=0, acc_max_pdu=0)
+    q.associate()
+    assoc = acceptor_association(q)
+    q.req.send_pdata(ct, True, encode_command(C.c_store_rq(1, CT, "1.2.3")))
+    q.acc.receive_data(b"".join(bytes(b) for b in q.req.data_to_send()))
+    assert assoc._feed(q.acc.next_event()) is None
+    q.acc.receive_data(struct.pack(">BBLLBB", 4, 0, (4 << 20) + 6, (4 << 20) + 2, ct, 0x02) + b"x" * 100)
+    q.acc.get_buffer(-1)
+    assert q.acc._reader.placing
