@@ -73,6 +73,9 @@ _MAX_ERROR_COMMENT = 64          # ErrorComment is LO (PS3.5 6.2)
 _PREAMBLE = bytes(128) + b"DICM"
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
 _SERIAL = itertools.count(1)     # temporary names: unique within the process
+_PID = [os.getpid()]             # ... and across processes (kept current in a forked child)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 _POLLIN = getattr(select, "POLLIN", 1)
 _GROUP_LENGTH = struct.Struct("<HH2sHI")
 # Command sets are Implicit VR Little Endian (PS3.7 6.3.1); a tag as one uint32
@@ -115,22 +118,6 @@ def service_context(server: Server, assoc: Association, info: AssociationInfo, c
 
 
 # ------------------------------------------------------------ streaming sink
-def _discard(state: list[Any]) -> None:
-    """Close and remove a temporary file that never became a complete one.
-    ``state`` is ``[fd or -1, temporary path]``, shared with the sink."""
-    fd, path = state
-    state[0] = -1
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 def _element(tag_element: int, vr: bytes, value: bytes) -> bytes:
     # Explicit VR Little Endian, group 0002, short-length VRs only (UI/SH/AE/UL).
     return struct.pack("<HH2sH", 0x0002, tag_element, vr, len(value)) + value
@@ -217,7 +204,14 @@ class StoreSink:
     receive buffer (no user-space buffering: that would be one more copy); the
     File Meta header goes out with the first one (``os.writev``), so a data
     set that arrives in one PDV costs open, one write, close and rename.
+
+    A sink dropped before :meth:`commit` (its association died mid-transfer)
+    closes and removes its temporary file (``__del__``: no reference cycle
+    holds a sink, so that happens as the association goes).
     """
+
+    _fd = -1
+    _tmp = ""
 
     def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,
                  error: BaseException | None = None) -> None:
@@ -225,8 +219,8 @@ class StoreSink:
         self.path = os.fspath(destination) if destination is not None else None
         self.error = error
         self.size = 0
-        self._state: list[Any] = [-1, ""]
-        self._finalizer: weakref.finalize | None = None
+        self._fd = -1
+        self._tmp = ""                  # the temporary file while it exists
         self._head = b""                # File Meta not written yet
         if self.path is not None and error is None:
             try:
@@ -235,26 +229,28 @@ class StoreSink:
                 self._fail(exc)
 
     def _open(self) -> None:
-        assert self.path is not None
+        path = self.path
+        assert path is not None
         command = self.ctx.command
         # File Meta for what the command says arrives, in the negotiated
         # transfer syntax: the data set bytes follow exactly as received.
         head = file_meta_bytes(str(command.get("AffectedSOPClassUID") or self.ctx.abstract_syntax),
                                str(command.get("AffectedSOPInstanceUID") or ""),
                                self.ctx.transfer_syntax, self.ctx.calling_ae)
-        folder, name = os.path.split(os.path.abspath(self.path))
-        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_SERIAL)}.part")
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.{_PID[0]}.{next(_SERIAL)}.part")
         try:
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
+            if not folder:
+                raise
             os.makedirs(folder, exist_ok=True)
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
-        self._state = [fd, tmp]
-        self._finalizer = weakref.finalize(self, _discard, self._state)
+        self._fd, self._tmp = fd, tmp
         self._head = head
 
     def _write(self, data: Any) -> None:
-        fd = self._state[0]
+        fd = self._fd
         view = memoryview(data)
         head, self._head = self._head, b""
         if head:
@@ -266,15 +262,32 @@ class StoreSink:
         while len(view):
             view = view[os.write(fd, view):]
 
+    def _drop(self) -> None:
+        """Close and remove the temporary file, if there is one."""
+        fd, tmp = self._fd, self._tmp
+        self._fd, self._tmp = -1, ""
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if tmp:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        if self._tmp:
+            self._drop()
+
     def _fail(self, exc: BaseException) -> None:
         self.error = exc
-        if self._finalizer is not None:
-            self._finalizer()           # close and unlink the temporary file
-            self._finalizer = None
+        self._drop()
 
     def write(self, data: Any) -> None:
         """One fragment of the data set (a view valid only during the call)."""
-        if self._state[0] < 0:
+        if self._fd < 0:
             return
         try:
             self._write(data)
@@ -289,27 +302,23 @@ class StoreSink:
         power cut may still lose it, as with dcmtk's storescp."""
         if self.error is not None:
             raise self.error
-        fd, tmp = self._state
-        assert fd >= 0 and self.path is not None
+        fd, tmp, path = self._fd, self._tmp, self.path
+        assert fd >= 0 and path is not None
         try:
             if self._head:              # an empty data set: the File Meta alone
                 self._write(b"")
-            self._state[0] = -1
+            self._fd = -1
             os.close(fd)
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         except OSError as exc:
             self._fail(exc)
             raise
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        return self.path
+        self._tmp = ""
+        return path
 
     def discard(self) -> None:
         """Drop the temporary file (the message will not be answered)."""
-        if self._finalizer is not None:
-            self._finalizer()
-            self._finalizer = None
+        self._drop()
 
 
 def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:

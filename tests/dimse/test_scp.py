@@ -60,9 +60,20 @@ def test_sink_discard_and_garbage_collection_remove_the_temporary(tmp_path):
     assert os.listdir(tmp_path) == []
     sink = StoreSink(context(), tmp_path / "b.dcm")
     sink.write(b"\x08\x00")
-    del sink
+    del sink                    # no cycle holds a sink: it goes at once, with its file
+    assert os.listdir(tmp_path) == []
     gc.collect()
     assert os.listdir(tmp_path) == []
+
+
+def test_sink_takes_a_relative_destination(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sink = StoreSink(context(), "c.dcm")
+    [tmp] = os.listdir(tmp_path)
+    assert tmp.startswith(".c.dcm.") and tmp.endswith(".part")
+    sink.write(b"\x08\x00\x16\x00" + bytes(4))
+    assert sink.commit() == "c.dcm"
+    assert os.listdir(tmp_path) == ["c.dcm"]
 
 
 def test_sink_write_errors_are_kept_for_the_response(tmp_path):
