@@ -98,7 +98,7 @@ class HandlerGuard:
             result = fn(*args, **kwargs)
         finally:
             self.leave()     # raises HandlerAbandoned in place of a late result or exception
-        if result is None or type(result) is int:
+        if result is None or type(result) is int or type(result) is str:   # statuses, a store_destination path
             return result
         return _guard_result(result, self, name)
 

@@ -334,8 +334,10 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
     assembler_ref = weakref.ref(assoc._assembler)
 
     def factory(command: Command) -> StoreSink | None:
+        if command.get("CommandField") != 0x0001:   # CommandField.C_STORE_RQ (the enum lookup costs more)
+            return None
         owner, assembler = assoc_ref(), assembler_ref()
-        if command.get("CommandField") != CommandField.C_STORE_RQ or owner is None or assembler is None:
+        if owner is None or assembler is None:
             return None
         # The assembler calls us once the command set is complete, before the
         # data set's first PDV; its current context is the message's.
