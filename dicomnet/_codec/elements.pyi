@@ -75,3 +75,12 @@ class ElementIndex:
 def decode_value(
     source: Buffer, offset: int, length: int, vr: str, little: bool, as_array: bool = False
 ) -> _NumericValue: ...
+
+
+def part10_meta(source: Buffer) -> tuple[int, str | None, str | None, str | None] | None:
+    """(data set offset, MediaStorageSOPClassUID, MediaStorageSOPInstanceUID, TransferSyntaxUID)
+    of a plain Part 10 file, else None (see the module)."""
+
+def dataset_uids(source: Buffer, offset: int, implicit: bool, little: bool,
+                 sq_tags: Container[int] = ...) -> tuple[str | None, str | None] | None:
+    """(SOPClassUID, SOPInstanceUID) from a plain data set head, else None (see the module)."""

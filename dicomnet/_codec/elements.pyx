@@ -15,6 +15,7 @@ byte offset and tag) instead of reading out of bounds or allocating what a
 length field merely claims. The index itself grows geometrically and can never
 hold more entries than there are 8-byte headers in the input.
 """
+from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeLatin1, PyUnicode_DecodeUTF8
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int16_t, int32_t, int64_t
@@ -564,3 +565,147 @@ cdef object decode_numeric(object source, const unsigned char[::1] buf, Py_ssize
 def decode_value(source, Py_ssize_t offset, Py_ssize_t length, str vr, bint little, bint as_array=False):
     """Decode a binary numeric value found at ``source[offset:offset+length]`` (see ElementIndex.numeric)."""
     return decode_numeric(source, memoryview(source).cast("B"), offset, length, vr, little, as_array)
+
+
+# ------------------------------------------------------- Part 10 file heads
+# What a C-STORE SCU needs of a file it sends as it is (dicomnet.dimse.scu):
+# where the data set starts, its transfer syntax and its SOP Class/Instance
+# UIDs. These answer the plain case in one pass over a few dozen bytes and
+# return None for anything else -- the general path (ElementIndex + Dataset),
+# which then gives the answer or the error, is never second-guessed.
+
+cdef uint16_t VR_UI = _vr(b'U', b'I')
+cdef object _NOT_PLAIN = object()
+
+
+cdef object _plain_uid(const unsigned char* p, Py_ssize_t n):
+    """A UI value without its padding (None when empty), or _NOT_PLAIN unless
+    it is one value of printable ASCII (no backslash, no inner space or NUL)."""
+    cdef Py_ssize_t a = 0, b = n, i
+    while a < b and (p[a] == 0 or p[a] == 32):
+        a += 1
+    while b > a and (p[b - 1] == 0 or p[b - 1] == 32):
+        b -= 1
+    for i in range(a, b):
+        if p[i] <= 32 or p[i] >= 127 or p[i] == 92:
+            return _NOT_PLAIN
+    if a == b:
+        return None
+    return PyUnicode_DecodeASCII(<const char*>p + a, b - a, NULL)
+
+
+cdef object _scan_head(const unsigned char* p, Py_ssize_t n, Py_ssize_t pos, bint implicit, bint little,
+                       uint32_t group, uint32_t stop, object sq_tags, uint32_t tag_a, uint32_t tag_b,
+                       uint32_t tag_c):
+    """Walk the top-level elements from ``pos`` while their group is ``group``
+    (any group when ``group`` is 0xFFFFFFFF) and their tag is below ``stop``:
+    (where the walk ended, values of tag_a, tag_b, tag_c). None for anything
+    but plain elements: a sequence or undefined length, a tag out of order,
+    a length that runs past the data or does not suit its VR, a wanted value
+    that is not a plain UI, an element cut short."""
+    cdef uint32_t tag, last = 0, raw
+    cdef uint16_t vr
+    cdef Py_ssize_t value, size
+    cdef bint first = True
+    cdef object a = None, b = None, c = None, text
+    while pos < n:
+        if n - pos < 8:
+            return None
+        tag = (<uint32_t>rd16(p + pos, little) << 16) | rd16(p + pos + 2, little)
+        if (tag >> 16) == 0xFFFE:       # an item or delimiter where an element belongs
+            return None
+        if tag >= stop or (group != UNDEFINED and (tag >> 16) != group):
+            break
+        if not first and tag <= last:
+            return None
+        if implicit:
+            vr = VR_UI if (tag == tag_a or tag == tag_b or tag == tag_c) else 0
+            raw = rd32(p + pos + 4, little)
+            value = pos + 8
+            if raw != UNDEFINED and tag in sq_tags:
+                return None
+        else:
+            if not (_is_vr_letter(p[pos + 4]) and _is_vr_letter(p[pos + 5])):
+                return None
+            vr = (<uint16_t>p[pos + 4] << 8) | p[pos + 5]
+            if _VR_TABLE[vr] & 0x80:
+                if n - pos < 12:
+                    return None
+                raw = rd32(p + pos + 8, little)
+                value = pos + 12
+            else:
+                raw = rd16(p + pos + 6, little)
+                value = pos + 8
+        if raw == UNDEFINED or vr == VR_SQ or <Py_ssize_t>raw > n - value:
+            return None
+        size = _VR_TABLE[vr] & 0x0F
+        if size > 1 and raw % size:
+            return None
+        if tag == tag_a or tag == tag_b or tag == tag_c:
+            if vr != VR_UI:
+                return None
+            text = _plain_uid(p + value, raw)
+            if text is _NOT_PLAIN:
+                return None
+            if tag == tag_a:
+                a = text
+            elif tag == tag_b:
+                b = text
+            else:
+                c = text
+        pos = value + raw
+        last = tag
+        first = False
+    if first:
+        return None
+    return pos, a, b, c
+
+
+def part10_meta(source):
+    """``(offset of the data set, MediaStorageSOPClassUID,
+    MediaStorageSOPInstanceUID, TransferSyntaxUID)`` read from the File Meta
+    group of a Part 10 file's bytes (any buffer) -- each UID None when
+    absent or empty -- or None unless the file is plain: the 128-byte preamble
+    and ``DICM``, an Explicit VR Little Endian group 0002 of defined lengths
+    in ascending order, those UIDs single values of printable ASCII, and a
+    data set of at least 8 bytes after the group."""
+    cdef Py_buffer view
+    cdef const unsigned char* p
+    PyObject_GetBuffer(source, &view, PyBUF_SIMPLE)
+    try:
+        p = <const unsigned char*>view.buf
+        if view.len < 140 or p[128] != 68 or p[129] != 73 or p[130] != 67 or p[131] != 77:  # "DICM"
+            return None
+        found = _scan_head(p, view.len, 132, False, True, 0x0002, UNDEFINED, frozenset(),
+                           0x00020002, 0x00020003, 0x00020010)
+        if found is None or view.len - <Py_ssize_t>found[0] < 8:
+            return None
+        return found
+    finally:
+        PyBuffer_Release(&view)
+
+
+def dataset_uids(source, Py_ssize_t offset, bint implicit, bint little, sq_tags=frozenset()):
+    """``(SOPClassUID, SOPInstanceUID)`` -- each None when absent or empty --
+    from the elements before (0008,0019) of the data set at ``offset`` in
+    ``source``, which is in the VR encoding given; or None unless they are
+    plain (see part10_meta; in Implicit VR a tag in ``sq_tags`` counts as a
+    sequence) and the first element's bytes look like that encoding (an
+    Explicit VR header has two capital letters where Implicit VR has its
+    length)."""
+    cdef Py_buffer view
+    cdef const unsigned char* p
+    cdef bint looks_explicit
+    PyObject_GetBuffer(source, &view, PyBUF_SIMPLE)
+    try:
+        p = <const unsigned char*>view.buf
+        if offset < 0 or view.len - offset < 8:
+            return None
+        looks_explicit = _is_vr_letter(p[offset + 4]) and _is_vr_letter(p[offset + 5])
+        if looks_explicit == implicit:
+            return None
+        found = _scan_head(p, view.len, offset, implicit, little, UNDEFINED, 0x00080019, sq_tags,
+                           0x00080016, 0x00080018, UNDEFINED)
+        return None if found is None else (found[1], found[2])
+    finally:
+        PyBuffer_Release(&view)

@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from dicomnet._codec.elements import ElementIndex
+from dicomnet._codec.elements import ElementIndex, part10_meta
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
@@ -120,6 +120,9 @@ def _head_info(path: Any) -> tuple[str | None, str | None, str | None] | None:
             head = f.read(_HEAD)
     except (OSError, TypeError, ValueError):
         return None
+    plain = part10_meta(head)       # the usual file, in C (the same answer as below)
+    if plain is not None:
+        return plain[1], plain[2], plain[3]
     if len(head) < 144 or head[128:132] != b"DICM" or head[132:134] != b"\x02\x00":
         return None
     explicit = 65 <= head[136] <= 90 and 65 <= head[137] <= 90

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
-from dicomnet._codec.elements import ElementIndex
+from dicomnet._codec.elements import ElementIndex, dataset_uids, part10_meta
 from dicomnet.dicom.dataset import SQ_TAGS, Dataset
 from dicomnet.dicom.reader import _looks_explicit, _vr_matches_dictionary, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
@@ -129,8 +129,7 @@ def _choose_context(negotiated: NegotiatedAssociation, sop_class: str, own: str 
                     wanted: str | None) -> NegotiatedContext:
     """The context to send in: ``wanted`` if given, else the data's own syntax
     ``own``, else the first accepted native syntax when ``own`` is native."""
-    accepted = [c for c in sorted(negotiated.contexts.values(), key=lambda c: c.context_id)
-                if c.abstract_syntax == sop_class and c.as_scu]
+    accepted = negotiated.scu_contexts.get(sop_class, ())
     if wanted is not None:
         for ctx in accepted:
             if ctx.transfer_syntax == wanted and (wanted == own or (_native(own) and _native(wanted))):
@@ -197,7 +196,11 @@ def _read_meta(path: str, read_max: int,
 def _read_meta(path: str, read_max: int = -1, into: bytearray | None = None) -> tuple[Any, int, Dataset | None]:
     """Load ``path`` (see :func:`_load`; by default always mapped) and index
     only its File Meta group: (its bytes, offset of the data set, File Meta or None)."""
-    mapping = _load(path, read_max, into)
+    return _index_meta(_load(path, read_max, into))
+
+
+def _index_meta(mapping: mmap.mmap | bytes | memoryview) -> tuple[Any, int, Dataset | None]:
+    """(``mapping``, offset of the data set, File Meta or None) -- see :func:`_read_meta`."""
     try:
         buf = memoryview(mapping)
         try:
@@ -236,6 +239,50 @@ def _dataset_uids(mapping: mmap.mmap | bytes | memoryview, offset: int, uid: str
         return _meta_text(head, 0x00080016), _meta_text(head, 0x00080018)
     except DicomParseError:
         return None, None
+
+
+def _plain_head(mapping: mmap.mmap | bytes | memoryview) -> tuple[int, str, str, str] | None:
+    """What :func:`prepare_store` reads of a file, for the plain case, in C
+    (:func:`dicomnet._codec.elements.part10_meta` and ``dataset_uids``):
+    (offset of the data set, SOP Class UID, SOP Instance UID, transfer
+    syntax) -- the data set's own UIDs, else the File Meta's. None whenever
+    anything is unusual (no preamble, a sequence or an unknown syntax before
+    the UIDs, bytes that contradict the declared VR encoding, ...): the
+    general path then decides, so the answer is always the same as its."""
+    meta = part10_meta(mapping)
+    if meta is None:
+        return None
+    offset, sop_class, sop_instance, own = meta
+    if not own:
+        return None
+    try:
+        info = _ts_info(own)
+    except KeyError:
+        return None
+    if not info.deflated:
+        head = dataset_uids(mapping, offset, info.implicit_vr, info.little_endian, SQ_TAGS)
+        if head is None:
+            return None
+        sop_class = head[0] or sop_class
+        sop_instance = head[1] or sop_instance
+    if not sop_class or not sop_instance:
+        return None
+    return offset, sop_class, sop_instance, own
+
+
+def _prepare_plain(negotiated: NegotiatedAssociation, loaded: mmap.mmap | bytes | memoryview,
+                   wanted: str | None) -> PreparedStore | None:
+    """:func:`prepare_store` for a file that :func:`_plain_head` reads and
+    that goes in its own syntax; else None."""
+    plain = _plain_head(loaded)
+    if plain is None:
+        return None
+    offset, sop_class, sop_instance, own = plain
+    ctx = _choose_context(negotiated, sop_class, own, wanted)
+    if ctx.transfer_syntax != own:
+        return None
+    return PreparedStore(ctx, sop_class, sop_instance, memoryview(loaded)[offset:], own,
+                         loaded if isinstance(loaded, mmap.mmap) else None)
 
 
 def _relabel(ds: Dataset) -> None:
@@ -299,7 +346,16 @@ def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.
     """
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        mapping, offset, meta = _read_meta(path, _READ_MAX, buffer)
+        loaded = _load(path, _READ_MAX, buffer)
+        try:
+            # The usual file, read in one pass in C: the answer of the general path below.
+            prepared = _prepare_plain(negotiated, loaded, transfer_syntax)
+        except BaseException:
+            _release(loaded)
+            raise
+        if prepared is not None:
+            return prepared
+        mapping, offset, meta = _index_meta(loaded)
         keep = False
         try:
             if meta is not None:

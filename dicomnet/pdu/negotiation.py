@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from ..errors import PDUError
 from .items import (
@@ -385,6 +385,17 @@ class NegotiatedAssociation:
     user_identity_response: bytes | None = None
     extended_negotiations: tuple[SOPClassExtendedNegotiation, ...] = field(default=())
     max_invoked: int = 1
+
+    @cached_property
+    def scu_contexts(self) -> Mapping[str, tuple[NegotiatedContext, ...]]:
+        """The accepted contexts we may send requests on (``as_scu``) by
+        abstract syntax, each in context ID order (made once: a C-STORE SCU
+        looks here for every instance)."""
+        found: dict[str, list[NegotiatedContext]] = {}
+        for ctx in sorted(self.contexts.values(), key=lambda c: c.context_id):
+            if ctx.as_scu:
+                found.setdefault(ctx.abstract_syntax, []).append(ctx)
+        return {uid: tuple(ctxs) for uid, ctxs in found.items()}
 
     def context_for(
         self, abstract_syntax: str, transfer_syntax: str | None = None, *, role: str | None = None

@@ -180,3 +180,21 @@ def test_instance_info_file_meta_longer_than_the_first_read(tmp_path):
 def _with_meta(ds, meta):
     ds.file_meta = meta
     return ds
+
+
+def test_file_meta_heads_read_in_c_agree_with_the_general_reader(monkeypatch):
+    import glob
+    import os
+
+    pydicom_data = pytest.importorskip("pydicom.data")
+    from dicomnet.dimse import retrieve_scp
+
+    folder = os.path.join(os.path.dirname(pydicom_data.__file__), "test_files")
+    paths = sorted(p for p in glob.glob(os.path.join(folder, "**", "*.dcm"), recursive=True))
+    if len(paths) < 50:
+        pytest.skip("pydicom's test files are not installed")
+    fast = [retrieve_scp._head_info(p) for p in paths]
+    monkeypatch.setattr(retrieve_scp, "part10_meta", lambda head: None)
+    general = [retrieve_scp._head_info(p) for p in paths]
+    assert fast == general
+    assert sum(info is not None for info in fast) >= len(paths) // 2

@@ -5,6 +5,8 @@ import mmap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dicomnet.dicom import Dataset, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
@@ -178,3 +180,108 @@ def test_a_file_whose_meta_names_the_wrong_encoding_is_decoded_not_sent_raw(tmp_
     assert bytes(prepared.dataset) == bytes(encode_dataset(as_implicit, EXPLICIT))
     implicit = prepare_store(negotiated((CT, IMPLICIT)), liar)   # really implicit: re-encoded as such
     assert bytes(implicit.dataset) == bytes(encode_dataset(ds, IMPLICIT))
+
+
+# ------------------------------------------------- the plain-file fast path
+def _general_head(raw):
+    """What prepare_store's general path reads of a file (File Meta through
+    Dataset, the encoding check, the data set's first elements): (offset, SOP
+    Class, SOP Instance, syntax) when it would send the bytes as they are,
+    else None; raises what it raises."""
+    from dicomnet.dimse import scu
+
+    mapping, offset, meta = scu._index_meta(raw)
+    if meta is None:
+        return None
+    sop_class = scu._meta_text(meta, 0x00020002)
+    sop_instance = scu._meta_text(meta, 0x00020003)
+    own = scu._meta_text(meta, 0x00020010)
+    meta = None
+    if own and not scu._encoding_as_declared(mapping, offset, own):
+        own = None
+    if own:
+        head = scu._dataset_uids(mapping, offset, own)
+        sop_class, sop_instance = head[0] or sop_class, head[1] or sop_instance
+    if not (sop_class and sop_instance and own):
+        return None
+    return offset, sop_class, sop_instance, own
+
+
+def _agree(raw) -> bool:
+    """The fast path answers as the general path does, or leaves it the file.
+    True when it answered."""
+    from dicomnet.dimse.scu import _plain_head
+    from dicomnet.errors import DicomParseError
+
+    plain = _plain_head(raw)
+    try:
+        general = _general_head(raw)
+    except DicomParseError:
+        assert plain is None
+        return False
+    assert plain is None or plain == general, (plain, general)
+    return plain is not None
+
+
+def test_the_fast_path_reads_every_test_file_as_the_general_path_does():
+    import glob
+    import os
+
+    folder = os.path.join(os.path.dirname(pydicom_data.__file__), "test_files")
+    paths = [p for p in glob.glob(os.path.join(folder, "**", "*"), recursive=True)
+             if os.path.isfile(p) and not p.endswith((".gz", ".json", ".txt", ".dump", ".icc"))]
+    if len(paths) < 50:
+        pytest.skip("pydicom's test files are not installed")
+    answered = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            answered += _agree(f.read())
+    assert answered >= len(paths) // 2      # the usual file takes the fast path
+
+
+def _file_bytes(syntax: str) -> bytes:
+    from dicomnet.dicom.writer import encode_file_meta
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.2.1125.1.42"
+    ds.PatientName = "Doe^Jane"
+    ds.Rows = 2
+    return bytes(128) + b"DICM" + bytes(encode_file_meta(ds, syntax)) + bytes(encode_dataset(ds, syntax))
+
+
+@pytest.mark.parametrize("syntax", [IMPLICIT, EXPLICIT, BIG])
+def test_the_fast_path_answers_for_the_usual_file(syntax):
+    from dicomnet.dimse.scu import _plain_head
+
+    raw = _file_bytes(syntax)
+    assert _agree(raw)
+    offset, sop_class, sop_instance, own = _plain_head(raw)
+    assert (sop_class, sop_instance, own) == (CT, "1.2.826.0.1.3680043.2.1125.1.42", syntax)
+    assert raw[offset:offset + 2] == (b"\x08\x00" if syntax != BIG else b"\x00\x08")
+
+
+def test_the_fast_path_leaves_unusual_files_to_the_general_path():
+    from dicomnet.dimse.scu import _plain_head
+
+    raw = bytearray(_file_bytes(EXPLICIT))
+    assert _plain_head(bytes(raw)) is not None
+    assert _plain_head(bytes(raw[128:])) is None                  # no preamble
+    assert _plain_head(bytes(raw[:150])) is None                  # cut inside the File Meta
+    wrong = raw.replace(EXPLICIT.encode() + b"\0", IMPLICIT.encode() + b"\0\0\0")   # meta names the wrong encoding
+    assert _plain_head(bytes(wrong)) is None and _agree(bytes(wrong)) is False
+    two = raw.replace(b"1.2.826.0.1.3680043.2.1125.1.42", b"1.2.826.0.1.3680043.2.1125.1\\4")
+    assert _plain_head(bytes(two)) is None                        # a backslash: not one plain value
+
+
+@settings(max_examples=300, deadline=None)
+@given(syntax=st.sampled_from([IMPLICIT, EXPLICIT, BIG]), data=st.data())
+def test_the_fast_path_never_disagrees_on_damaged_heads(syntax, data):
+    raw = bytearray(_file_bytes(syntax))
+    for _ in range(data.draw(st.integers(0, 4))):
+        at = data.draw(st.integers(128, len(raw) - 1))
+        raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(130, len(raw)))
+    _agree(bytes(raw[:cut]))
