@@ -247,8 +247,8 @@ def _plain_head(mapping: mmap.mmap | bytes | memoryview) -> tuple[int, str, str,
     (offset of the data set, SOP Class UID, SOP Instance UID, transfer
     syntax) -- the data set's own UIDs, else the File Meta's. None whenever
     anything is unusual (no preamble, a sequence or an unknown syntax before
-    the UIDs, bytes that contradict the declared VR encoding, ...): the
-    general path then decides, so the answer is always the same as its."""
+    the UIDs, bytes that contradict the declared VR encoding, ...): then
+    :func:`_read_head` reads it, and gives the same answer where both do."""
     meta = part10_meta(mapping)
     if meta is None:
         return None
@@ -270,19 +270,29 @@ def _plain_head(mapping: mmap.mmap | bytes | memoryview) -> tuple[int, str, str,
     return offset, sop_class, sop_instance, own
 
 
-def _prepare_plain(negotiated: NegotiatedAssociation, loaded: mmap.mmap | bytes | memoryview,
-                   wanted: str | None) -> PreparedStore | None:
-    """:func:`prepare_store` for a file that :func:`_plain_head` reads and
-    that goes in its own syntax; else None."""
-    plain = _plain_head(loaded)
-    if plain is None:
+def _read_head(mapping: mmap.mmap | bytes | memoryview) -> tuple[int, str | None, str | None, str | None] | None:
+    """What :func:`prepare_store` reads of any file, the general way: (offset
+    of the data set, SOP Class UID, SOP Instance UID, transfer syntax) -- the
+    data set's own UIDs where its first elements give them, else the File
+    Meta's; the syntax None when the File Meta names none, or names a VR
+    encoding the data set's bytes contradict (then it must be decoded). None
+    without a File Meta group; DicomParseError for an unreadable one."""
+    mapping, offset, meta = _index_meta(mapping)
+    if meta is None:
         return None
-    offset, sop_class, sop_instance, own = plain
-    ctx = _choose_context(negotiated, sop_class, own, wanted)
-    if ctx.transfer_syntax != own:
-        return None
-    return PreparedStore(ctx, sop_class, sop_instance, memoryview(loaded)[offset:], own,
-                         loaded if isinstance(loaded, mmap.mmap) else None)
+    sop_class = _meta_text(meta, _MEDIA_SOP_CLASS)
+    sop_instance = _meta_text(meta, _MEDIA_SOP_INSTANCE)
+    own = _meta_text(meta, _TRANSFER_SYNTAX)
+    meta = None                     # its index holds a view of the bytes
+    if own and not _encoding_as_declared(mapping, offset, own):
+        own = None
+    if own:
+        # The command names the data set's own UIDs (as storescu does), read
+        # from its first elements; the File Meta's are the fallback.
+        head = _dataset_uids(mapping, offset, own)
+        sop_class = head[0] or sop_class
+        sop_instance = head[1] or sop_instance
+    return offset, sop_class, sop_instance, own
 
 
 def _relabel(ds: Dataset) -> None:
@@ -327,9 +337,12 @@ def _encoding_as_declared(mapping: mmap.mmap | bytes | memoryview, offset: int, 
 
 
 def _meta_text(meta: Dataset, tag: int) -> str | None:
+    """A UID of ``meta`` as text, None when absent, empty or not one text
+    value (a damaged file may give it a binary VR, or several values)."""
     if tag not in meta:
         return None
-    return str(meta._value(tag) or "").strip("\0 ") or None
+    value = meta._value(tag)
+    return value.strip("\0 ") or None if isinstance(value, str) else None
 
 
 def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.PathLike[str], *,
@@ -347,41 +360,23 @@ def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         loaded = _load(path, _READ_MAX, buffer)
-        try:
-            # The usual file, read in one pass in C: the answer of the general path below.
-            prepared = _prepare_plain(negotiated, loaded, transfer_syntax)
-        except BaseException:
-            _release(loaded)
-            raise
-        if prepared is not None:
-            return prepared
-        mapping, offset, meta = _index_meta(loaded)
         keep = False
         try:
-            if meta is not None:
-                sop_class = _meta_text(meta, _MEDIA_SOP_CLASS)
-                sop_instance = _meta_text(meta, _MEDIA_SOP_INSTANCE)
-                own = _meta_text(meta, _TRANSFER_SYNTAX)
-                if own and not _encoding_as_declared(mapping, offset, own):
-                    own = None      # File Meta names the wrong VR encoding: decode (read_file copes)
-                if own:
-                    # The command names the data set's own UIDs (as storescu does), read
-                    # from its first elements; the File Meta's are the fallback.
-                    head = _dataset_uids(mapping, offset, own)
-                    sop_class = head[0] or sop_class
-                    sop_instance = head[1] or sop_instance
-                if sop_class and sop_instance and own:
-                    ctx = _choose_context(negotiated, sop_class, own, transfer_syntax)
-                    if ctx.transfer_syntax == own:
-                        # Zero copy: the data set is everything after the File Meta,
-                        # sent as a view of the mapping (closed by PreparedStore.close).
-                        keep = True
-                        return PreparedStore(ctx, sop_class, sop_instance, memoryview(mapping)[offset:],
-                                             own, mapping if isinstance(mapping, mmap.mmap) else None)
+            # The usual file is read in one pass in C (_plain_head), anything
+            # else the general way (_read_head): the same answer either way.
+            head = _plain_head(loaded) or _read_head(loaded)
+            offset, sop_class, sop_instance, own = head if head is not None else (0, None, None, None)
+            if sop_class and sop_instance and own:
+                ctx = _choose_context(negotiated, sop_class, own, transfer_syntax)
+                if ctx.transfer_syntax == own:
+                    # Zero copy: the data set is everything after the File Meta,
+                    # sent as a view of the bytes (the mapping is closed by PreparedStore.close).
+                    keep = True
+                    return PreparedStore(ctx, sop_class, sop_instance, memoryview(loaded)[offset:],
+                                         own, loaded if isinstance(loaded, mmap.mmap) else None)
         finally:
-            meta = None             # its index holds a view of the mapping
             if not keep:
-                _release(mapping)
+                _release(loaded)
         # No usable File Meta, or the data set must be transcoded: decode it.
         source = read_file(path)
         _relabel(source)

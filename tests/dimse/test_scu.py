@@ -184,27 +184,12 @@ def test_a_file_whose_meta_names_the_wrong_encoding_is_decoded_not_sent_raw(tmp_
 
 # ------------------------------------------------- the plain-file fast path
 def _general_head(raw):
-    """What prepare_store's general path reads of a file (File Meta through
-    Dataset, the encoding check, the data set's first elements): (offset, SOP
-    Class, SOP Instance, syntax) when it would send the bytes as they are,
-    else None; raises what it raises."""
-    from dicomnet.dimse import scu
+    """prepare_store's general reading of a file, when it would send the
+    bytes as they are: (offset, SOP Class, SOP Instance, syntax), else None."""
+    from dicomnet.dimse.scu import _read_head
 
-    mapping, offset, meta = scu._index_meta(raw)
-    if meta is None:
-        return None
-    sop_class = scu._meta_text(meta, 0x00020002)
-    sop_instance = scu._meta_text(meta, 0x00020003)
-    own = scu._meta_text(meta, 0x00020010)
-    meta = None
-    if own and not scu._encoding_as_declared(mapping, offset, own):
-        own = None
-    if own:
-        head = scu._dataset_uids(mapping, offset, own)
-        sop_class, sop_instance = head[0] or sop_class, head[1] or sop_instance
-    if not (sop_class and sop_instance and own):
-        return None
-    return offset, sop_class, sop_instance, own
+    head = _read_head(raw)
+    return head if head is not None and head[1] and head[2] and head[3] else None
 
 
 def _agree(raw) -> bool:
@@ -285,3 +270,24 @@ def test_the_fast_path_never_disagrees_on_damaged_heads(syntax, data):
         raw[at] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(130, len(raw)))
     _agree(bytes(raw[:cut]))
+
+
+def test_a_file_meta_uid_with_a_binary_vr_is_not_taken_for_text(tmp_path):
+    import struct
+
+    def short(element, vr, value):
+        return struct.pack("<HH2sH", 2, element, vr, len(value)) + value
+
+    ds = Dataset()
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = "1.2.3.4"
+    body = bytes(encode_dataset(ds, EXPLICIT))
+    meta = (short(0x0002, b"UI", CT.encode() + b"\0")
+            + struct.pack("<HH2s2xI", 2, 0x0003, b"OB", 8) + b"1.2.3.4\0"      # a UID stored as OB
+            + short(0x0010, b"UI", EXPLICIT.encode() + b"\0"))
+    path = tmp_path / "odd.dcm"
+    path.write_bytes(bytes(128) + b"DICM" + meta + body)
+    prepared = prepare_store(negotiated((CT, EXPLICIT)), str(path))
+    # The data set's own UIDs; the unusable File Meta value did not get in the way.
+    assert (prepared.sop_class_uid, prepared.sop_instance_uid) == (CT, "1.2.3.4")
+    prepared.close()

@@ -1,7 +1,7 @@
 """Coverage-guided fuzzing of the data set reader with atheris (libFuzzer for Python).
 
 Each input is read as a DICOM file (and as bare data sets in the three
-uncompressed syntaxes); every value is decoded, nested items included; the
+uncompressed syntaxes; its head also the C-STORE SCU's two ways, which must agree); every value is decoded, nested items included; the
 pixels are shaped and split into frames; what was read is transcoded to every
 uncompressed syntax. Anything but DicomParseError (PixelDataError while
 touching pixels, any DicomNetError while encoding) is a bug and stops the run
@@ -34,6 +34,7 @@ with atheris.instrument_imports():
     from dicomnet.dicom.pixels import PixelDataError
     from dicomnet.dicom.reader import read_dataset, read_file
     from dicomnet.dicom.writer import encode_dataset, encode_file_meta
+    from dicomnet.dimse.scu import _plain_head, _read_head
     from dicomnet.errors import DicomNetError, DicomParseError
 
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2")
@@ -60,7 +61,22 @@ def walk(ds: Dataset) -> None:
             pass
 
 
+def check_plain_head(data: bytes) -> None:
+    """The C-STORE SCU's one-pass reading of a file head (compiled) answers as
+    its general reading does, or leaves the file to it."""
+    plain = _plain_head(data)
+    try:
+        head = _read_head(data)
+    except DicomParseError:
+        assert plain is None, plain
+        return
+    if head is None or not (head[1] and head[2] and head[3]):
+        head = None
+    assert plain is None or plain == head, (plain, head)
+
+
 def TestOneInput(data: bytes) -> None:
+    check_plain_head(data)
     try:
         ds = read_file(data, max_inflated_size=1 << 24)
         walk(ds)
