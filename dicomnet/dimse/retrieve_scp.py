@@ -55,7 +55,8 @@ from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
 from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
-from dicomnet.dimse.scu import _READ_MAX, _WINDOW_BYTES, PreparedStore, _meta_text, _read_meta, prepare_store
+from dicomnet.dimse.scu import (_READ_MAX, _WINDOW_BYTES, PreparedStore, _meta_text, _read_meta, prepare_store,
+                                reply_spin)
 from dicomnet.errors import (
     AssociationAborted,
     AssociationError,
@@ -425,7 +426,8 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
                 return cancelled
             status, comment = st.UNABLE_TO_PROCESS, None
             try:
-                rsp = sub._receive_message().command
+                with reply_spin(sub):
+                    rsp = sub._receive_message().command
                 answered = rsp.get("MessageIDBeingRespondedTo")
                 if rsp.get("CommandField") != CommandField.C_STORE_RSP or answered not in out:
                     sub.abort()
@@ -483,7 +485,8 @@ def _await_here(assoc: Association, op: _Operation, store_id: int, ctx: ServiceC
     """The C-STORE-RSP to ``store_id``: (status, comment). A C-CANCEL-RQ that
     arrives before it is noted in ``ctx.cancelled``."""
     while True:
-        reply = assoc._receive_message()
+        with reply_spin(assoc):
+            reply = assoc._receive_message()
         command = reply.command
         field = command.get("CommandField")
         responding = command.get("MessageIDBeingRespondedTo")

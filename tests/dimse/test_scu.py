@@ -291,3 +291,19 @@ def test_a_file_meta_uid_with_a_binary_vr_is_not_taken_for_text(tmp_path):
     # The data set's own UIDs; the unusable File Meta value did not get in the way.
     assert (prepared.sop_class_uid, prepared.sop_instance_uid) == (CT, "1.2.3.4")
     prepared.close()
+
+
+def test_reply_spin_lengthens_a_busy_poll_only_while_a_response_is_due():
+    from types import SimpleNamespace
+
+    from dicomnet.dimse.scu import _REPLY_SPIN, reply_spin
+
+    for before, during in ((50e-6, _REPLY_SPIN), (0.0, 0.0), (5e-3, 5e-3)):
+        assoc = SimpleNamespace(_driver=SimpleNamespace(busy_poll=before))
+        with reply_spin(assoc):
+            assert assoc._driver.busy_poll == during      # off stays off; a longer budget stays
+        assert assoc._driver.busy_poll == before
+    assoc = SimpleNamespace(_driver=SimpleNamespace(busy_poll=50e-6))
+    with pytest.raises(KeyError), reply_spin(assoc):
+        raise KeyError("the wait failed")
+    assert assoc._driver.busy_poll == 50e-6
