@@ -417,10 +417,19 @@ class Connection:
 
     def _on_placed(self, context_id: int, is_last: bool, data: memoryview) -> None:
         """A P-DATA-TF whose one data set PDV the router placed (its context
-        was checked then): the same indication as for any P-DATA-TF."""
-        pdv = PDV(context_id, False, is_last, data)
+        was checked then): the same indication as for any P-DATA-TF.
+        Made as _on_pdata makes its objects, without the field checks: the
+        values are valid by construction (the reader's byte and flag, the
+        router's byte view)."""
+        pdv = _new_object(PDV)
+        _set_field(pdv, "context_id", context_id)
+        _set_field(pdv, "is_command", False)
+        _set_field(pdv, "is_last", bool(is_last))
+        _set_field(pdv, "data", data)
         if self._state == "Sta6":
-            self._events.append(ev.PDataReceived((pdv,)))
+            event = _new_object(ev.PDataReceived)
+            _set_field(event, "pdvs", (pdv,))
+            self._events.append(event)
             self.pdata_events += 1
         else:  # the state moved on while the data came in: the table decides
             self._fire("Evt10", pdu=PDataTF((pdv,)))
