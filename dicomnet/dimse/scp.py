@@ -210,7 +210,7 @@ class StoreSink:
     holds a sink, so that happens as the association goes).
     """
 
-    _fd = -1
+    _fd = -1                            # (class defaults: what __del__ finds when __init__ failed early)
     _tmp = ""
 
     def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,

@@ -29,8 +29,8 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
@@ -344,7 +344,9 @@ def _meta_text(meta: Dataset, tag: int) -> str | None:
     if tag not in meta:
         return None
     value = meta._value(tag)
-    return value.strip("\0 ") or None if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return value.strip("\0 ") or None
 
 
 def prepare_store(negotiated: NegotiatedAssociation, source: Dataset | str | os.PathLike[str], *,
