@@ -212,6 +212,9 @@ class StoreSink:
 
     _fd = -1                            # (class defaults: what __del__ finds when __init__ failed early)
     _tmp = ""
+    #: The handler's ``on_store``, called with the file once it is complete
+    #: (None: nothing is; set by the sink factory of :func:`attach`).
+    on_store: Any = None
 
     def __init__(self, ctx: ServiceContext, destination: str | os.PathLike[str] | None,
                  error: BaseException | None = None) -> None:
@@ -238,7 +241,10 @@ class StoreSink:
                                str(command.get("AffectedSOPInstanceUID") or ""),
                                self.ctx.transfer_syntax, self.ctx.calling_ae)
         folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.{_PID[0]}.{next(_SERIAL)}.part")
+        tmp = f".{name}.{_PID[0]}.{next(_SERIAL)}.part"
+        if folder:
+            # os.path.join, spelled out for POSIX (it is most of this method's cost there).
+            tmp = os.path.join(folder, tmp) if os.altsep else (folder if folder.endswith("/") else folder + "/") + tmp
         try:
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
@@ -323,10 +329,12 @@ class StoreSink:
 
 def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
     """Prepare a new association: stream C-STORE data sets to files when the
-    handler has ``store_destination``."""
+    handler has ``store_destination``. It and ``on_store`` are looked up here,
+    once per association."""
     destination = getattr(server.handler, "store_destination", None)
     if destination is None:
         return
+    on_store = getattr(server.handler, "on_store", None)
     # Weak references: the assembler holds this closure, so strong ones would
     # make a cycle and an aborted association's half-written temporary file
     # would wait for the cycle collector instead of going with the association.
@@ -356,7 +364,9 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
             return StoreSink(ctx, None, exc)
         if path is None:
             return None
-        return StoreSink(ctx, path)
+        sink = StoreSink(ctx, path)
+        sink.on_store = on_store
+        return sink
 
     assoc._assembler.set_sink(factory)
 
@@ -367,8 +377,8 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
     command = message.command
     log = server.logger
     started = time.monotonic()
-    on_store = getattr(server.handler, "on_store", None)
     sink = message.sink if isinstance(message.sink, StoreSink) else None
+    on_store = sink.on_store if sink is not None else getattr(server.handler, "on_store", None)
     ctx = sink.ctx if sink is not None else service_context(server, assoc, info, message.context_id, command)
     status, comment = st.SUCCESS, None
     try:
