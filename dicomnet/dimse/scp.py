@@ -242,9 +242,10 @@ class StoreSink:
                                self.ctx.transfer_syntax, self.ctx.calling_ae)
         folder, name = os.path.split(path)
         tmp = f".{name}.{_PID[0]}.{next(_SERIAL)}.part"
-        if folder:
-            # os.path.join, spelled out for POSIX (it is most of this method's cost there).
-            tmp = os.path.join(folder, tmp) if os.altsep else (folder if folder.endswith("/") else folder + "/") + tmp
+        if os.altsep:                   # Windows: drives and two separators
+            tmp = os.path.join(folder, tmp)
+        elif folder:                    # os.path.join spelled out: most of this method's cost on POSIX
+            tmp = (folder if folder.endswith("/") else folder + "/") + tmp
         try:
             fd = os.open(tmp, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:

@@ -1,9 +1,10 @@
 """Coverage-guided fuzzing of the data set reader with atheris (libFuzzer for Python).
 
 Each input is read as a DICOM file (and as bare data sets in the three
-uncompressed syntaxes; its head also the C-STORE SCU's two ways, which must agree); every value is decoded, nested items included; the
+uncompressed syntaxes); every value is decoded, nested items included; the
 pixels are shaped and split into frames; what was read is transcoded to every
-uncompressed syntax. Anything but DicomParseError (PixelDataError while
+uncompressed syntax. Its head is also read the C-STORE SCU's two ways (in C
+and the general way), which must agree. Anything but DicomParseError (PixelDataError while
 touching pixels, any DicomNetError while encoding) is a bug and stops the run
 with the input saved as a crash artifact.
 
