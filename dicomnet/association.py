@@ -89,6 +89,10 @@ class Association:
         # C-STORE responses queued but not yet flushed (dimse.scp.handle_store).
         self._deferred_since: float | None = None
         self._deferred = 0
+        # The server handler's on_echo and on_store, looked up once per
+        # association (dimse.scp.attach).
+        self._on_echo: Any = None
+        self._on_store: Any = None
         self._message_id = 0
         self._pending_collision = False
         self._echo_context: NegotiatedContext | None = None

@@ -571,7 +571,7 @@ class Server:
 
     def _serve(self, assoc: Association, info: AssociationInfo) -> None:
         """The data-transfer loop: answer each message until release or abort."""
-        _scp.attach(self, assoc, info)  # C-STORE streaming sinks, if the handler wants them
+        _scp.attach(self, assoc, info)  # the handler's methods, C-STORE streaming sinks
         log = self.logger
         driver = assoc._driver
         conn = driver.conn
@@ -631,7 +631,7 @@ class Server:
 
     def _on_echo(self, assoc: Association, info: AssociationInfo, message: Message) -> None:
         message_id = message.command.message_id or 0
-        handler = getattr(self.handler, "on_echo", None)
+        handler = assoc._on_echo            # looked up once per association (dimse.scp.attach)
         status, comment = STATUS_SUCCESS, None
         if handler is not None:
             try:
