@@ -312,6 +312,45 @@ def test_handler_is_proxied_for_timing_but_its_attributes_pass_through():
     assert Server("SCP").handler is None
 
 
+def test_handler_methods_are_looked_up_once_per_association():
+    # Through the watchdog's proxy a lookup costs as much as a small message's
+    # handling, so on_echo and on_store are fetched when the association
+    # starts, not for every message.
+    from dicomnet.dicom import Dataset
+
+    class Counting:
+        def __init__(self) -> None:
+            self.lookups = {"on_echo": 0, "on_store": 0}
+            self.stored: list[str] = []
+
+        @property
+        def on_echo(self):
+            self.lookups["on_echo"] += 1
+            return lambda ctx: 0
+
+        @property
+        def on_store(self):
+            self.lookups["on_store"] += 1
+
+            def store(ctx, ds):
+                self.stored.append(ds.SOPInstanceUID)
+                return 0
+            return store
+
+    handler = Counting()
+    with Server("SCP", handler).start() as srv:
+        for round_ in (1, 2):
+            with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION, CT]) as assoc:
+                for _ in range(3):
+                    assert assoc.echo() == 0
+                for i in range(2):
+                    ds = Dataset()
+                    ds.SOPClassUID, ds.SOPInstanceUID, ds.PatientName = CT, f"1.2.3.{round_}.{i}", "A^B"
+                    assert assoc.store(ds) == 0
+            assert wait_for(lambda: handler.lookups == {"on_echo": round_, "on_store": round_})
+    assert handler.stored == ["1.2.3.1.0", "1.2.3.1.1", "1.2.3.2.0", "1.2.3.2.1"]
+
+
 def test_shutdown_lets_a_running_handler_finish_then_aborts():
     entered, release = threading.Event(), threading.Event()
 
