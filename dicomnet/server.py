@@ -571,13 +571,38 @@ class Server:
 
     def _serve(self, assoc: Association, info: AssociationInfo) -> None:
         """The data-transfer loop: answer each message until release or abort."""
-        _scp.attach(self, assoc, info)  # the handler's methods, C-STORE streaming sinks
+        # The handler's methods, C-STORE streaming sinks, and the compiled lane
+        # for streamed C-STOREs (None without store_destination).
+        lane = _scp.attach(self, assoc, info)
         log = self.logger
         driver = assoc._driver
         conn = driver.conn
+        deadline: float | None = None   # the lane's wait for the message in progress
         while True:
             try:
-                item = assoc._next(self.read_timeout)
+                if lane is not None:
+                    # The lane takes the P-DATA of streamed C-STOREs from the
+                    # reader itself; what it leaves goes the general way. One
+                    # message gets read_timeout however many reads it takes
+                    # (as one assoc._next call), or a trickling peer would
+                    # never time out.
+                    item = lane.run()
+                    if item is True:
+                        if deadline is None:
+                            deadline = time.monotonic() + self.read_timeout
+                        driver.fill(deadline)
+                        continue
+                    deadline = None
+                    if item is False:
+                        # The Connection acts on what the lane left, and what
+                        # the state machine answers goes out at once (as
+                        # receive_event does for the bytes it reads).
+                        conn.buffer_updated(0)
+                        if conn.wants_flush:
+                            driver.flush()
+                        item = assoc._next(self.read_timeout)
+                else:
+                    item = assoc._next(self.read_timeout)
             except PDUError as exc:  # a PDV sequence or command set that breaks PS3.7/PS3.8
                 log.warning("invalid DIMSE message from %s: %s; aborting", info.calling_ae, exc)
                 assoc.abort()

@@ -233,6 +233,14 @@ cdef class PDUReader:
         return self._end - self._start
 
     @property
+    def pdu_complete(self) -> bool:
+        """True when a whole PDU is buffered (next_pdu would return it)."""
+        if self._direct is not None:
+            return self._direct_filled >= self._direct_size
+        return (self._end - self._start >= PDU_HEADER
+                and self._end - self._start - PDU_HEADER >= _be32(self._chunk.data + self._start + 2))
+
+    @property
     def placing(self) -> bool:
         """True while a PDV's data is being received into the router's buffer."""
         return self._direct is not None

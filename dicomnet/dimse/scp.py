@@ -52,8 +52,10 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset, read_file
+from dicomnet._codec.lane import StoreLane
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicomnet.dicom.writer import encode_dataset
+from dicomnet.dimse.assembler import Message
 from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp, encode_command
 from dicomnet.dimse.scu import send_encoded
 from dicomnet.errors import ReadTimeout
@@ -63,7 +65,6 @@ from dicomnet.types import status as st
 
 if TYPE_CHECKING:
     from dicomnet.association import Association
-    from dicomnet.dimse.assembler import Message
     from dicomnet.interfaces.handlers import AssociationInfo
     from dicomnet.server import Server
 
@@ -325,17 +326,19 @@ class StoreSink:
         self._drop()
 
 
-def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
+def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLane | None:
     """Prepare a new association: the handler's ``on_echo``, ``on_store`` and
     ``store_destination`` are looked up here, once per association (through
     the watchdog's guard a lookup cost about 4 us of a C-STORE's answer
     time), and C-STORE data sets are streamed to files when the handler has
-    ``store_destination``."""
+    ``store_destination``. Then the server loop gets the association's
+    :class:`~dicomnet._codec.lane.StoreLane` (the compiled path of those
+    streamed data sets), else None."""
     assoc._on_echo = getattr(server.handler, "on_echo", None)
     assoc._on_store = getattr(server.handler, "on_store", None)
     destination = getattr(server.handler, "store_destination", None)
     if destination is None:
-        return
+        return None
     # Weak references: the assembler holds this closure, so strong ones would
     # make a cycle and an aborted association's half-written temporary file
     # would wait for the cycle collector instead of going with the association.
@@ -368,6 +371,7 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> None:
         return StoreSink(ctx, path)
 
     assoc._assembler.set_sink(factory)
+    return StoreLane(assoc._conn, assoc, StoreSink, Message)
 
 
 # ------------------------------------------------------------------ C-STORE
@@ -407,7 +411,8 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
     if encoded is not None:
         conn = assoc._conn
         now = time.monotonic()
-        if conn.is_established and now - started < _DEFER_SECONDS and (assoc._ready or conn.events_pending):
+        if (conn.is_established and now - started < _DEFER_SECONDS
+                and (assoc._ready or conn.events_pending or conn.pdu_buffered)):
             # More requests were read with this one (an Asynchronous
             # Operations Window) and it was quick: queue the response and
             # answer them together -- one send instead of one per response; a

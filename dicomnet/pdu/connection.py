@@ -224,6 +224,22 @@ class Connection:
                 self._on_pdu(pdu_type, body)
             del body  # a body pins the reader's block: drop it before the next PDU
 
+    def buffer_filled(self, nbytes: int, now: float | None = None) -> None:
+        """``nbytes`` were written into the last :meth:`get_buffer` view: keep them
+        in the reader for whoever takes the PDUs from it first (the C-STORE lane,
+        :class:`dicomnet._codec.lane.StoreLane`); ``buffer_updated(0)`` acts on
+        what is left."""
+        if now is not None:
+            self._now = now
+        if self._stream_broken:
+            return
+        self._reader.buffer_updated(nbytes)
+
+    @property
+    def pdu_buffered(self) -> bool:
+        """True when a whole PDU is received but not yet acted on (see :meth:`buffer_filled`)."""
+        return self._reader.pdu_complete
+
     def receive_data(self, data: bytes | memoryview, now: float | None = None) -> None:
         """Convenience for tests and simple drivers: copy ``data`` in and process it."""
         view = memoryview(data).cast("B")

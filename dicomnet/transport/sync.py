@@ -347,8 +347,48 @@ class SyncDriver:
                     self.flush()  # what the state machine answered, before the caller sees the event
                 return event
 
-    def _receive_some(self) -> None:
-        """One ``recv_into`` straight into the Connection's buffer."""
+    def fill(self, deadline: float | None = None) -> None:
+        """Wait for bytes as :meth:`receive_event` does and put them into the
+        Connection's PDU reader *without acting on them*
+        (:meth:`Connection.buffer_filled`): for a reader that takes the PDUs
+        itself first (:class:`dicomnet._codec.lane.StoreLane`).
+
+        ``deadline`` (``time.monotonic()`` time; default ``read_timeout`` from
+        now) bounds the wait: past it, :class:`ReadTimeout`. A caller that
+        waits for one message over several reads passes the same deadline to
+        each, so that a peer trickling bytes cannot hold the association past
+        ``read_timeout`` (as :meth:`receive_event` bounds one call). The
+        Connection's timer fires when due. Returns after one read, or at once
+        when the Connection has events queued or the transport is closed --
+        :meth:`receive_event` reports those."""
+        conn = self.conn
+        limit = _monotonic() + self.read_timeout if deadline is None else deadline
+        while True:
+            if conn.wants_flush:
+                self.flush()
+            if self.sock is None:
+                if not conn.closed:
+                    conn.connection_lost()
+                return
+            if conn.events_pending:
+                return
+            now = _monotonic()
+            due = conn.deadline()
+            wake = limit if due is None or due > limit else due
+            if now >= wake:
+                if due is not None and now >= due:
+                    self.timer_expired = True
+                    conn.timeout(now)
+                    return
+                raise ReadTimeout(f"no complete message from the peer within {self.read_timeout:g} s")
+            if self._wait(wake - now, writing=False):
+                self._receive_some(act=False)
+                return
+
+    def _receive_some(self, act: bool = True) -> None:
+        """One ``recv_into`` straight into the Connection's buffer (``act``:
+        the Connection acts on the complete PDUs at once, else they wait in
+        its reader; see :meth:`fill`)."""
         sock = self.sock
         assert sock is not None
         window = self.conn.get_buffer(-1)
@@ -364,7 +404,10 @@ class SyncDriver:
             self.close()  # tells the Connection (Evt17)
             return
         del window  # the reader may grow its block in place only when no view of it is alive
-        self.conn.buffer_updated(n, _monotonic())
+        if act:
+            self.conn.buffer_updated(n, _monotonic())
+        else:
+            self.conn.buffer_filled(n, _monotonic())
 
     def _transport_failed(self, exc: OSError) -> None:
         self._log.info("transport failed: %s", exc if exc.strerror else errno.errorcode.get(exc.errno or 0, exc))

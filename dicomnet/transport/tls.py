@@ -194,7 +194,7 @@ class TLSSyncDriver(SyncDriver):
         self._wait(remaining, writing=False)
         return deadline
 
-    def _receive_some(self) -> None:
+    def _receive_some(self, act: bool = True) -> None:
         sock = self.sock
         assert sock is not None
         try:
@@ -210,7 +210,10 @@ class TLSSyncDriver(SyncDriver):
             self._log.debug("peer closed the TLS connection")
             self.close()
             return
-        self.conn.buffer_updated(n, _monotonic())
+        if act:
+            self.conn.buffer_updated(n, _monotonic())
+        else:
+            self.conn.buffer_filled(n, _monotonic())
 
     def _wait(self, seconds: float, *, writing: bool) -> bool:
         sock = self.sock

@@ -1,0 +1,262 @@
+"""The compiled C-STORE lane (dicomnet._codec.lane) against the general path.
+
+Two servers with the same handler, one with the lane and one without it, get
+the same byte streams -- well-formed ones in every shape a peer may cut a
+C-STORE into, then the same streams damaged at random -- and must answer
+byte for byte the same and leave the same files (and no temporary ones).
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from dicomnet.dimse import scp as _scp
+from dicomnet.dimse.commands import c_echo_rq, c_store_rq, decode_command, encode_command
+from dicomnet.server import Server
+
+from .conftest import CT, EXPLICIT, VERIFICATION, associate_rq_bytes, converse, pdu
+
+LANE_CONTEXTS = [(CT, (EXPLICIT,)), (VERIFICATION, (EXPLICIT,))]
+CT_CONTEXT, ECHO_CONTEXT = 1, 3          # the ids build_associate_rq gives them
+RELEASE_RQ = pdu(5, b"\x00" * 4)
+
+
+class Streamer:
+    """Stream every instance to ``folder``; an Affected SOP Instance UID
+    ending in '.9' is kept in memory instead (store_destination says None)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.stored: list[str] = []
+
+    def store_destination(self, ctx, command):
+        uid = str(command.get("AffectedSOPInstanceUID"))
+        if uid.endswith(".9"):
+            return None
+        return os.path.join(self.folder, uid + ".dcm")
+
+    def on_store(self, ctx, dataset):
+        self.stored.append(str(dataset.SOPInstanceUID) if "SOPInstanceUID" in dataset else "?")
+        return 0
+
+
+@pytest.fixture
+def servers(tmp_path, monkeypatch):
+    """(with lane, without lane): the same handler class, each its own folder."""
+    made = []
+    attach = _scp.attach
+    without: set[int] = set()
+
+    def attach_maybe(server, assoc, info):
+        lane = attach(server, assoc, info)
+        if id(server) in without:
+            return None
+        if lane is not None:
+            server.lanes.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", attach_maybe)
+    for name in ("lane", "general"):
+        folder = tmp_path / name
+        folder.mkdir()
+        srv = Server("HARDEN", Streamer(folder), artim_timeout=0.5, read_timeout=0.6, write_timeout=2.0,
+                     dimse_timeout=2.0, max_pdu=4096)
+        srv.lanes = []
+        srv.folder = folder
+        if name == "general":
+            without.add(id(srv))
+        srv.start("127.0.0.1", 0)
+        made.append(srv)
+    try:
+        yield made
+    finally:
+        for srv in made:
+            srv.shutdown(5.0)
+
+
+def pdv(context_id: int, control: int, data: bytes) -> bytes:
+    return struct.pack(">LBB", len(data) + 2, context_id, control) + data
+
+
+def store_command(message_id: int, uid: str) -> bytes:
+    return encode_command(c_store_rq(message_id, CT, uid))
+
+
+def dataset_bytes(uid: str, size: int) -> bytes:
+    """Explicit VR LE: SOP Class, SOP Instance, then OB padding to ``size`` bytes."""
+    def element(group, elem, vr, value):
+        if len(value) & 1:
+            value += b"\0"
+        return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+    head = element(0x0008, 0x0016, b"UI", CT.encode()) + element(0x0008, 0x0018, b"UI", uid.encode())
+    pad = max(size - len(head) - 12, 0)
+    return head + struct.pack("<HH2sHL", 0x0009, 0x0010, b"OB", 0, pad) + bytes(range(256)) * (pad // 256) + \
+        bytes(pad % 256)
+
+
+def stream() -> list[bytes]:
+    """PDUs of C-STOREs cut every way a peer may cut them, plus a C-ECHO and an
+    in-memory instance between them, then an A-RELEASE-RQ."""
+    out = []
+    mid = 0
+
+    def command(uid):
+        nonlocal mid
+        mid += 1
+        return pdv(CT_CONTEXT, 3, store_command(mid, uid))
+
+    # 1. command PDU, one data PDU
+    uid = "1.2.3.1"
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 2000)))]
+    # 2. data in three PDUs
+    uid = "1.2.3.2"
+    data = dataset_bytes(uid, 9000)
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 0, data[:4000])),
+            pdu(4, pdv(CT_CONTEXT, 0, data[4000:8000])), pdu(4, pdv(CT_CONTEXT, 2, data[8000:]))]
+    # 3. two data PDVs in one PDU, the last in the next
+    uid = "1.2.3.3"
+    data = dataset_bytes(uid, 3001)
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 0, data[:1000]) + pdv(CT_CONTEXT, 0, data[1000:2000])),
+            pdu(4, pdv(CT_CONTEXT, 2, data[2000:]))]
+    # 4. an empty data set
+    uid = "1.2.3.4"
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 2, b""))]
+    # 5. the last data PDV and the next command set in one PDU, then its data
+    uid, nxt = "1.2.3.5", "1.2.3.6"
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 500)) + command(nxt)),
+            pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(nxt, 700)))]
+    # 6. a C-ECHO between stores
+    mid += 1
+    out += [pdu(4, pdv(ECHO_CONTEXT, 3, encode_command(c_echo_rq(mid))))]
+    # 7. an instance the handler keeps in memory (store_destination -> None)
+    uid = "1.2.3.9"
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 0, dataset_bytes(uid, 3000)[:1500])),
+            pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 3000)[1500:]))]
+    # 8. a command set in two fragments
+    uid = "1.2.3.8"
+    cmd = store_command(mid + 1, uid)
+    mid += 1
+    out += [pdu(4, pdv(CT_CONTEXT, 1, cmd[:20])), pdu(4, pdv(CT_CONTEXT, 3, cmd[20:])),
+            pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 100)))]
+    return out
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def both(servers, chunks: list[bytes], wait: float = 3.0, pause: float = 0.0):
+    """The A-ASSOCIATE-RQ, then (once it is answered) ``chunks``, then (once
+    they are answered) an A-RELEASE-RQ, to both servers."""
+    rq = associate_rq_bytes(contexts=LANE_CONTEXTS, max_pdu=4096)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda srv: converse(srv.port, [rq, *chunks, RELEASE_RQ], wait=wait,
+                                                     pause=pause or 0.15), servers))
+    for srv in servers:                 # the association's thread finishes after the close
+        deadline = time.monotonic() + 3.0
+        while srv.active_associations and time.monotonic() < deadline:
+            time.sleep(0.01)
+    return answers
+
+
+def test_well_formed_stores_answer_and_write_the_same(servers):
+    lane, general = servers
+    chunks = stream()
+    a, b = both(servers, [b"".join(chunks)])
+    assert a.pdus == b.pdus
+    assert a.types == [2] + [4] * 9 + [6], a.types    # AC, 8 C-STORE-RSP + 1 C-ECHO-RSP, RP
+    assert files(lane.folder) == files(general.folder)
+    assert sorted(files(lane.folder)) == [f"1.2.3.{i}.dcm" for i in (1, 2, 3, 4, 5, 6, 8)]
+    assert lane.handler.stored == general.handler.stored
+    assert lane.lanes and lane.lanes[0].pdus >= 10      # the lane took most of them
+    # Each PDU sent on its own (the peer waits for nothing): the same again.
+    a, b = both(servers, chunks, pause=0.01)
+    assert a.pdus == b.pdus and a.types[-1] == 6
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_damaged_streams_get_the_same_answer_from_both_paths(servers, seed):
+    """One PDU damaged (bits flipped, bytes cut or inserted). The PDUs go out
+    one at a time, so each is read on its own by either server: both then act
+    on them in the same order (a Connection acts on every PDU of a read at
+    once, so a bad PDU read together with good ones aborts before their
+    answers -- which the lane, reading PDUs in order, would still give)."""
+    rng = random.Random(seed)
+    chunks = stream()
+    k = rng.randrange(len(chunks))
+    body = bytearray(chunks[k])
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(len(body))
+        kind = rng.random()
+        if kind < 0.6:
+            body[pos] ^= 1 << rng.randrange(8)
+        elif kind < 0.8:
+            del body[pos:pos + rng.randint(1, 40)]
+        else:
+            body[pos:pos] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 12)))
+    chunks[k] = bytes(body)
+    a, b = both(servers, chunks, wait=2.0, pause=0.02)
+    assert a.pdus == b.pdus, (seed, k, a, b)
+    assert a.closed == b.closed
+    lane, general = servers
+    assert files(lane.folder) == files(general.folder), seed
+    assert not [p for p in lane.folder.iterdir() if p.name.endswith(".part")]
+
+
+def test_write_failure_is_answered_as_on_the_general_path(servers, monkeypatch):
+    """A write error mid-data-set (here: the file's descriptor turned read-only)
+    fails the store with 0xA700, the temporary file goes, the association goes on."""
+    original = _scp.StoreSink._open
+
+    def open_read_only(self):
+        original(self)
+        ro = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(ro, self._fd)
+        os.close(ro)
+
+    monkeypatch.setattr(_scp.StoreSink, "_open", open_read_only)
+    chunks = stream()
+    a, b = both(servers, [b"".join(chunks)])
+    assert a.pdus == b.pdus
+    statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
+    assert statuses == [0xA700] * 6 + [0, 0] + [0xA700], statuses   # the C-ECHO and the in-memory one succeed
+    for srv in servers:
+        assert sorted(p.name for p in srv.folder.iterdir()) == []
+
+
+def test_trickled_data_set_times_out_like_any_message(servers):
+    """A peer that sends a C-STORE's data a few bytes at a time, each within
+    read_timeout of the last, still loses the association after read_timeout."""
+    lane = servers[0]
+    uid = "1.2.3.7"
+    data = pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 400)))
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", lane.port), timeout=3.0) as sock:
+        sock.sendall(associate_rq_bytes(contexts=LANE_CONTEXTS, max_pdu=4096))
+        sock.recv(65536)
+        sock.sendall(pdu(4, pdv(CT_CONTEXT, 3, store_command(1, uid))))
+        closed = False
+        for i in range(0, len(data), 8):
+            try:
+                sock.sendall(data[i:i + 8])
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.2)
+            if time.monotonic() - start > 5.0:
+                break
+        else:
+            pytest.fail("the whole data set went through")
+    assert closed or time.monotonic() - start < 5.0
+    assert time.monotonic() - start < lane.read_timeout + 2.0
+    deadline = time.monotonic() + 3.0
+    while lane.active_associations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(lane.folder.iterdir()) == []
