@@ -4,5 +4,10 @@ from typing import Any
 class StoreLane:
     #: P-DATA-TF PDUs the lane has taken.
     pdus: int
-    def __init__(self, conn: Any, assoc: Any, sink_type: type, message_type: type) -> None: ...
+    #: C-STOREs the lane committed and answered itself.
+    answered: int
+    #: Reads the lane made itself (non-blocking, plain sockets).
+    reads: int
+    def __init__(self, conn: Any, assoc: Any, sink_type: type, message_type: type,
+                 rsp_bytes: Any = None, sock_fd: int = -1) -> None: ...
     def run(self) -> Any: ...

@@ -32,9 +32,40 @@ length within our maximum), each PDV item length and presentation context
 PDV belongs to the message in progress. A PDU that fails any of these is
 declined, and the general path raises or aborts for it.
 """
-from libc.errno cimport errno, EINTR
+from cpython.buffer cimport PyBUF_WRITABLE, PyObject_GetBuffer, PyBuffer_Release
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.errno cimport errno, EINTR, EAGAIN  # EWOULDBLOCK is EAGAIN on every platform with MSG_NOSIGNAL
+from libc.string cimport memcpy
 
 from dicomnet._codec.pdu cimport PDUReader
+
+import os
+import time
+
+cdef object _fsencode = os.fsencode
+cdef object _strerror = os.strerror
+cdef object _monotonic = time.monotonic
+cdef bint _NO_READS = bool(os.environ.get("LANE_NO_READS"))
+
+cdef extern from "<unistd.h>" nogil:
+    int close(int fd)
+
+cdef extern from "<stdio.h>" nogil:
+    int rename(const char* old, const char* new)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    int poll(pollfd* fds, unsigned long nfds, int timeout)
+    enum: POLLIN
+
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t send(int fd, const void* buf, size_t n, int flags)
+    ssize_t recv(int fd, void* buf, size_t n, int flags)
+    enum: MSG_NOSIGNAL
+    enum: MSG_DONTWAIT
 
 cdef extern from "<sys/uio.h>" nogil:
     struct iovec:
@@ -47,10 +78,20 @@ cdef enum:
     PDV_HEADER = 6
     MAX_PDVS = 16       # more PDVs in one P-DATA-TF: the general path takes it
     DEBUG = 10          # logging.DEBUG
+    DEFER_MAX = 16      # dicomnet.dimse.scp._DEFER_MAX
+    READ_AT_ONCE = 65536    # the rest of a PDU up to this size is read without waiting
+cdef double DEFER_SECONDS = 0.002   # dicomnet.dimse.scp._DEFER_SECONDS
 
 
 cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
     return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
+
+
+cdef inline void _put_be32(unsigned char* p, Py_ssize_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
 
 
 cdef class StoreLane:
@@ -71,10 +112,18 @@ cdef class StoreLane:
     cdef object log
     cdef object sink_type
     cdef object message_type
+    cdef object rsp_bytes
+    cdef object driver
+    cdef int sock_fd            # -1: answers go through the driver (TLS, or a socket of another kind)
+    cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
     cdef readonly Py_ssize_t pdus
     """P-DATA-TF PDUs the lane has taken (for tests and diagnostics)."""
+    cdef readonly Py_ssize_t answered
+    """C-STOREs the lane committed and answered itself."""
+    cdef readonly Py_ssize_t reads
+    """Reads the lane made itself (non-blocking, plain sockets)."""
 
-    def __init__(self, conn, assoc, sink_type, message_type):
+    def __init__(self, conn, assoc, sink_type, message_type, rsp_bytes=None, sock_fd=-1):
         self.reader = conn._reader
         self.conn = conn
         self.assoc = assoc
@@ -83,7 +132,14 @@ cdef class StoreLane:
         self.log = assoc._log
         self.sink_type = sink_type
         self.message_type = message_type
+        self.rsp_bytes = rsp_bytes
+        self.driver = assoc._driver
+        self.sock_fd = sock_fd if rsp_bytes is not None else -1
+        interrupt = self.driver._interrupt_fd
+        self.interrupt_fd = -1 if interrupt is None else interrupt
         self.pdus = 0
+        self.answered = 0
+        self.reads = 0
 
     def run(self):
         """Take what the lane can of the PDUs received so far.
@@ -115,6 +171,10 @@ cdef class StoreLane:
                 return False
             avail = r._end - r._start
             if avail < PDU_HEADER:
+                if self._recv():
+                    if not self._plain():
+                        return False
+                    continue
                 return True
             p = r._chunk.data + r._start
             if p[0] != 4:
@@ -123,6 +183,12 @@ cdef class StoreLane:
             if r._max_pdu_length and plen > r._max_pdu_length:
                 return False
             if avail - PDU_HEADER < plen:
+                # Most of a big PDU still to come: the driver waits for it
+                # (a read at once would take only what came since the last).
+                if plen - (avail - PDU_HEADER) <= READ_AT_ONCE and self._recv():
+                    if not self._plain():
+                        return False
+                    continue
                 return True
             # The PDV items, checked as pdata_pdvs checks them.
             body = p + PDU_HEADER
@@ -170,10 +236,56 @@ cdef class StoreLane:
             assembler._size += plen - PDV_HEADER * count
             self._consume(plen)
             if controls[count - 1] & 2:
-                message = self.message_type(context_id, assembler._command)
-                message.sink = sink
+                command = assembler._command
                 assembler._reset()
+                if self._answer(context_id, command, sink):
+                    continue
+                message = self.message_type(context_id, command)
+                message.sink = sink
                 return message
+
+    cdef bint _recv(self) except -1:
+        """What the socket holds already, read without waiting into the
+        reader (a plain socket only): True when bytes came. Nothing yet, or a
+        transport that is gone (the driver closes it, as after its own read,
+        and the Connection learns of it), gives False: the caller returns
+        True, and the driver waits or reports."""
+        cdef Py_buffer buf
+        cdef ssize_t n
+        cdef int err
+        cdef pollfd interrupt
+        if self.sock_fd < 0 or self.driver.sock is None or _NO_READS:
+            return False
+        if self.interrupt_fd >= 0:
+            # A peer that never pauses must not keep a shutting-down server
+            # waiting: the driver's wait notices the interrupt and raises.
+            interrupt.fd = self.interrupt_fd
+            interrupt.events = POLLIN
+            interrupt.revents = 0
+            if poll(&interrupt, 1, 0) > 0:
+                return False
+        window = self.reader.get_buffer(-1)
+        PyObject_GetBuffer(window, &buf, PyBUF_WRITABLE)
+        try:
+            while True:
+                with nogil:
+                    n = recv(self.sock_fd, buf.buf, <size_t>buf.len, MSG_DONTWAIT)
+                if n >= 0 or errno != EINTR:
+                    break
+            err = errno
+        finally:
+            PyBuffer_Release(&buf)
+        del window      # the reader grows its block in place only when no view of it is alive
+        self.reads += 1
+        if n > 0:
+            self.conn.buffer_filled(n, _monotonic())
+            return True
+        if n == 0:
+            self.driver._log.debug("peer closed the TCP connection")
+            self.driver.close()         # tells the Connection (Evt17)
+        elif err != EAGAIN:
+            self.driver._transport_failed(OSError(err, _strerror(err)))
+        return False
 
     cdef bint _plain(self) except -1:
         """Whether every whole PDU buffered is a P-DATA-TF of well-formed PDV
@@ -209,6 +321,92 @@ cdef class StoreLane:
             if count == 0:
                 return False
             pos += PDU_HEADER + plen
+        return True
+
+    cdef bint _answer(self, int context_id, object command, object sink) except -1:
+        """A streamed C-STORE whose data set is in: commit it and answer here
+        -- what handle_store does -- when there is nothing but success to say
+        (no ``on_store``, the sink healthy, a plain socket to answer on).
+        False leaves the message to handle_store; a commit that fails first
+        fails the sink, so handle_store answers that failure as ever."""
+        cdef PDUReader r = self.reader
+        cdef bytes encoded, out
+        cdef bytes tmp_b, path_b
+        cdef unsigned char* h
+        cdef Py_ssize_t n, sent
+        cdef int fd, err
+        cdef double started, now
+        if self.sock_fd < 0 or self.assoc._on_store is not None or sink.error is not None or sink._fd < 0:
+            return False
+        if len(sink._head):
+            return False            # an empty data set: the File Meta still to write
+        conn = self.conn
+        encoded = self.rsp_bytes(command.message_id or 0, command.get("AffectedSOPClassUID"),
+                                 command.get("AffectedSOPInstanceUID"), 0)
+        if encoded is None:
+            return False
+        n = len(encoded)
+        peer_max = conn.negotiated.peer_max_pdu
+        if peer_max and n + 6 > peer_max:
+            return False
+        started = _monotonic()
+        # StoreSink.commit: close, then rename into place.
+        fd = sink._fd
+        sink._fd = -1
+        if close(fd) != 0:
+            err = errno
+            sink._fail(OSError(err, _strerror(err)))
+            return False
+        tmp, path = sink._tmp, sink.path
+        tmp_b = _fsencode(tmp)
+        path_b = _fsencode(path)
+        if rename(<const char*>tmp_b, <const char*>path_b) != 0:
+            err = errno
+            sink._fail(OSError(err, _strerror(err), tmp, None, path))
+            return False
+        sink._tmp = ""
+        self.answered += 1
+        # The C-STORE-RSP, as one P-DATA-TF (pdata_pdu).
+        out = PyBytes_FromStringAndSize(NULL, 12 + n)
+        h = <unsigned char*>PyBytes_AS_STRING(out)
+        h[0] = 4
+        h[1] = 0
+        _put_be32(h + 2, n + 6)
+        _put_be32(h + 6, n + 2)
+        h[10] = <unsigned char>context_id
+        h[11] = 3
+        memcpy(h + 12, PyBytes_AS_STRING(encoded), <size_t>n)
+        assoc = self.assoc
+        now = _monotonic()
+        if now - started < DEFER_SECONDS and (assoc._ready or conn._events or r.pdu_complete):
+            # More requests are here already: answer them together (handle_store).
+            conn._out.append(out)
+            since = assoc._deferred_since
+            if since is None:
+                assoc._deferred_since = since = now
+                assoc._deferred = 0
+            assoc._deferred += 1
+            if assoc._deferred < DEFER_MAX and now - since < DEFER_SECONDS:
+                return True
+            self.driver.flush()
+        elif conn._out:
+            conn._out.append(out)
+            self.driver.flush()
+        else:
+            with nogil:
+                sent = send(self.sock_fd, <const char*>h, <size_t>(12 + n), MSG_NOSIGNAL)
+            if sent < 0:
+                err = errno
+                if err == EAGAIN or err == EINTR:
+                    sent = 0
+                else:
+                    self.driver._transport_failed(OSError(err, _strerror(err)))
+                    assoc._deferred_since = None
+                    return True
+            if sent < 12 + n:
+                conn._out.append(out[sent:])
+                self.driver.flush()
+        assoc._deferred_since = None
         return True
 
     cdef void _consume(self, Py_ssize_t plen):
@@ -262,7 +460,3 @@ cdef class StoreLane:
         sink.size += n
         return 0
 
-
-cdef object _strerror(int err):
-    import os
-    return os.strerror(err)

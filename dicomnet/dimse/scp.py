@@ -44,6 +44,7 @@ import functools
 import itertools
 import os
 import select
+import socket
 import struct
 import time
 import weakref
@@ -61,6 +62,7 @@ from dicomnet.dimse.scu import send_encoded
 from dicomnet.errors import ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
 from dicomnet.pdu import events as ev
+from dicomnet.transport.sync import SyncDriver
 from dicomnet.types import status as st
 
 if TYPE_CHECKING:
@@ -371,7 +373,11 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
         return StoreSink(ctx, path)
 
     assoc._assembler.set_sink(factory)
-    return StoreLane(assoc._conn, assoc, StoreSink, Message)
+    # The lane answers plain C-STOREs itself on a plain TCP socket; over TLS
+    # (or any other transport) handle_store answers every one.
+    driver = assoc._driver
+    plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
+    return StoreLane(assoc._conn, assoc, StoreSink, Message, _store_rsp_bytes, driver._fd if plain else -1)
 
 
 # ------------------------------------------------------------------ C-STORE

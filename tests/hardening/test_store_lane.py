@@ -30,7 +30,8 @@ RELEASE_RQ = pdu(5, b"\x00" * 4)
 
 class Streamer:
     """Stream every instance to ``folder``; an Affected SOP Instance UID
-    ending in '.9' is kept in memory instead (store_destination says None)."""
+    ending in '.9' is kept in memory instead (store_destination says None),
+    one ending in '.7' is aimed at a folder (the rename into place fails)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -40,15 +41,21 @@ class Streamer:
         uid = str(command.get("AffectedSOPInstanceUID"))
         if uid.endswith(".9"):
             return None
+        if uid.endswith(".7"):
+            return str(self.folder)
         return os.path.join(self.folder, uid + ".dcm")
+
+
+class NotifiedStreamer(Streamer):
+    """The same, and told of every instance stored (so handle_store answers)."""
 
     def on_store(self, ctx, dataset):
         self.stored.append(str(dataset.SOPInstanceUID) if "SOPInstanceUID" in dataset else "?")
         return 0
 
 
-@pytest.fixture
-def servers(tmp_path, monkeypatch):
+@pytest.fixture(params=[Streamer, NotifiedStreamer])
+def servers(request, tmp_path, monkeypatch):
     """(with lane, without lane): the same handler class, each its own folder."""
     made = []
     attach = _scp.attach
@@ -66,7 +73,7 @@ def servers(tmp_path, monkeypatch):
     for name in ("lane", "general"):
         folder = tmp_path / name
         folder.mkdir()
-        srv = Server("HARDEN", Streamer(folder), artim_timeout=0.5, read_timeout=0.6, write_timeout=2.0,
+        srv = Server("HARDEN", request.param(folder), artim_timeout=0.5, read_timeout=0.6, write_timeout=2.0,
                      dimse_timeout=2.0, max_pdu=4096)
         srv.lanes = []
         srv.folder = folder
@@ -139,6 +146,9 @@ def stream() -> list[bytes]:
     uid = "1.2.3.9"
     out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 0, dataset_bytes(uid, 3000)[:1500])),
             pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 3000)[1500:]))]
+    # 9. a destination the file cannot be renamed to (a folder)
+    uid = "1.2.3.7"
+    out += [pdu(4, command(uid)), pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 300)))]
     # 8. a command set in two fragments
     uid = "1.2.3.8"
     cmd = store_command(mid + 1, uid)
@@ -171,11 +181,20 @@ def test_well_formed_stores_answer_and_write_the_same(servers):
     chunks = stream()
     a, b = both(servers, [b"".join(chunks)])
     assert a.pdus == b.pdus
-    assert a.types == [2] + [4] * 9 + [6], a.types    # AC, 8 C-STORE-RSP + 1 C-ECHO-RSP, RP
+    assert a.types == [2] + [4] * 10 + [6], a.types    # AC, 9 C-STORE-RSP + 1 C-ECHO-RSP, RP
+    statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
+    assert statuses.count(0xA700) == 1                  # the rename onto a folder
     assert files(lane.folder) == files(general.folder)
     assert sorted(files(lane.folder)) == [f"1.2.3.{i}.dcm" for i in (1, 2, 3, 4, 5, 6, 8)]
     assert lane.handler.stored == general.handler.stored
     assert lane.lanes and lane.lanes[0].pdus >= 10      # the lane took most of them
+    # Without on_store the lane answers the plain ones itself: not the empty
+    # data set, the in-memory one, the failed rename, nor what the general
+    # path took after the PDU that ends one message and starts the next.
+    if type(lane.handler.__wrapped__) is Streamer:
+        assert lane.lanes[0].answered >= 4
+    else:
+        assert lane.lanes[0].answered == 0
     # Each PDU sent on its own (the peer waits for nothing): the same again.
     a, b = both(servers, chunks, pause=0.01)
     assert a.pdus == b.pdus and a.types[-1] == 6
@@ -226,9 +245,9 @@ def test_write_failure_is_answered_as_on_the_general_path(servers, monkeypatch):
     a, b = both(servers, [b"".join(chunks)])
     assert a.pdus == b.pdus
     statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
-    assert statuses == [0xA700] * 6 + [0, 0] + [0xA700], statuses   # the C-ECHO and the in-memory one succeed
+    assert statuses.count(0xA700) == 8, statuses      # every streamed one
     for srv in servers:
-        assert sorted(p.name for p in srv.folder.iterdir()) == []
+        assert list(srv.folder.iterdir()) == []
 
 
 def test_trickled_data_set_times_out_like_any_message(servers):
@@ -260,3 +279,46 @@ def test_trickled_data_set_times_out_like_any_message(servers):
     while lane.active_associations and time.monotonic() < deadline:
         time.sleep(0.01)
     assert list(lane.folder.iterdir()) == []
+
+
+def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
+    """A client storing as fast as it can, through the lane, loses the
+    association within a moment of the server's shutdown."""
+    from dicomnet.client import Client
+    from dicomnet.errors import DicomNetError
+
+    src = tmp_path / "one.dcm"
+    raw = dataset_bytes("1.2.3.11", 200)
+    from dicomnet.dicom.reader import read_dataset
+    from dicomnet.dicom.writer import write_file
+    write_file(str(src), read_dataset(raw, transfer_syntax=EXPLICIT), EXPLICIT)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srv = Server("HARDEN", Streamer(folder), read_timeout=5.0).start("127.0.0.1", 0)
+    outcome: list[object] = []
+
+    def flood():
+        try:
+            with Client("FLOOD").associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, [EXPLICIT])],
+                                           async_operations=8) as assoc:
+                for _ in assoc.store_many([str(src)] * 200000):
+                    pass
+            outcome.append("finished")
+        except DicomNetError as exc:
+            outcome.append(exc)
+
+    import threading
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while len(list(folder.iterdir())) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.shutdown(5.0)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        srv.shutdown(5.0)
+        thread.join(10.0)
+    assert outcome and outcome[0] != "finished", outcome
