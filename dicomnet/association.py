@@ -333,7 +333,9 @@ class Association:
             self._log.debug("-> %r on context %d%s", command, context_id,
                             f" + data set of {len(memoryview(dataset).cast('B'))} bytes" if has_dataset else "")
         conn = self._conn
-        if conn.state != "Sta6":
+        # A response may still go out once the peer asked to release (Sta8):
+        # it answers a request the peer sent before; a new request may not.
+        if not (conn.is_established or (conn.may_send_data and (command.get("CommandField") or 0) & 0x8000)):
             self._raise_not_established()
         conn.send_pdata(context_id, True, encode_command(command))
         if has_dataset:

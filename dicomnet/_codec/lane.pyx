@@ -45,7 +45,6 @@ import time
 cdef object _fsencode = os.fsencode
 cdef object _strerror = os.strerror
 cdef object _monotonic = time.monotonic
-cdef bint _NO_READS = bool(os.environ.get("LANE_NO_READS"))
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -254,7 +253,7 @@ cdef class StoreLane:
         cdef ssize_t n
         cdef int err
         cdef pollfd interrupt
-        if self.sock_fd < 0 or self.driver.sock is None or _NO_READS:
+        if self.sock_fd < 0 or self.driver.sock is None:
             return False
         if self.interrupt_fd >= 0:
             # A peer that never pauses must not keep a shutting-down server

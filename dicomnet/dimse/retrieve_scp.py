@@ -196,7 +196,7 @@ class _Operation:
             self.assoc._send_message(self.context_id, rsp)
             return
         conn = self.assoc._conn
-        if not conn.is_established:
+        if not conn.may_send_data:
             self.assoc._raise_not_established()
         conn.send_pdata(self.context_id, True, encode_command(rsp))
 

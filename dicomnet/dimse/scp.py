@@ -441,7 +441,7 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
                 return
             assoc._driver.flush()
         else:
-            send_encoded(assoc, message.context_id, encoded, None, what="C-STORE-RSP")
+            send_encoded(assoc, message.context_id, encoded, None, what="C-STORE-RSP", response=True)
         assoc._deferred_since = None
         return
     assoc._send_message(message.context_id, c_store_rsp(message_id, sop_class, sop_instance, status,
@@ -635,7 +635,7 @@ class _FindBatch:
         if encoded is None:
             encoded = self.commands[status] = encode_command(c_find_rsp(self.message_id, self.sop_class, status))
         conn = self.assoc._conn
-        if not conn.is_established:
+        if not conn.may_send_data:
             raise _SendFailed() from self._not_established()
         conn.send_pdata(self.context_id, True, encoded)
         conn.send_pdata(self.context_id, False, data)

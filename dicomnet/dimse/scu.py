@@ -530,12 +530,14 @@ def _send_prepared(assoc: Association, prepared: PreparedStore, priority: int,
     return message_id
 
 
-def send_encoded(assoc: Association, context_id: int, command: bytes, dataset: Any, *, what: str) -> None:
+def send_encoded(assoc: Association, context_id: int, command: bytes, dataset: Any, *, what: str,
+                 response: bool = False) -> None:
     """``assoc._send_message`` for a command set that is already encoded (the
     C-STORE hot path builds its command bytes ahead of time). ``dataset``
-    (bytes-like or None) must agree with the command's CommandDataSetType."""
+    (bytes-like or None) must agree with the command's CommandDataSetType.
+    A ``response`` may still go out once the peer asked to release (Sta8)."""
     conn = assoc._conn
-    if not conn.is_established:
+    if not (conn.is_established or (response and conn.may_send_data)):
         assoc._raise_not_established()
     if assoc._log.isEnabledFor(logging.DEBUG):
         assoc._log.debug("-> %s on context %d%s", what, context_id,

@@ -118,6 +118,14 @@ class Connection:
         return self._state == "Sta6"
 
     @property
+    def may_send_data(self) -> bool:
+        """True when a P-DATA request may be made: in Sta6, and in Sta8 -- the
+        peer asked to release and waits for our answer, and the answers still
+        due to requests it sent before may go out first (PS3.8 Table 9-10:
+        Evt9 in Sta8 is AR-7)."""
+        return self._state == "Sta6" or self._state == "Sta8"
+
+    @property
     def closed(self) -> bool:
         """True once the association is over (back in Sta1 after being used)."""
         return self._ended

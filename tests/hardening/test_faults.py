@@ -30,6 +30,7 @@ from .conftest import (
     converse,
     echo_ok,
     fd_count,
+    pdu,
     record,
     wait_for,
 )
@@ -602,3 +603,22 @@ def test_shutdown_does_not_wait_for_abandoned_threads(caplog):
         release.set()
         srv.shutdown(5.0)
     assert wait_for(lambda: not threads_named("dicomnet-assoc-"), 5.0)
+
+
+def test_requests_read_with_the_release_request_are_answered_first(server):
+    """A peer that sends C-ECHOs and its A-RELEASE-RQ in one write gets every
+    answer, then the A-RELEASE-RP (PS3.8 Table 9-10: P-DATA in Sta8 is AR-7);
+    the answers used to be dropped with the association."""
+    from dicomnet.dimse.commands import c_echo_rq, decode_command, encode_command
+
+    def echo_pdu(message_id: int) -> bytes:
+        command = encode_command(c_echo_rq(message_id))
+        return pdu(4, struct.pack(">LBB", len(command) + 2, 1, 3) + command)
+
+    rq = associate_rq_bytes(contexts=[(VERIFICATION, (EXPLICIT,))])
+    answer = converse(server.port, [rq, echo_pdu(1) + echo_pdu(2) + echo_pdu(3) + pdu(5, b"\x00" * 4)],
+                      wait=3.0, pause=0.15)
+    assert answer.types == [2, 4, 4, 4, 6], answer
+    answered = [decode_command(body[6:]) for t, body in answer.pdus if t == 4]
+    assert [c.get("MessageIDBeingRespondedTo") for c in answered] == [1, 2, 3]
+    assert all(c.get("Status") == 0 for c in answered)

@@ -198,6 +198,14 @@ def test_well_formed_stores_answer_and_write_the_same(servers):
     # Each PDU sent on its own (the peer waits for nothing): the same again.
     a, b = both(servers, chunks, pause=0.01)
     assert a.pdus == b.pdus and a.types[-1] == 6
+    # The A-RELEASE-RQ read with the requests: every answer still goes out
+    # first (Sta8 allows it), then the A-RELEASE-RP.
+    rq = associate_rq_bytes(contexts=LANE_CONTEXTS, max_pdu=4096)
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(lambda srv: converse(srv.port, [rq, b"".join(chunks) + RELEASE_RQ], wait=3.0, pause=0.15),
+                        servers)
+    assert a.pdus == b.pdus
+    assert a.types == [2] + [4] * 10 + [6], a.types
 
 
 @pytest.mark.parametrize("seed", range(24))
