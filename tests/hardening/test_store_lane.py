@@ -330,3 +330,48 @@ def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
         srv.shutdown(5.0)
         thread.join(10.0)
     assert outcome and outcome[0] != "finished", outcome
+
+
+def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, monkeypatch):
+    """Over TLS the lane takes the P-DATA the driver decrypted (SyncDriver.fill)
+    and leaves the answers to handle_store; the files are the sent data sets."""
+    from dicomnet.client import Client
+    from dicomnet.dicom.reader import read_dataset
+    from dicomnet.dicom.writer import write_file
+    from dicomnet.transport.tls import make_context
+
+    lanes = []
+    attach = _scp.attach
+
+    def keep(server, assoc, info):
+        lane = attach(server, assoc, info)
+        lanes.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", keep)
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"src{i}.dcm"
+        raw = dataset_bytes(f"1.2.3.{20 + i}", 3000 + 5000 * i)
+        write_file(str(path), read_dataset(raw, transfer_syntax=EXPLICIT), EXPLICIT)
+        paths.append(path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    server_tls = make_context(server_side=True, cert=pki["server"] + ".crt", key=pki["server"] + ".key",
+                              ca=pki["ca"] + ".crt")
+    srv = Server("HARDEN", Streamer(folder), tls=server_tls, max_pdu=4096).start("127.0.0.1", 0)
+    try:
+        client = Client("TLSSCU", tls=make_context(server_side=False, ca=pki["ca"] + ".crt"))
+        with client.associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, [EXPLICIT])],
+                              async_operations=4) as assoc:
+            assert [status for _, status, _ in assoc.store_many([str(p) for p in paths])] == [0] * 6
+    finally:
+        srv.shutdown(5.0)
+    assert lanes and lanes[0] is not None and lanes[0].pdus >= 12 and lanes[0].answered == 0
+    def dataset_part(data: bytes) -> bytes:
+        assert data[128:132] == b"DICM"
+        return data[144 + struct.unpack_from("<L", data, 140)[0]:]   # after (0002,0000) UL and its group
+
+    for i, path in enumerate(paths):
+        stored = (folder / f"1.2.3.{20 + i}.dcm").read_bytes()
+        assert dataset_part(stored) == dataset_part(path.read_bytes())
