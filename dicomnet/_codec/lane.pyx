@@ -39,12 +39,14 @@ from libc.string cimport memcpy
 
 from dicomnet._codec.pdu cimport PDUReader
 
+import logging
 import os
 import time
 
 cdef object _fsencode = os.fsencode
 cdef object _strerror = os.strerror
 cdef object _monotonic = time.monotonic
+cdef object _LIBRARY_LOG = logging.getLogger("dicomnet")     # the assembler's
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -160,7 +162,7 @@ cdef class StoreLane:
         cdef int context_ids[MAX_PDVS]
         conn = self.conn
         assembler = self.assembler
-        if self.log.isEnabledFor(DEBUG):
+        if self.log.isEnabledFor(DEBUG) or _LIBRARY_LOG.isEnabledFor(DEBUG):
             return False        # the general path logs every message
         if not self._plain():
             return False

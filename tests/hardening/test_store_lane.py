@@ -375,3 +375,15 @@ def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, monkeyp
     for i, path in enumerate(paths):
         stored = (folder / f"1.2.3.{20 + i}.dcm").read_bytes()
         assert dataset_part(stored) == dataset_part(path.read_bytes())
+
+
+def test_debug_logging_takes_the_general_path_and_logs_every_message(servers, caplog):
+    """With DEBUG on, every message is logged as it arrives: the lane stands aside."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="dicomnet")
+    lane, general = servers
+    a, b = both(servers, [b"".join(stream())])
+    assert a.pdus == b.pdus and a.types[-1] == 6
+    assert lane.lanes and lane.lanes[0].pdus == 0
+    assert sum("DIMSE message complete" in r.getMessage() for r in caplog.records) == 2 * 9   # data sets
