@@ -37,7 +37,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport errno, EINTR, EAGAIN  # EWOULDBLOCK is EAGAIN on every platform with MSG_NOSIGNAL
 from libc.string cimport memcpy
 
-from dicomnet._codec.pdu cimport PDUReader
+from dicomnet._codec.pdu cimport PDUReader, _be32, _put_be32
 
 import logging
 import os
@@ -82,17 +82,6 @@ cdef enum:
     DEFER_MAX = 16      # dicomnet.dimse.scp._DEFER_MAX
     READ_AT_ONCE = 65536    # the rest of a PDU up to this size is read without waiting
 cdef double DEFER_SECONDS = 0.002   # dicomnet.dimse.scp._DEFER_SECONDS
-
-
-cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
-    return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
-
-
-cdef inline void _put_be32(unsigned char* p, Py_ssize_t v) noexcept nogil:
-    p[0] = (v >> 24) & 0xFF
-    p[1] = (v >> 16) & 0xFF
-    p[2] = (v >> 8) & 0xFF
-    p[3] = v & 0xFF
 
 
 cdef class StoreLane:
@@ -154,7 +143,7 @@ cdef class StoreLane:
         cdef PDUReader r = self.reader
         cdef const unsigned char* p
         cdef const unsigned char* body
-        cdef Py_ssize_t avail, plen, pos, ilen
+        cdef Py_ssize_t avail, plen
         cdef int count, i, context_id
         cdef Py_ssize_t offsets[MAX_PDVS]
         cdef Py_ssize_t lengths[MAX_PDVS]
@@ -191,26 +180,9 @@ cdef class StoreLane:
                         return False
                     continue
                 return True
-            # The PDV items, checked as pdata_pdvs checks them.
             body = p + PDU_HEADER
-            count = 0
-            pos = 0
-            while pos < plen:
-                if count == MAX_PDVS or plen - pos < 4:
-                    return False
-                ilen = _be32(body + pos)
-                if ilen < 2 or ilen > plen - pos - 4:
-                    return False
-                context_id = body[pos + 4]
-                if context_id not in self.contexts:
-                    return False
-                context_ids[count] = context_id
-                controls[count] = body[pos + 5]
-                offsets[count] = pos + PDV_HEADER
-                lengths[count] = ilen - 2
-                count += 1
-                pos += 4 + ilen
-            if count == 0:
+            count = self._items(body, plen, context_ids, controls, offsets, lengths)
+            if count <= 0:
                 return False
             if assembler._context_id is None:
                 # A new message: exactly one whole command set.
@@ -297,9 +269,7 @@ cdef class StoreLane:
         what the peer sees when the lane is in use."""
         cdef PDUReader r = self.reader
         cdef const unsigned char* data = r._chunk.data
-        cdef const unsigned char* body
-        cdef Py_ssize_t pos = r._start, plen, off, ilen
-        cdef int count
+        cdef Py_ssize_t pos = r._start, plen
         while r._end - pos >= PDU_HEADER:
             if data[pos] != 4:
                 return False
@@ -308,21 +278,36 @@ cdef class StoreLane:
                 return False
             if r._end - pos - PDU_HEADER < plen:
                 return True
-            body = data + pos + PDU_HEADER
-            off = 0
-            count = 0
-            while off < plen:
-                if count == MAX_PDVS or plen - off < 4:
-                    return False
-                ilen = _be32(body + off)
-                if ilen < 2 or ilen > plen - off - 4 or body[off + 4] not in self.contexts:
-                    return False
-                count += 1
-                off += 4 + ilen
-            if count == 0:
+            if self._items(data + pos + PDU_HEADER, plen, NULL, NULL, NULL, NULL) <= 0:
                 return False
             pos += PDU_HEADER + plen
         return True
+
+    cdef int _items(self, const unsigned char* body, Py_ssize_t plen, int* context_ids,
+                    unsigned char* controls, Py_ssize_t* offsets, Py_ssize_t* lengths) except -2:
+        """The PDV items of a P-DATA-TF body of ``plen`` bytes, checked as
+        pdata_pdvs checks them (item lengths, accepted contexts): their count,
+        or 0 when the body is not that (or holds over MAX_PDVS items). Their
+        fields go to the arrays, when given."""
+        cdef Py_ssize_t pos = 0, ilen
+        cdef int count = 0, context_id
+        while pos < plen:
+            if count == MAX_PDVS or plen - pos < 4:
+                return 0
+            ilen = _be32(body + pos)
+            if ilen < 2 or ilen > plen - pos - 4:
+                return 0
+            context_id = body[pos + 4]
+            if context_id not in self.contexts:
+                return 0
+            if context_ids != NULL:
+                context_ids[count] = context_id
+                controls[count] = body[pos + 5]
+                offsets[count] = pos + PDV_HEADER
+                lengths[count] = ilen - 2
+            count += 1
+            pos += 4 + ilen
+        return count
 
     cdef bint _answer(self, int context_id, object command, object sink) except -1:
         """A streamed C-STORE whose data set is in: commit it and answer here

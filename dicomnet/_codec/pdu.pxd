@@ -1,5 +1,17 @@
 # Interface of dicomnet._codec.pdu for other Cython modules (cimport).
 
+
+# Big-endian 32-bit fields of PDU and PDV headers (PS3.8 9.3).
+cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
+    return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
+
+
+cdef inline void _put_be32(unsigned char* p, Py_ssize_t v) noexcept nogil:
+    p[0] = (v >> 24) & 0xFF
+    p[1] = (v >> 16) & 0xFF
+    p[2] = (v >> 8) & 0xFF
+    p[3] = v & 0xFF
+
 cdef class _Chunk:
     # One malloc'd block of receive memory, freed with the object. It is
     # realloc'd (grow) only while nothing is exported: ``read_exports`` counts

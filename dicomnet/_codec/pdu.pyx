@@ -44,17 +44,6 @@ cdef Py_ssize_t MAX_U32 = 0xFFFFFFFF
 cdef char* _FORMAT_B = "B"   # buffer format of unsigned bytes (a static C string)
 
 
-cdef inline Py_ssize_t _be32(const unsigned char* p) noexcept nogil:
-    return (<Py_ssize_t>p[0] << 24) | (<Py_ssize_t>p[1] << 16) | (<Py_ssize_t>p[2] << 8) | <Py_ssize_t>p[3]
-
-
-cdef inline void _put_be32(unsigned char* p, Py_ssize_t v) noexcept nogil:
-    p[0] = (v >> 24) & 0xFF
-    p[1] = (v >> 16) & 0xFF
-    p[2] = (v >> 8) & 0xFF
-    p[3] = v & 0xFF
-
-
 cdef class _Chunk:
     """A block of receive memory; exports are read-only and counted.
 

@@ -326,19 +326,10 @@ class SyncDriver:
                     conn.connection_lost()
                     continue
                 return ev.ConnectionClosed()
-            now = _monotonic()
-            due = conn.deadline()
-            wake = limit if due is None or due > limit else due
-            if now >= wake:
-                if due is not None and now >= due:
-                    self.timer_expired = True
-                    conn.timeout(now)
-                    if conn.deadline() == due:  # pragma: no cover - a timer that does not move on
-                        raise ARTIMTimeout("the association timer expired and the state machine did not act")
-                    continue
-                raise ReadTimeout(f"nothing arrived from the peer for "
-                                  f"{self.read_timeout if timeout is None else timeout:g} s")
-            if not self._wait(wake - now, writing=False):
+            left = self._time_left(limit, timeout)
+            if left is None:
+                continue                # the timer fired: its event, if any, is next
+            if not self._wait(left, writing=False):
                 continue
             self._receive_some()
             event = conn.next_event()
@@ -372,18 +363,31 @@ class SyncDriver:
                 return
             if conn.events_pending:
                 return
-            now = _monotonic()
-            due = conn.deadline()
-            wake = limit if due is None or due > limit else due
-            if now >= wake:
-                if due is not None and now >= due:
-                    self.timer_expired = True
-                    conn.timeout(now)
-                    return
-                raise ReadTimeout(f"no complete message from the peer within {self.read_timeout:g} s")
-            if self._wait(wake - now, writing=False):
+            left = self._time_left(limit, self.read_timeout)
+            if left is None:
+                return
+            if self._wait(left, writing=False):
                 self._receive_some(act=False)
                 return
+
+    def _time_left(self, limit: float, timeout: float | None) -> float | None:
+        """Seconds a read may wait: until ``limit`` or the Connection's timer,
+        whichever is first. None once the timer is due -- it is fired here
+        (:attr:`timer_expired`). Past ``limit``, :class:`ReadTimeout` (the wait
+        was for ``timeout`` seconds, default ``read_timeout``)."""
+        conn = self.conn
+        now = _monotonic()
+        due = conn.deadline()
+        wake = limit if due is None or due > limit else due
+        if now < wake:
+            return wake - now
+        if due is not None and now >= due:
+            self.timer_expired = True
+            conn.timeout(now)
+            if conn.deadline() == due:  # pragma: no cover - a timer that does not move on
+                raise ARTIMTimeout("the association timer expired and the state machine did not act")
+            return None
+        raise ReadTimeout(f"nothing arrived from the peer for {self.read_timeout if timeout is None else timeout:g} s")
 
     def _receive_some(self, act: bool = True) -> None:
         """One ``recv_into`` straight into the Connection's buffer (``act``:
