@@ -400,15 +400,27 @@ class Association:
                 self._log_received(message)
             return message
         first: Message | None = None
-        for pdv in pdvs:
-            message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
-            if message is not None:
-                if self._log.isEnabledFor(_DEBUG):
-                    self._log_received(message)
-                if first is None:
-                    first = message
-                else:
-                    self._ready.append(message)
+        try:
+            for pdv in pdvs:
+                message = feed(pdv.context_id, pdv.is_command, pdv.is_last, pdv.data)
+                if message is not None:
+                    if self._log.isEnabledFor(_DEBUG):
+                        self._log_received(message)
+                    if first is None:
+                        first = message
+                    else:
+                        self._ready.append(message)
+        except PDUError:
+            # The association is aborted for a later PDV of this PDU: the
+            # messages it completed before are never answered. Their streamed
+            # files go now -- not whenever the last reference to the sink
+            # does (a log record holding the exception can keep it for long).
+            for lost in ([first] if first is not None else []) + list(self._ready):
+                discard = getattr(lost.sink, "discard", None)
+                if discard is not None:
+                    discard()
+            self._ready.clear()
+            raise
         return first
 
     def _log_received(self, message: Message) -> None:

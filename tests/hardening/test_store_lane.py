@@ -208,7 +208,7 @@ def test_well_formed_stores_answer_and_write_the_same(servers):
     assert a.types == [2] + [4] * 10 + [6], a.types
 
 
-@pytest.mark.parametrize("seed", range(24))
+@pytest.mark.parametrize("seed", [*range(24), 110])     # 110: see the next test
 def test_damaged_streams_get_the_same_answer_from_both_paths(servers, seed):
     """One PDU damaged (bits flipped, bytes cut or inserted). The PDUs go out
     one at a time, so each is read on its own by either server: both then act
@@ -235,6 +235,23 @@ def test_damaged_streams_get_the_same_answer_from_both_paths(servers, seed):
     lane, general = servers
     assert files(lane.folder) == files(general.folder), seed
     assert not [p for p in lane.folder.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_message_lost_with_the_association_leaves_no_temporary_file(servers, caplog):
+    """A PDU that completes one streamed data set and then holds an
+    undecodable command set: the association is aborted, the complete data
+    set is never answered, and its temporary file is gone by the time the
+    association is -- even while the log records that name the fault (which
+    hold the exception, and so the frames that held the message) are kept."""
+    uid = "1.2.3.5"
+    broken = b"\x08\x00\x10\x00\xff\xff\xff\x7f"     # (0008,0010), a length past the end
+    chunks = [pdu(4, pdv(CT_CONTEXT, 3, store_command(1, uid))),
+              pdu(4, pdv(CT_CONTEXT, 2, dataset_bytes(uid, 500)) + pdv(CT_CONTEXT, 3, broken))]
+    a, b = both(servers, chunks, pause=0.02)
+    assert a.pdus == b.pdus and a.types == [2, 7], a
+    for srv in servers:
+        assert list(srv.folder.iterdir()) == []
+    assert any("undecodable command set" in r.getMessage() for r in caplog.records)
 
 
 def test_write_failure_is_answered_as_on_the_general_path(servers, monkeypatch):
