@@ -14,8 +14,16 @@ objects, no assembler call per fragment -- and:
   for the file), so a new message starts exactly as on the general path;
 * a PDU of data set PDVs for the message in progress, whose sink is a
   :class:`dicomnet.dimse.scp.StoreSink` with its file open, is written to
-  that file here, with the GIL released; the message that its last fragment
-  completes is returned for the server to answer.
+  that file here, with the GIL released. The message its last fragment
+  completes is committed and answered here too when there is nothing but
+  success to say (no ``on_store``, a healthy sink, a plain TCP socket: the
+  file renamed into place, the C-STORE-RSP sent or batched as
+  ``handle_store`` does); otherwise it is returned for the server to answer.
+
+When the lane needs bytes it first reads what a plain socket already holds,
+without waiting (at a PDU boundary, or when at most 64 KiB of a PDU is
+missing); otherwise ``run`` returns True and the driver waits
+(:meth:`SyncDriver.fill`).
 
 Everything else -- any other PDU type, a PDV shape or context that is not
 the plain case, a data set held in memory, a sink that failed, queued
@@ -79,9 +87,7 @@ cdef enum:
     PDV_HEADER = 6
     MAX_PDVS = 16       # more PDVs in one P-DATA-TF: the general path takes it
     DEBUG = 10          # logging.DEBUG
-    DEFER_MAX = 16      # dicomnet.dimse.scp._DEFER_MAX
     READ_AT_ONCE = 65536    # the rest of a PDU up to this size is read without waiting
-cdef double DEFER_SECONDS = 0.002   # dicomnet.dimse.scp._DEFER_SECONDS
 
 
 cdef class StoreLane:
@@ -106,6 +112,8 @@ cdef class StoreLane:
     cdef object driver
     cdef int sock_fd            # -1: answers go through the driver (TLS, or a socket of another kind)
     cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
+    cdef int defer_max          # response batching bounds: handle_store's (dicomnet.dimse.scp)
+    cdef double defer_seconds
     cdef readonly Py_ssize_t pdus
     """P-DATA-TF PDUs the lane has taken (for tests and diagnostics)."""
     cdef readonly Py_ssize_t answered
@@ -113,7 +121,8 @@ cdef class StoreLane:
     cdef readonly Py_ssize_t reads
     """Reads the lane made itself (non-blocking, plain sockets)."""
 
-    def __init__(self, conn, assoc, sink_type, message_type, rsp_bytes=None, sock_fd=-1):
+    def __init__(self, conn, assoc, sink_type, message_type, rsp_bytes=None, sock_fd=-1,
+                 int defer_max=16, double defer_seconds=0.002):
         self.reader = conn._reader
         self.conn = conn
         self.assoc = assoc
@@ -127,6 +136,8 @@ cdef class StoreLane:
         self.sock_fd = sock_fd if rsp_bytes is not None else -1
         interrupt = self.driver._interrupt_fd
         self.interrupt_fd = -1 if interrupt is None else interrupt
+        self.defer_max = defer_max
+        self.defer_seconds = defer_seconds
         self.pdus = 0
         self.answered = 0
         self.reads = 0
@@ -364,7 +375,7 @@ cdef class StoreLane:
         memcpy(h + 12, PyBytes_AS_STRING(encoded), <size_t>n)
         assoc = self.assoc
         now = _monotonic()
-        if now - started < DEFER_SECONDS and (assoc._ready or conn._events or r.pdu_complete):
+        if now - started < self.defer_seconds and (assoc._ready or conn._events or r.pdu_complete):
             # More requests are here already: answer them together (handle_store).
             conn._out.append(out)
             since = assoc._deferred_since
@@ -372,7 +383,7 @@ cdef class StoreLane:
                 assoc._deferred_since = since = now
                 assoc._deferred = 0
             assoc._deferred += 1
-            if assoc._deferred < DEFER_MAX and now - since < DEFER_SECONDS:
+            if assoc._deferred < self.defer_max and now - since < self.defer_seconds:
                 return True
             self.driver.flush()
         elif conn._out:

@@ -377,7 +377,8 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
     # (or any other transport) handle_store answers every one.
     driver = assoc._driver
     plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
-    return StoreLane(assoc._conn, assoc, StoreSink, Message, _store_rsp_bytes, driver._fd if plain else -1)
+    return StoreLane(assoc._conn, assoc, StoreSink, Message, _store_rsp_bytes, driver._fd if plain else -1,
+                     _DEFER_MAX, _DEFER_SECONDS)
 
 
 # ------------------------------------------------------------------ C-STORE
