@@ -577,7 +577,6 @@ class Server:
         log = self.logger
         driver = assoc._driver
         conn = driver.conn
-        deadline: float | None = None   # the lane's wait for the message in progress
         while True:
             try:
                 if lane is not None:
@@ -585,14 +584,12 @@ class Server:
                     # reader itself; what it leaves goes the general way. One
                     # message gets read_timeout however many reads it takes
                     # (as one assoc._next call), or a trickling peer would
-                    # never time out.
+                    # never time out; the lane knows where each one begins,
+                    # including those it answers itself (lane.deadline).
                     item = lane.run()
                     if item is True:
-                        if deadline is None:
-                            deadline = time.monotonic() + self.read_timeout
-                        driver.fill(deadline)
+                        driver.fill(lane.deadline)
                         continue
-                    deadline = None
                     if item is False:
                         # The Connection acts on what the lane left, and what
                         # the state machine answers goes out at once (as

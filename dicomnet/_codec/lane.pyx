@@ -114,6 +114,8 @@ cdef class StoreLane:
     cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
     cdef int defer_max          # response batching bounds: handle_store's (dicomnet.dimse.scp)
     cdef double defer_seconds
+    cdef double read_timeout    # the driver's: how long one message may take to arrive
+    cdef double _deadline       # when the message in progress must be in (0: no wait begun)
     cdef readonly Py_ssize_t pdus
     """P-DATA-TF PDUs the lane has taken (for tests and diagnostics)."""
     cdef readonly Py_ssize_t answered
@@ -138,19 +140,39 @@ cdef class StoreLane:
         self.interrupt_fd = -1 if interrupt is None else interrupt
         self.defer_max = defer_max
         self.defer_seconds = defer_seconds
+        self.read_timeout = self.driver.read_timeout
+        self._deadline = 0
         self.pdus = 0
         self.answered = 0
         self.reads = 0
+
+    @property
+    def deadline(self):
+        """When the message the lane waits for must be in (``time.monotonic()``
+        time): what :meth:`SyncDriver.fill` gets after :meth:`run` returned
+        True. Each message has ``read_timeout`` however many reads it takes
+        (as one ``Association._next`` call), from the first wait for it; a
+        message the lane answers itself starts the next one's."""
+        return self._deadline if self._deadline else None
 
     def run(self):
         """Take what the lane can of the PDUs received so far.
 
         Returns a completed message (to be answered), True when the lane
-        needs more bytes (:meth:`SyncDriver.fill`), or False when the next
-        PDU -- or an event already queued -- is for the general path.
-        Raises what the assembler raises for a command set it takes
-        (PDUError: abort, as on the general path).
+        needs more bytes (:meth:`SyncDriver.fill`, until :attr:`deadline`),
+        or False when the next PDU -- or an event already queued -- is for
+        the general path. Raises what the assembler raises for a command set
+        it takes (PDUError: abort, as on the general path).
         """
+        result = self._run()
+        if result is True:
+            if not self._deadline:
+                self._deadline = _monotonic() + self.read_timeout
+        else:
+            self._deadline = 0
+        return result
+
+    cdef object _run(self):
         cdef PDUReader r = self.reader
         cdef const unsigned char* p
         cdef const unsigned char* body
@@ -223,6 +245,7 @@ cdef class StoreLane:
                 command = assembler._command
                 assembler._reset()
                 if self._answer(context_id, command, sink):
+                    self._deadline = 0      # answered: the next message has its own read_timeout
                     continue
                 message = self.message_type(context_id, command)
                 message.sink = sink

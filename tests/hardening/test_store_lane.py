@@ -306,6 +306,33 @@ def test_trickled_data_set_times_out_like_any_message(servers):
     assert list(lane.folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("window", [1, 8])
+def test_stores_for_longer_than_read_timeout_go_on(tmp_path, window):
+    """read_timeout bounds each message, not the association: stores the lane
+    answers itself, one after another for three read_timeouts, all succeed
+    (the lane once timed the first message's wait across all of them)."""
+    from dicomnet.client import Client
+    from dicomnet.dicom.reader import read_dataset
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srv = Server("HARDEN", Streamer(folder), read_timeout=0.4).start("127.0.0.1", 0)
+    try:
+        stored = 0
+        start = time.monotonic()
+        with Client("LONG").associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, [EXPLICIT])],
+                                      async_operations=window) as assoc:
+            while time.monotonic() - start < 1.2:
+                batch = [read_dataset(dataset_bytes(f"1.2.3.12.{stored + i}.1", 300), transfer_syntax=EXPLICIT)
+                         for i in range(window)]
+                for _, status, _ in assoc.store_many(batch):
+                    assert status == 0
+                stored += window
+        assert len(list(folder.glob("*.dcm"))) == stored
+    finally:
+        srv.shutdown(5.0)
+
+
 def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
     """A client storing as fast as it can, through the lane, loses the
     association within a moment of the server's shutdown."""
