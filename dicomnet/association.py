@@ -367,10 +367,12 @@ class Association:
         self._on_other_event(item)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _next(self, timeout: float) -> Message | ev.Event:
+    def _next(self, timeout: float, *, per_pdu: bool = False) -> Message | ev.Event:
         """The next complete message, or the first event that is not P-DATA
         (release request, abort, connection closed). Raises ReadTimeout after
-        ``timeout`` seconds, PDUError for a malformed message; the association
+        ``timeout`` seconds -- for the whole message, or with ``per_pdu`` for
+        each PDU of it (a big data set over a slow link may take longer than
+        one timeout) -- and PDUError for a malformed message; the association
         is left as it is (the caller decides whether to abort)."""
         if self._ready:
             return self._ready.popleft()
@@ -386,6 +388,8 @@ class Association:
             del event
             if message is not None:
                 return message
+            if per_pdu:
+                limit = time.monotonic() + timeout
 
     def _feed(self, event: ev.PDataReceived) -> Message | None:
         """Hand each PDV to the assembler; return the first completed message

@@ -7,8 +7,9 @@
 Threads: one accepts connections; each association is served on its own
 thread by the blocking driver (:mod:`dicomnet.transport.sync`). Every wait is
 bounded (``artim_timeout`` for the A-ASSOCIATE-RQ and for the peer to close
-after a release or rejection, ``read_timeout`` for an idle association,
-``write_timeout`` for a peer that stops reading). :meth:`Server.shutdown`
+after a release or rejection, ``read_timeout`` for each PDU -- an idle
+association, a peer that trickles a PDU --, ``write_timeout`` for a peer that
+stops reading). :meth:`Server.shutdown`
 wakes every thread through one socketpair, aborts the open associations and
 joins all threads.
 """
@@ -581,11 +582,10 @@ class Server:
             try:
                 if lane is not None:
                     # The lane takes the P-DATA of streamed C-STOREs from the
-                    # reader itself; what it leaves goes the general way. One
-                    # message gets read_timeout however many reads it takes
-                    # (as one assoc._next call), or a trickling peer would
-                    # never time out; the lane knows where each one begins,
-                    # including those it answers itself (lane.deadline).
+                    # reader itself; what it leaves goes the general way. Each
+                    # PDU gets read_timeout however many reads it takes, or a
+                    # trickling peer would never time out; the lane knows
+                    # when the wait for each began (lane.deadline).
                     item = lane.run()
                     if item is True:
                         driver.fill(lane.deadline)
@@ -597,9 +597,9 @@ class Server:
                         conn.buffer_updated(0)
                         if conn.wants_flush:
                             driver.flush()
-                        item = assoc._next(self.read_timeout)
+                        item = assoc._next(self.read_timeout, per_pdu=True)
                 else:
-                    item = assoc._next(self.read_timeout)
+                    item = assoc._next(self.read_timeout, per_pdu=True)
             except PDUError as exc:  # a PDV sequence or command set that breaks PS3.7/PS3.8
                 log.warning("invalid DIMSE message from %s: %s; aborting", info.calling_ae, exc)
                 assoc.abort()

@@ -6,8 +6,10 @@ class StoreLane:
     pdus: int
     #: C-STOREs the lane committed and answered itself.
     answered: int
-    #: Reads the lane made itself (non-blocking, plain sockets).
+    #: Reads the lane made itself (plain sockets).
     reads: int
+    #: Waits for the rest of a PDU the lane made itself (plain sockets).
+    waits: int
     def __init__(self, conn: Any, assoc: Any, sink_type: type, message_type: type,
                  rsp_bytes: Any = None, sock_fd: int = -1, defer_max: int = 16,
                  defer_seconds: float = 0.002) -> None: ...

@@ -68,6 +68,11 @@ cdef extern from *:
     int dn_spin_readable(long long fd, long long other, long long budget_ns) nogil
 
 
+cdef int spin_ready(long long fd, long long other, long long budget_ns) noexcept nogil:
+    """:func:`spin_readable` for compiled callers, which hold no GIL (budget in ns)."""
+    return dn_spin_readable(fd, other, budget_ns)
+
+
 def spin_readable(long long fd, long long other_fd, double seconds) -> int:
     """Look for input on ``fd`` (and ``other_fd`` unless it is -1) for at most
     ``seconds``, without sleeping and without the GIL.

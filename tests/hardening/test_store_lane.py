@@ -306,6 +306,30 @@ def test_trickled_data_set_times_out_like_any_message(servers):
     assert list(lane.folder.iterdir()) == []
 
 
+def test_a_data_set_slower_than_read_timeout_is_stored_while_each_pdu_is_in_time(servers):
+    """read_timeout bounds the wait for each PDU, not for a whole data set: a
+    peer on a slow link whose data set arrives over several read_timeouts,
+    one PDU well within read_timeout of the last, is served -- streamed to a
+    file or held in memory, with or without the lane (as dcmtk and
+    pynetdicom time each read, not each message)."""
+    streamed, kept = "1.2.3.21", "1.2.3.9"      # '.9': held in memory (Streamer)
+    chunks = []
+    for mid, uid in ((1, streamed), (2, kept)):
+        data = dataset_bytes(uid, 6000)
+        chunks.append(pdu(4, pdv(CT_CONTEXT, 3, store_command(mid, uid))))
+        chunks += [pdu(4, pdv(CT_CONTEXT, 2 if end >= len(data) else 0, data[end - 1000:end]))
+                   for end in range(1000, len(data) + 1, 1000)]
+    lane_server = servers[0]
+    pause = lane_server.read_timeout / 3     # 14 PDUs: about five read_timeouts in all
+    a, b = both(servers, chunks, wait=pause * len(chunks) + 3.0, pause=pause)
+    assert a.pdus == b.pdus
+    assert a.types == [2, 4, 4, 6], a.types       # no A-ABORT: both answered, then released
+    statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
+    assert statuses[0] == 0
+    assert files(lane_server.folder) == files(servers[1].folder)
+    assert list(files(lane_server.folder)) == [streamed + ".dcm"]
+
+
 @pytest.mark.parametrize("window", [1, 8])
 def test_stores_for_longer_than_read_timeout_go_on(tmp_path, window):
     """read_timeout bounds each message, not the association: stores the lane
@@ -374,6 +398,72 @@ def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
         srv.shutdown(5.0)
         thread.join(10.0)
     assert outcome and outcome[0] != "finished", outcome
+
+
+def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch):
+    """A 200 KB data PDU whose header and first bytes come 0.2 s before the
+    rest: the lane waits for the rest itself and stores it whole."""
+    lanes = []
+    attach = _scp.attach
+
+    def keep(server, assoc, info):
+        lane = attach(server, assoc, info)
+        lanes.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", keep)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    uid = "1.2.3.31.1"
+    raw = dataset_bytes(uid, 200_000)
+    data = pdu(4, pdv(CT_CONTEXT, 2, raw))
+    srv = Server("HARDEN", Streamer(folder), max_pdu=256 * 1024, read_timeout=2.0).start("127.0.0.1", 0)
+    try:
+        rq = associate_rq_bytes(contexts=LANE_CONTEXTS, max_pdu=4096)
+        answer = converse(srv.port, [rq, pdu(4, pdv(CT_CONTEXT, 3, store_command(1, uid))) + data[:10_000],
+                                     data[10_000:], RELEASE_RQ], wait=3.0, pause=0.2)
+    finally:
+        srv.shutdown(5.0)
+    assert answer.types == [2, 4, 6], answer
+    assert decode_command(answer.pdus[1][1][6:]).get("Status") == 0
+    assert lanes[0].waits >= 1 and lanes[0].answered == 1
+    assert (folder / f"{uid}.dcm").read_bytes().endswith(raw)
+
+
+@pytest.mark.parametrize("window", [1, 4])
+def test_big_pdus_through_the_lane_land_byte_for_byte(tmp_path, monkeypatch, window):
+    """Data sets of about 1 MB from our client in PDUs of 256 KiB, as fast as
+    it sends them: every file holds exactly the data set sent."""
+    from dicomnet.client import Client
+    from dicomnet.dicom.reader import read_dataset
+
+    lanes = []
+    attach = _scp.attach
+
+    def keep(server, assoc, info):
+        lane = attach(server, assoc, info)
+        lanes.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", keep)
+    sent = {f"1.2.3.30.{i}.1": dataset_bytes(f"1.2.3.30.{i}.1", 900_000 + 77_777 * i) for i in range(5)}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srv = Server("HARDEN", Streamer(folder), max_pdu=256 * 1024).start("127.0.0.1", 0)
+    try:
+        with Client("BIGPDU").associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, [EXPLICIT])],
+                                        async_operations=window) as assoc:
+            datasets = [read_dataset(raw, transfer_syntax=EXPLICIT) for raw in sent.values()]
+            assert [status for _, status, _ in assoc.store_many(datasets)] == [0] * len(sent)
+    finally:
+        srv.shutdown(5.0)
+    lane = lanes[0]
+    assert lane is not None and lane.answered == len(sent)
+    assert lane.pdus >= len(sent) * 5          # a command PDU and at least four data PDUs each
+    for uid, raw in sent.items():
+        data = (folder / f"{uid}.dcm").read_bytes()
+        assert data[128:132] == b"DICM" and data.endswith(raw) and len(data) < len(raw) + 400
+    assert not [p for p in folder.iterdir() if not p.name.endswith(".dcm")]
 
 
 def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, monkeypatch):
