@@ -344,21 +344,24 @@ class Association:
 
     def _receive_message(self, timeout: float | None = None) -> Message:
         """The next complete DIMSE message, waiting at most ``timeout`` seconds
-        (default: ``dimse_timeout``).
+        (default: ``dimse_timeout``) for it to begin and for each further PDU
+        of it (a big data set over a slow link takes as long as it needs, as
+        long as it keeps coming -- as dcmtk times each read).
 
         Raises :class:`AssociationAborted` (A-ABORT or lost connection),
         :class:`AssociationError` (the peer released the association), and
-        :class:`ReadTimeout` -- after aborting the association -- if no message
-        completes in time. A PDV sequence or command set that breaks PS3.7/PS3.8
-        aborts the association and raises :class:`PDUError`.
+        :class:`ReadTimeout` -- after aborting the association -- if the peer
+        sends nothing of the message in time. A PDV sequence or command set
+        that breaks PS3.7/PS3.8 aborts the association and raises
+        :class:`PDUError`.
         """
         wait = self.dimse_timeout if timeout is None else timeout
         try:
-            item = self._next(wait)
+            item = self._next(wait, per_pdu=True)
         except ReadTimeout:
-            self._log.warning("no DIMSE message within %.1f s; aborting the association", wait)
+            self._log.warning("no DIMSE message (or no more of one) within %.1f s; aborting the association", wait)
             self.abort()
-            raise ReadTimeout(f"no DIMSE message from the peer within {wait:g} s") from None
+            raise ReadTimeout(f"no DIMSE message (or no more of one) from the peer within {wait:g} s") from None
         except PDUError:
             self.abort()
             raise

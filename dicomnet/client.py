@@ -52,7 +52,8 @@ class Client:
     ``connect_timeout`` for the TCP connection, ``read_timeout`` for any wait
     on the peer outside a DIMSE exchange (and the A-ASSOCIATE answer, whose
     limit is the ARTIM timer ``artim_timeout``), ``write_timeout`` for the
-    peer to take our data, ``dimse_timeout`` for a DIMSE response.
+    peer to take our data, ``dimse_timeout`` for a DIMSE response to begin
+    and for each further PDU of it.
     ``max_pdu`` is the largest P-DATA-TF PDU we offer to receive (0: no limit).
     ``tls`` (an ``ssl.SSLContext``, see :func:`dicomnet.transport.tls.make_context`)
     runs every association over TLS (PS3.15 Annex B); the server's certificate

@@ -199,6 +199,77 @@ def test_stalling_server_gives_read_timeout():
         listener.close()
 
 
+def _slow_echo_acceptor(pause: float):
+    """A TCP server that accepts the association and answers a C-ECHO-RQ with
+    a C-ECHO-RSP whose command set comes in three PDUs, ``pause`` s apart."""
+    import struct
+
+    from dicomnet.dimse.commands import c_echo_rsp, decode_command, encode_command
+    from dicomnet.pdu import events as ev
+    from dicomnet.pdu.connection import Connection
+    from dicomnet.pdu.negotiation import AcceptorPolicy, negotiate
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def run():
+        conn_sock, _ = listener.accept()
+        with conn_sock:
+            conn = Connection("acceptor")
+            conn.transport_connected(0.0)
+            conn_sock.settimeout(5.0)
+            while True:
+                data = conn_sock.recv(65536)
+                if not data:
+                    return
+                conn.receive_data(data)
+                event = conn.next_event()
+                if isinstance(event, ev.AssociateRequest):
+                    conn.accept(negotiate(event.rq, AcceptorPolicy("SCP")))
+                    for buf in conn.data_to_send():
+                        conn_sock.sendall(buf)
+                elif isinstance(event, ev.PDataReceived):
+                    pdv = event.pdvs[0]
+                    rsp = encode_command(c_echo_rsp(decode_command(pdv.data).message_id, 0))
+                    cuts = [0, len(rsp) // 3, 2 * len(rsp) // 3, len(rsp)]
+                    for i in range(3):
+                        part = rsp[cuts[i]:cuts[i + 1]]
+                        control = 3 if i == 2 else 1
+                        item = struct.pack(">LBB", len(part) + 2, pdv.context_id, control) + part
+                        conn_sock.sendall(struct.pack(">BBL", 4, 0, len(item)) + item)
+                        time.sleep(pause if i < 2 else 0)
+                    return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+@pytest.mark.parametrize("pause, answered", [(0.2, True), (0.6, False)])
+def test_dimse_timeout_bounds_each_pdu_of_a_response(pause, answered):
+    """A response that keeps coming is waited for past dimse_timeout (a big
+    data set over a slow link); one whose next PDU does not come in time is a
+    ReadTimeout."""
+    listener, thread = _slow_echo_acceptor(pause)
+    try:
+        assoc = Client(dimse_timeout=0.35).associate("127.0.0.1", listener.getsockname()[1], "SCP",
+                                                     contexts=[VERIFICATION])
+        t0 = time.monotonic()
+        if answered:
+            assert assoc.echo() == 0
+            assert time.monotonic() - t0 > 0.35          # longer than one dimse_timeout in all
+            assoc.abort()
+        else:
+            with pytest.raises(ReadTimeout):
+                assoc.echo()
+            assert time.monotonic() - t0 < 2.0        # (the abort waits a moment for the peer to close)
+            assert assoc.is_closed
+    finally:
+        thread.join(5)
+        listener.close()
+
+
 def test_no_associate_answer_gives_artim_timeout():
     listener, stop, thread = _stalling_acceptor(answer_rq=False)
     try:
