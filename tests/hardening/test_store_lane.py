@@ -400,9 +400,12 @@ def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
     assert outcome and outcome[0] != "finished", outcome
 
 
-def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("uid", ["1.2.3.31.1", "1.2.3.31.9"])    # streamed; held in memory
+def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch, uid):
     """A 200 KB data PDU whose header and first bytes come 0.2 s before the
-    rest: the lane waits for the rest itself and stores it whole."""
+    rest: the lane waits for the rest itself. A streamed data set lands whole
+    in its file; one held in memory (the reader places it straight into the
+    data set's buffer while the lane waits) reaches on_store whole."""
     lanes = []
     attach = _scp.attach
 
@@ -414,10 +417,17 @@ def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch):
     monkeypatch.setattr(_scp, "attach", keep)
     folder = tmp_path / "in"
     folder.mkdir()
-    uid = "1.2.3.31.1"
     raw = dataset_bytes(uid, 200_000)
     data = pdu(4, pdv(CT_CONTEXT, 2, raw))
-    srv = Server("HARDEN", Streamer(folder), max_pdu=256 * 1024, read_timeout=2.0).start("127.0.0.1", 0)
+    kept: list[bytes] = []
+
+    class Checker(NotifiedStreamer):
+        def on_store(self, ctx, dataset):
+            kept.append(bytes(dataset[0x00090010].value))
+            return super().on_store(ctx, dataset)
+
+    handler = Checker(folder)
+    srv = Server("HARDEN", handler, max_pdu=256 * 1024, read_timeout=2.0).start("127.0.0.1", 0)
     try:
         rq = associate_rq_bytes(contexts=LANE_CONTEXTS, max_pdu=4096)
         answer = converse(srv.port, [rq, pdu(4, pdv(CT_CONTEXT, 3, store_command(1, uid))) + data[:10_000],
@@ -426,8 +436,13 @@ def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch):
         srv.shutdown(5.0)
     assert answer.types == [2, 4, 6], answer
     assert decode_command(answer.pdus[1][1][6:]).get("Status") == 0
-    assert lanes[0].waits >= 1 and lanes[0].answered == 1
-    assert (folder / f"{uid}.dcm").read_bytes().endswith(raw)
+    assert lanes[0].waits >= 1
+    assert handler.stored == [uid]
+    assert len(kept) == 1 and raw.endswith(kept[0]) and len(kept[0]) > 199_000
+    if uid.endswith(".9"):
+        assert list(folder.iterdir()) == []
+    else:
+        assert (folder / f"{uid}.dcm").read_bytes().endswith(raw)
 
 
 @pytest.mark.parametrize("window", [1, 4])
