@@ -47,7 +47,7 @@ declined, and the general path raises or aborts for it.
 """
 from cpython.buffer cimport PyBUF_WRITABLE, PyObject_GetBuffer, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.errno cimport errno, EINTR, EAGAIN  # EWOULDBLOCK is EAGAIN on every platform with MSG_NOSIGNAL
+from libc.errno cimport errno, EINTR, EAGAIN  # EWOULDBLOCK is EAGAIN on Linux and macOS
 from libc.string cimport memcpy
 
 from dicomnet._codec.pdu cimport PDUReader, _be32, _put_be32
@@ -62,38 +62,84 @@ cdef object _strerror = os.strerror
 cdef object _monotonic = time.monotonic
 cdef object _LIBRARY_LOG = logging.getLogger("dicomnet")     # the assembler's
 
-cdef extern from "<unistd.h>" nogil:
-    int close(int fd)
-
 cdef extern from "<stdio.h>" nogil:
     int rename(const char* old, const char* new)
 
-cdef extern from "<poll.h>" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int poll(pollfd* fds, unsigned long nfds, int timeout)
-    enum: POLLIN
-
-cdef extern from "<sys/socket.h>" nogil:
-    ssize_t send(int fd, const void* buf, size_t n, int flags)
-    ssize_t recv(int fd, void* buf, size_t n, int flags)
-    enum: MSG_NOSIGNAL
-    enum: MSG_DONTWAIT
-
-cdef extern from "<time.h>" nogil:
-    struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(int clock, timespec* ts)
-    enum: CLOCK_MONOTONIC
-
-cdef extern from "<sys/uio.h>" nogil:
-    struct iovec:
+# The system calls of the lane, behind names of our own: POSIX here; on
+# Windows (where dicomnet.dimse.scp.attach makes no lane) stand-ins that
+# fail, which keep the module building with MSVC.
+cdef extern from *:
+    """
+    #if defined(_WIN32)
+    #include <errno.h>
+    #include <io.h>
+    #ifndef ENOSYS
+    #define ENOSYS 40
+    #endif
+    typedef struct { void* iov_base; size_t iov_len; } dn_iovec;
+    static Py_ssize_t dn_writev(int fd, const dn_iovec* iov, int n) {
+        (void)fd; (void)iov; (void)n; errno = ENOSYS; return -1;
+    }
+    static Py_ssize_t dn_recv_now(int fd, void* buf, size_t n) {
+        (void)fd; (void)buf; (void)n; errno = ENOSYS; return -1;
+    }
+    static Py_ssize_t dn_send(int fd, const void* buf, size_t n) {
+        (void)fd; (void)buf; (void)n; errno = ENOSYS; return -1;
+    }
+    static int dn_wait_in(int fd, int other, int timeout_ms) {
+        (void)fd; (void)other; (void)timeout_ms; errno = ENOSYS; return -1;
+    }
+    static int dn_close(int fd) { return _close(fd); }
+    static long long dn_now_ns(void) { return 0; }
+    #else
+    #include <errno.h>
+    #include <poll.h>
+    #include <sys/socket.h>
+    #include <sys/uio.h>
+    #include <time.h>
+    #include <unistd.h>
+    typedef struct iovec dn_iovec;
+    static Py_ssize_t dn_writev(int fd, const dn_iovec* iov, int n) { return writev(fd, iov, n); }
+    /* What the socket holds already, without waiting. */
+    static Py_ssize_t dn_recv_now(int fd, void* buf, size_t n) { return recv(fd, buf, n, MSG_DONTWAIT); }
+    static Py_ssize_t dn_send(int fd, const void* buf, size_t n) {
+    #ifdef MSG_NOSIGNAL
+        return send(fd, buf, n, MSG_NOSIGNAL);
+    #else
+        return send(fd, buf, n, 0);         /* Python ignores SIGPIPE */
+    #endif
+    }
+    /* Wait at most timeout_ms (0: just look) for input on fd and/or other
+       (-1: not there): 1 when fd is readable (or in error: a read will tell),
+       2 when other is, 3 both, 0 neither; -1 and errno on failure. */
+    static int dn_wait_in(int fd, int other, int timeout_ms) {
+        struct pollfd fds[2];
+        int n = 0, at_fd = -1, at_other = -1, result = 0;
+        if (fd >= 0) { fds[n].fd = fd; fds[n].events = POLLIN; fds[n].revents = 0; at_fd = n++; }
+        if (other >= 0) { fds[n].fd = other; fds[n].events = POLLIN; fds[n].revents = 0; at_other = n++; }
+        if (poll(fds, (nfds_t)n, timeout_ms) < 0)
+            return -1;
+        if (at_fd >= 0 && fds[at_fd].revents) result |= 1;
+        if (at_other >= 0 && fds[at_other].revents) result |= 2;
+        return result;
+    }
+    static int dn_close(int fd) { return close(fd); }
+    static long long dn_now_ns(void) {      /* time.monotonic's clock */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    }
+    #endif
+    """
+    ctypedef struct dn_iovec:
         void* iov_base
         size_t iov_len
-    ssize_t writev(int fd, const iovec* iov, int iovcnt)
+    Py_ssize_t dn_writev(int fd, const dn_iovec* iov, int n) nogil
+    Py_ssize_t dn_recv_now(int fd, void* buf, size_t n) nogil
+    Py_ssize_t dn_send(int fd, const void* buf, size_t n) nogil
+    int dn_wait_in(int fd, int other, int timeout_ms) nogil
+    int dn_close(int fd) nogil
+    long long dn_now_ns() nogil
 
 cdef enum:
     PDU_HEADER = 6
@@ -112,12 +158,6 @@ cdef enum:
     INTERRUPTED = 4
 
 
-cdef inline long long _now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)    # time.monotonic's clock
-    return <long long>ts.tv_sec * 1000000000LL + ts.tv_nsec
-
-
 cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t need,
                       long long deadline_ns, long long* budget_ns, int* misses,
                       Py_ssize_t* got, int* reads, int* err) noexcept nogil:
@@ -127,17 +167,11 @@ cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t 
     waits in a row a spin did not shorten), else poll() until
     ``deadline_ns``; ``other`` (the interrupt fd, or -1) readable ends the
     wait. Returns GOT_ALL or why it stopped; ``got`` says how much came."""
-    cdef ssize_t n
+    cdef Py_ssize_t n
     cdef long long now, left, started
     cdef int ready
-    cdef pollfd fds[2]
-    cdef int nfds = 2 if other >= 0 else 1
-    fds[0].fd = fd
-    fds[0].events = POLLIN
-    fds[1].fd = other
-    fds[1].events = POLLIN
     while True:
-        n = recv(fd, buf + got[0], <size_t>(room - got[0]), MSG_DONTWAIT)
+        n = dn_recv_now(fd, buf + got[0], <size_t>(room - got[0]))
         reads[0] += 1
         if n > 0:
             got[0] += n
@@ -151,7 +185,7 @@ cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t 
         if errno != EAGAIN:
             err[0] = errno
             return FAILED
-        now = _now_ns()
+        now = dn_now_ns()
         if now >= deadline_ns:
             return TIMED_OUT
         left = deadline_ns - now
@@ -167,18 +201,16 @@ cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t 
             else:
                 misses[0] += 1
         started = now
-        fds[0].revents = 0
-        fds[1].revents = 0
         # poll() takes milliseconds; round up so a tiny remainder is not a busy loop.
-        ready = poll(fds, nfds, <int>(left // 1000000 + 1))
+        ready = dn_wait_in(fd, other, <int>(left // 1000000 + 1))
         if ready < 0:
             if errno == EINTR:
                 continue
             err[0] = errno
             return FAILED
-        if _now_ns() - started <= budget_ns[0]:
+        if dn_now_ns() - started <= budget_ns[0]:
             misses[0] = 0
-        if nfds == 2 and fds[1].revents:
+        if ready & 2:
             return INTERRUPTED
 
 
@@ -356,25 +388,20 @@ cdef class StoreLane:
         and the Connection learns of it), gives False: the caller returns
         True, and the driver waits or reports."""
         cdef Py_buffer buf
-        cdef ssize_t n
+        cdef Py_ssize_t n
         cdef int err
-        cdef pollfd interrupt
         if self.sock_fd < 0 or self.driver.sock is None:
             return False
-        if self.interrupt_fd >= 0:
-            # A peer that never pauses must not keep a shutting-down server
-            # waiting: the driver's wait notices the interrupt and raises.
-            interrupt.fd = self.interrupt_fd
-            interrupt.events = POLLIN
-            interrupt.revents = 0
-            if poll(&interrupt, 1, 0) > 0:
-                return False
+        # A peer that never pauses must not keep a shutting-down server
+        # waiting: the driver's wait notices the interrupt and raises.
+        if self.interrupt_fd >= 0 and dn_wait_in(-1, self.interrupt_fd, 0) > 0:
+            return False
         window = self.reader.get_buffer(-1)
         PyObject_GetBuffer(window, &buf, PyBUF_WRITABLE)
         try:
             while True:
                 with nogil:
-                    n = recv(self.sock_fd, buf.buf, <size_t>buf.len, MSG_DONTWAIT)
+                    n = dn_recv_now(self.sock_fd, buf.buf, <size_t>buf.len)
                 if n >= 0 or errno != EINTR:
                     break
             err = errno
@@ -526,7 +553,7 @@ cdef class StoreLane:
         # StoreSink.commit: close, then rename into place.
         fd = sink._fd
         sink._fd = -1
-        if close(fd) != 0:
+        if dn_close(fd) != 0:
             err = errno
             sink._fail(OSError(err, _strerror(err)))
             return False
@@ -567,7 +594,7 @@ cdef class StoreLane:
             self.driver.flush()
         else:
             with nogil:
-                sent = send(self.sock_fd, <const char*>h, <size_t>(12 + n), MSG_NOSIGNAL)
+                sent = dn_send(self.sock_fd, <const char*>h, <size_t>(12 + n))
             if sent < 0:
                 err = errno
                 if err == EAGAIN or err == EINTR:
@@ -600,7 +627,7 @@ cdef class StoreLane:
         (the File Meta header first, with the first fragment; a short write
         is finished; an error fails the sink, whose file is then dropped)."""
         cdef int fd = sink._fd
-        cdef iovec iov[2]
+        cdef dn_iovec iov[2]
         cdef int k = 0
         cdef Py_ssize_t done
         cdef bytes head
@@ -617,7 +644,7 @@ cdef class StoreLane:
         k += 1
         while k:
             with nogil:
-                done = writev(fd, iov, k)
+                done = dn_writev(fd, iov, k)
             if done < 0:
                 if errno == EINTR:
                     continue

@@ -193,6 +193,9 @@ def _rsp_class_element(sop_class: str) -> bytes:
     return _CMD_HEADER.pack(0x00020000, len(raw)) + raw
 
 
+# The compiled lane of streamed C-STOREs is POSIX only (its system calls).
+_LANE = os.name == "posix"
+
 # C-STORE responses held back while more requests wait (see handle_store).
 _DEFER_MAX = 16
 _DEFER_SECONDS = 0.002
@@ -335,7 +338,7 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
     time), and C-STORE data sets are streamed to files when the handler has
     ``store_destination``. Then the server loop gets the association's
     :class:`~dicomnet._codec.lane.StoreLane` (the compiled path of those
-    streamed data sets), else None."""
+    streamed data sets; POSIX only), else None."""
     assoc._on_echo = getattr(server.handler, "on_echo", None)
     assoc._on_store = getattr(server.handler, "on_store", None)
     destination = getattr(server.handler, "store_destination", None)
@@ -373,6 +376,8 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
         return StoreSink(ctx, path)
 
     assoc._assembler.set_sink(factory)
+    if not _LANE:
+        return None
     # The lane answers plain C-STOREs itself on a plain TCP socket; over TLS
     # (or any other transport) handle_store answers every one.
     driver = assoc._driver

@@ -330,6 +330,34 @@ def test_a_data_set_slower_than_read_timeout_is_stored_while_each_pdu_is_in_time
     assert list(files(lane_server.folder)) == [streamed + ".dcm"]
 
 
+def test_without_the_lane_streamed_stores_take_the_general_path(tmp_path, monkeypatch):
+    """Where the lane is not built for (Windows: _LANE is False), attach
+    makes none and streamed C-STOREs still land in their files."""
+    from dicomnet.client import Client
+    from dicomnet.dicom.reader import read_dataset
+
+    made = []
+    attach = _scp.attach
+
+    def keep(server, assoc, info):
+        lane = attach(server, assoc, info)
+        made.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", keep)
+    monkeypatch.setattr(_scp, "_LANE", False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    srv = Server("HARDEN", Streamer(folder)).start("127.0.0.1", 0)
+    try:
+        with Client("NOLANE").associate("127.0.0.1", srv.port, "HARDEN", contexts=[(CT, [EXPLICIT])]) as assoc:
+            assert assoc.store(read_dataset(dataset_bytes("1.2.3.40.1", 5000), transfer_syntax=EXPLICIT)) == 0
+    finally:
+        srv.shutdown(5.0)
+    assert made == [None]
+    assert (folder / "1.2.3.40.1.dcm").read_bytes().endswith(dataset_bytes("1.2.3.40.1", 5000))
+
+
 @pytest.mark.parametrize("window", [1, 8])
 def test_stores_for_longer_than_read_timeout_go_on(tmp_path, window):
     """read_timeout bounds each message, not the association: stores the lane
