@@ -26,7 +26,10 @@ every receiver facing dcmtk. Two dicomnet peers use their default maximum PDU
 (1 MiB) unless ``BENCH_SCP_PDU=N`` / ``BENCH_SCU_PDU=N`` say otherwise, and
 negotiate an Asynchronous Operations Window (PS3.7 D.3.3.3) of 8 outstanding
 C-STOREs (``BENCH_WINDOW=N``; 1: one at a time) -- a row "one operation at a
-time" shows them without it. dcmtk and pynetdicom perform one operation at a
+time" shows them without it. Each case runs ``--repeat`` times (default 3),
+in rounds -- one run of every case of a workload, then the next round -- so
+that the cases compared meet the same slow phases of a shared machine; the
+best run of each is kept. dcmtk and pynetdicom perform one operation at a
 time (neither implements asynchronous operations). The
 time is from association request to release confirmation (for dcmtk: the
 ``storescu`` process). The table gives the rates, the ratios the project
@@ -422,7 +425,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="120 CT, 64 MB, 400 tiny (well under 2 minutes)")
     parser.add_argument("--only", default="ct,big,tiny", help="workloads to run, comma-separated (ct,big,tiny)")
     parser.add_argument("--count", type=int, default=None, help="CT instances (default 500, --quick 120)")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per case, best kept (default 3)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="runs per case, in rounds of one run of every case; best kept (default 3)")
     parser.add_argument("--profile", action="store_true", help="cProfile the dicomnet client run")
     parser.add_argument("--chart", default="bench_store.png", help="PNG chart (if matplotlib is importable)")
     parser.add_argument("--serve", nargs=3, metavar=("KIND", "OUT", "PDU"), help=argparse.SUPPRESS)
@@ -450,33 +454,14 @@ def main() -> None:
               f"asynchronous operations window {window}")
         results: dict[tuple[str, str], Result] = {}
 
-        def run(work: Workload, label: str, sender: Sender, server: Callable[[], Any], check: str | None) -> None:
-            runs: list[Result] = []
-            failures = 0
-            while len(runs) < repeat:
-                try:
-                    with server() as (port, pid):
-                        cpu0 = cpu_of(pid)
-                        wall, client_cpu = sender(port, work)
-                        server_cpu = cpu_of(pid) - cpu0
-                    if check:
-                        _check(out, work.count, check)
-                except (RuntimeError, OSError) as exc:
-                    # A peer that fails now and then is reported, not allowed to end the run.
-                    failures += 1
-                    print(f"  {label}: run failed ({exc}); {'retrying' if failures < 3 else 'giving up'}")
-                    shutil.rmtree(out, ignore_errors=True)
-                    out.mkdir()
-                    if failures >= 3:
-                        return
-                    continue
-                runs.append((wall, client_cpu, server_cpu, work.count))
-            results[work.key, label] = min(runs)
-            # Every run, not only the best: a peer whose speed varies from run
-            # to run (pynetdicom's does, by up to a third) shows it here.
-            rates = ", ".join(f"{r[3] / r[0]:.0f}" for r in runs)
-            print(f"  {work.key:<5} {label:<44} {results[work.key, label][0]:7.3f} s  (inst/s per run: {rates})",
-                  flush=True)
+        def run_once(work: Workload, sender: Sender, server: Callable[[], Any], check: str | None) -> Result:
+            with server() as (port, pid):
+                cpu0 = cpu_of(pid)
+                wall, client_cpu = sender(port, work)
+                server_cpu = cpu_of(pid) - cpu0
+            if check:
+                _check(out, work.count, check)
+            return wall, client_cpu, server_cpu, work.count
 
         def ours(port: int, work: Workload) -> tuple[float, float]:
             return send_dicomnet(port, work, pdu=scu_pdu, window=window)
@@ -488,20 +473,55 @@ def main() -> None:
             return send_dicomnet(port, work, batch=False, pdu=scu_pdu)
 
         for work in works:
-            run(work, OURS, ours, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")
+            # (workload, label, sender, server, what the run must leave in out)
+            cases: list[tuple[Workload, str, Sender, Callable[[], Any], str | None]] = [
+                (work, OURS, ours, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")]
             if work.count > 1 and window > 1:
-                run(work, OURS_SERIAL, ours_serial, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")
+                cases.append((work, OURS_SERIAL, ours_serial, lambda: python_scp("dicomnet", out, scp_pdu),
+                              "dicomnet"))
             if work.key == "ct":
-                run(work, OURS_EACH, ours_each, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet")
+                cases.append((work, OURS_EACH, ours_each, lambda: python_scp("dicomnet", out, scp_pdu), "dicomnet"))
             if have_dcmtk:
-                run(work, DCMTK, send_storescu, lambda: storescp(out), "dcmtk")
+                cases.append((work, DCMTK, send_storescu, lambda: storescp(out), "dcmtk"))
             if have_pynetdicom:
-                run(work.sample(work.slow_limit), PYNETDICOM, send_pynetdicom, lambda: python_scp("pynetdicom", out),
-                    "pynetdicom")
+                cases.append((work.sample(work.slow_limit), PYNETDICOM, send_pynetdicom,
+                              lambda: python_scp("pynetdicom", out), "pynetdicom"))
             if have_dcmtk and work.key == "ct":
-                run(work, OURS_IGNORE, send_dicomnet, lambda: storescp(None), None)
-                run(work, DCMTK_IGNORE, send_storescu, lambda: storescp(None), None)
-                run(work, SCP_IGNORE, send_storescu, lambda: python_scp("dicomnet-ignore", out), None)
+                cases += [(work, OURS_IGNORE, send_dicomnet, lambda: storescp(None), None),
+                          (work, DCMTK_IGNORE, send_storescu, lambda: storescp(None), None),
+                          (work, SCP_IGNORE, send_storescu, lambda: python_scp("dicomnet-ignore", out), None)]
+            # Rounds: one run of every case, then the next round. This VM has
+            # slow phases lasting seconds; runs of the cases compared with
+            # each other taken side by side meet the same phases, where all
+            # runs of one case and then all of the next would not.
+            runs: dict[str, list[Result]] = {label: [] for _, label, *_ in cases}
+            failures: dict[str, int] = {label: 0 for _, label, *_ in cases}
+            for _ in range(repeat):
+                for sample, label, sender, server, check in cases:
+                    if failures[label] >= 3:
+                        continue
+                    while True:
+                        try:
+                            runs[label].append(run_once(sample, sender, server, check))
+                            break
+                        except (RuntimeError, OSError) as exc:
+                            # A peer that fails now and then is reported, not allowed to end the run.
+                            failures[label] += 1
+                            print(f"  {label}: run failed ({exc}); "
+                                  f"{'retrying' if failures[label] < 3 else 'giving up'}")
+                            shutil.rmtree(out, ignore_errors=True)
+                            out.mkdir()
+                            if failures[label] >= 3:
+                                break
+            for _, label, *_ in cases:
+                if not runs[label]:
+                    continue
+                results[work.key, label] = min(runs[label])
+                # Every run, not only the best: a peer whose speed varies from run
+                # to run (pynetdicom's does, by up to a third) shows it here.
+                rates = ", ".join(f"{r[3] / r[0]:.0f}" for r in runs[label])
+                print(f"  {work.key:<5} {label:<44} {results[work.key, label][0]:7.3f} s  (inst/s per run: {rates})",
+                      flush=True)
         if args.profile and works:
             with python_scp("dicomnet", out, scp_pdu) as (port, _):
                 send_dicomnet(port, works[0], profile=True, pdu=scu_pdu)
