@@ -291,3 +291,69 @@ cdef class CommandCodec:
                     size += 1
                 w += 8 + size
         return result
+
+
+cdef inline unsigned char* _put_ui(unsigned char* w, unsigned int element, const char* text,
+                                   Py_ssize_t size) noexcept:
+    # A UI element of group 0000: tag, length (padded to even), the text, a NUL pad.
+    _put16(w, 0)
+    _put16(w + 2, element)
+    _put32(w + 4, size + (size & 1))
+    if size:
+        memcpy(w + 8, text, size)
+    if size & 1:
+        w[8 + size] = 0
+        size += 1
+    return w + 8 + size
+
+
+cdef inline unsigned char* _put_us(unsigned char* w, unsigned int element, unsigned int value) noexcept:
+    _put16(w, 0)
+    _put16(w + 2, element)
+    _put32(w + 4, 2)
+    _put16(w + 8, value)
+    return w + 10
+
+
+cpdef object store_rsp_bytes(object message_id, object sop_class, object sop_instance, object status):
+    """The encoded C-STORE-RSP without ErrorComment -- byte for byte what
+    ``encode_command(c_store_rsp(message_id, sop_class, sop_instance,
+    status))`` gives -- built directly (once per received instance, on both
+    the general path and the C-STORE lane). None when the values need the
+    general encoder (which then raises for what it cannot encode): a UID that
+    is not an ASCII ``str`` of at most 64 characters, or an ID or status
+    outside 0..0xFFFF."""
+    cdef Py_ssize_t class_size, instance_size, total
+    cdef const char* class_text
+    cdef const char* instance_text
+    cdef long long mid, code
+    cdef unsigned char* w
+    if not (PyUnicode_CheckExact(sop_class) and PyUnicode_IS_ASCII(sop_class)
+            and PyUnicode_CheckExact(sop_instance) and PyUnicode_IS_ASCII(sop_instance)
+            and PyLong_Check(message_id) and PyLong_Check(status)):
+        return None
+    try:
+        mid = PyLong_AsLongLong(message_id)
+        code = PyLong_AsLongLong(status)
+    except OverflowError:
+        return None
+    if not (0 <= mid <= 0xFFFF and 0 <= code <= 0xFFFF):
+        return None
+    class_text = PyUnicode_AsUTF8AndSize(sop_class, &class_size)
+    instance_text = PyUnicode_AsUTF8AndSize(sop_instance, &instance_size)
+    if class_size > 64 or instance_size > 64:
+        return None
+    # CommandGroupLength covers: two UI elements and four US elements.
+    total = (8 + class_size + (class_size & 1)) + 4 * 10 + (8 + instance_size + (instance_size & 1))
+    result = PyBytes_FromStringAndSize(NULL, 12 + total)
+    w = <unsigned char*>PyBytes_AS_STRING(result)
+    _put32(w, 0)
+    _put32(w + 4, 4)
+    _put32(w + 8, total)
+    w = _put_ui(w + 12, 0x0002, class_text, class_size)    # AffectedSOPClassUID
+    w = _put_us(w, 0x0100, 0x8001)                          # CommandField: C-STORE-RSP
+    w = _put_us(w, 0x0120, <unsigned int>mid)               # MessageIDBeingRespondedTo
+    w = _put_us(w, 0x0800, 0x0101)                          # CommandDataSetType: none
+    w = _put_us(w, 0x0900, <unsigned int>code)              # Status
+    _put_ui(w, 0x1000, instance_text, instance_size)        # AffectedSOPInstanceUID
+    return result

@@ -11,7 +11,7 @@ class StoreLane:
     #: Waits for the rest of a PDU the lane made itself (plain sockets).
     waits: int
     def __init__(self, conn: Any, assoc: Any, sink_type: type, message_type: type,
-                 rsp_bytes: Any = None, sock_fd: int = -1, defer_max: int = 16,
+                 sock_fd: int = -1, defer_max: int = 16,
                  defer_seconds: float = 0.002) -> None: ...
     @property
     def deadline(self) -> float | None: ...

@@ -50,6 +50,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.errno cimport errno, EINTR, EAGAIN  # EWOULDBLOCK is EAGAIN on Linux and macOS
 from libc.string cimport memcpy
 
+from dicomnet._codec.dimse cimport store_rsp_bytes
 from dicomnet._codec.pdu cimport PDUReader, _be32, _put_be32
 from dicomnet._codec.waits cimport spin_ready
 
@@ -64,6 +65,9 @@ cdef object _LIBRARY_LOG = logging.getLogger("dicomnet")     # the assembler's
 
 cdef extern from "<stdio.h>" nogil:
     int rename(const char* old, const char* new)
+
+cdef extern from "Python.h":
+    bytes PyUnicode_EncodeFSDefault(object s)      # os.fsencode of a str
 
 # The system calls of the lane, behind names of our own: POSIX here; on
 # Windows (where dicomnet.dimse.scp.attach makes no lane) stand-ins that
@@ -232,9 +236,8 @@ cdef class StoreLane:
     cdef object log
     cdef object sink_type
     cdef object message_type
-    cdef object rsp_bytes
     cdef object driver
-    cdef int sock_fd            # -1: answers go through the driver (TLS, or a socket of another kind)
+    cdef int sock_fd            # the plain TCP socket the lane reads and answers on; -1: the driver's only (TLS...)
     cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
     cdef int defer_max          # response batching bounds: handle_store's (dicomnet.dimse.scp)
     cdef double defer_seconds
@@ -249,7 +252,7 @@ cdef class StoreLane:
     cdef readonly Py_ssize_t waits
     """Waits for the rest of a PDU the lane made itself (plain sockets)."""
 
-    def __init__(self, conn, assoc, sink_type, message_type, rsp_bytes=None, sock_fd=-1,
+    def __init__(self, conn, assoc, sink_type, message_type, int sock_fd=-1,
                  int defer_max=16, double defer_seconds=0.002):
         self.reader = conn._reader
         self.conn = conn
@@ -259,9 +262,8 @@ cdef class StoreLane:
         self.log = assoc._log
         self.sink_type = sink_type
         self.message_type = message_type
-        self.rsp_bytes = rsp_bytes
         self.driver = assoc._driver
-        self.sock_fd = sock_fd if rsp_bytes is not None else -1
+        self.sock_fd = sock_fd
         interrupt = self.driver._interrupt_fd
         self.interrupt_fd = -1 if interrupt is None else interrupt
         self.defer_max = defer_max
@@ -541,7 +543,7 @@ cdef class StoreLane:
         if len(sink._head):
             return False            # an empty data set: the File Meta still to write
         conn = self.conn
-        encoded = self.rsp_bytes(command.message_id or 0, command.get("AffectedSOPClassUID"),
+        encoded = store_rsp_bytes(command.message_id or 0, command.get("AffectedSOPClassUID"),
                                  command.get("AffectedSOPInstanceUID"), 0)
         if encoded is None:
             return False
@@ -558,8 +560,8 @@ cdef class StoreLane:
             sink._fail(OSError(err, _strerror(err)))
             return False
         tmp, path = sink._tmp, sink.path
-        tmp_b = _fsencode(tmp)
-        path_b = _fsencode(path)
+        tmp_b = PyUnicode_EncodeFSDefault(tmp) if type(tmp) is str else _fsencode(tmp)
+        path_b = PyUnicode_EncodeFSDefault(path) if type(path) is str else _fsencode(path)
         if rename(<const char*>tmp_b, <const char*>path_b) != 0:
             err = errno
             sink._fail(OSError(err, _strerror(err), tmp, None, path))

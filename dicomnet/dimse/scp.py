@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_dataset, read_file
+from dicomnet._codec.dimse import store_rsp_bytes as _store_rsp_bytes
 from dicomnet._codec.lane import StoreLane
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from dicomnet.dicom.writer import encode_dataset
@@ -81,11 +82,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 _POLLIN = getattr(select, "POLLIN", 1)
 _GROUP_LENGTH = struct.Struct("<HH2sHI")
-# Command sets are Implicit VR Little Endian (PS3.7 6.3.1); a tag as one uint32
-# LE is (element << 16) | group.
-_CMD_HEADER = struct.Struct("<II")
-_CMD_GROUP = struct.Struct("<III")
-_RSP_FIXED = struct.Struct("<IIHIIHIIHIIH")   # CommandField, MessageIDBeingRespondedTo, CommandDataSetType, Status
 
 
 def error_comment(exc: BaseException) -> str:
@@ -159,38 +155,6 @@ def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str, sou
     instance = _element(0x0003, b"UI", _text(sop_instance, b"\0", 64, "SOP Instance UID"))
     length = len(before) + len(instance) + len(after)
     return b"".join((_PREAMBLE, _GROUP_LENGTH.pack(0x0002, 0x0000, b"UL", 4, length), before, instance, after))
-
-
-def _store_rsp_bytes(message_id: int, sop_class: Any, sop_instance: Any, status: int) -> bytes | None:
-    """The encoded C-STORE-RSP without ErrorComment: byte for byte what
-    ``encode_command(c_store_rsp(...))`` gives, without building the mapping
-    (once per received instance). None when the values need the general
-    encoder (which then raises for what it cannot encode)."""
-    if type(sop_class) is not str or type(sop_instance) is not str:
-        return None
-    try:
-        cls = _rsp_class_element(sop_class)
-        raw = sop_instance.encode("ascii")
-        fixed = _RSP_FIXED.pack(0x01000000, 2, 0x8001, 0x01200000, 2, message_id,
-                                0x08000000, 2, 0x0101, 0x09000000, 2, status)
-    except (UnicodeEncodeError, ValueError, struct.error):
-        return None
-    if len(raw) > 64:
-        return None
-    if len(raw) & 1:
-        raw += b"\0"
-    instance = _CMD_HEADER.pack(0x10000000, len(raw)) + raw
-    return b"".join((_CMD_GROUP.pack(0, 4, len(cls) + len(fixed) + len(instance)), cls, fixed, instance))
-
-
-@functools.lru_cache(maxsize=64)
-def _rsp_class_element(sop_class: str) -> bytes:
-    raw = sop_class.encode("ascii")
-    if len(raw) > 64:
-        raise ValueError("UID longer than 64 characters")
-    if len(raw) & 1:
-        raw += b"\0"
-    return _CMD_HEADER.pack(0x00020000, len(raw)) + raw
 
 
 # The compiled lane of streamed C-STOREs is POSIX only (its system calls).
@@ -382,7 +346,7 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
     # (or any other transport) handle_store answers every one.
     driver = assoc._driver
     plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
-    return StoreLane(assoc._conn, assoc, StoreSink, Message, _store_rsp_bytes, driver._fd if plain else -1,
+    return StoreLane(assoc._conn, assoc, StoreSink, Message, driver._fd if plain else -1,
                      _DEFER_MAX, _DEFER_SECONDS)
 
 

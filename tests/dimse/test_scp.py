@@ -149,6 +149,9 @@ def test_store_rsp_bytes_match_the_general_encoder():
     assert _store_rsp_bytes(1, CT, "1.2.ü", 0) is None
     assert _store_rsp_bytes(1, None, "1.2", 0) is None
     assert _store_rsp_bytes(70000, CT, "1.2", 0) is None
+    assert _store_rsp_bytes(-1, CT, "1.2", 0) is None
+    assert _store_rsp_bytes(1, CT, "1.2", 1 << 70) is None
+    assert _store_rsp_bytes(1.0, CT, "1.2", 0) is None
 
 
 def test_sink_writes_the_file_meta_with_the_first_fragment_or_alone(tmp_path):
