@@ -273,6 +273,36 @@ def test_dimse_timeout_bounds_each_pdu_of_a_response(pause, answered):
         listener.close()
 
 
+def test_infinite_timeouts_mean_no_limit(tmp_path):
+    """math.inf for every timeout (no limit, as dcmtk's storescp waits by
+    default) is accepted, and every wait still works: no OverflowError from
+    poll() or settimeout()."""
+    import math
+
+    from dicomnet.dicom.dataset import Dataset
+
+    folder = tmp_path / "in"
+
+    class Handler:
+        def store_destination(self, ctx, command):
+            return str(folder / (command["AffectedSOPInstanceUID"] + ".dcm"))
+
+    timeouts = dict(read_timeout=math.inf, write_timeout=math.inf, artim_timeout=math.inf,
+                    dimse_timeout=math.inf)
+    ds = Dataset()
+    ds.SOPClassUID = CT
+    ds.PatientName = "INF^TIMEOUTS"
+    with Server("SCP", Handler(), **timeouts).start("127.0.0.1", 0) as srv:
+        client = Client("SCU", connect_timeout=math.inf, **timeouts)
+        with client.associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION, (CT, [EXPLICIT])]) as assoc:
+            assert assoc.echo() == 0
+            for i in range(3):
+                ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.7.{i}"
+                assert assoc.store(ds) == 0
+                time.sleep(0.05)           # the server waits for the next PDU in between
+    assert sorted(p.name for p in folder.iterdir()) == [f"1.2.826.0.1.3680043.9.7.{i}.dcm" for i in range(3)]
+
+
 def test_no_associate_answer_gives_artim_timeout():
     listener, stop, thread = _stalling_acceptor(answer_rq=False)
     try:

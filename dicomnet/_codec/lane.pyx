@@ -153,6 +153,9 @@ cdef enum:
     READ_AT_ONCE = 65536    # the rest of a PDU up to this size is read without waiting
     SPIN_MISSES = 2         # the driver's _SPIN_MISSES
 
+cdef long long MAX_POLL_NS = 60 * 1000000000LL      # one poll() of the lane's waits at most
+cdef double FAR_AWAY = 9.0e9                        # seconds: a deadline past it (read_timeout=inf) is never
+
 # How a wait of the lane's own ended (_await_bytes).
 cdef enum:
     GOT_ALL = 0
@@ -204,7 +207,9 @@ cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t 
                 budget_ns[0] = 0        # not offered here
             else:
                 misses[0] += 1
-        started = now
+        if left > MAX_POLL_NS:
+            left = MAX_POLL_NS          # (a long read_timeout: the deadline is looked at again)
+        started = dn_now_ns()
         # poll() takes milliseconds; round up so a tiny remainder is not a busy loop.
         ready = dn_wait_in(fd, other, <int>(left // 1000000 + 1))
         if ready < 0:
@@ -448,7 +453,7 @@ cdef class StoreLane:
                 return False
         if not self._deadline:
             self._deadline = _monotonic() + self.read_timeout
-        deadline_ns = <long long>(self._deadline * 1e9)
+        deadline_ns = <long long>(self._deadline * 1e9) if self._deadline < FAR_AWAY else 9000000000000000000LL
         budget = driver.busy_poll
         budget_ns = <long long>(budget * 1e9) if budget > 0 else 0
         misses = driver._spin_misses

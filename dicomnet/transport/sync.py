@@ -60,6 +60,11 @@ _POLLERR = getattr(select, "POLLERR", 8) | getattr(select, "POLLHUP", 16) | geta
 DEFAULT_BUSY_POLL = 50e-6
 # Waits in a row that a spin did not shorten before the driver stops spinning.
 _SPIN_MISSES = 2
+#: The longest one wait given to the OS (seconds): poll() takes an int of
+#: milliseconds and settimeout() a time_t, so a timeout of ``math.inf`` (no
+#: limit) or one of years is waited out in slices of this; every wait loops
+#: until its own deadline anyway.
+MAX_OS_WAIT = 3600.0
 
 
 class Interrupted(Exception):
@@ -74,7 +79,7 @@ def open_connection(host: str, port: int, timeout: float) -> socket.socket:
     raises the ``OSError`` (``ConnectionRefusedError``) from the socket.
     """
     try:
-        sock = socket.create_connection((host, port), timeout=timeout)
+        sock = socket.create_connection((host, port), timeout=min(timeout, MAX_OS_WAIT))
     except socket.timeout as exc:
         raise ConnectTimeout(f"no TCP connection to {host}:{port} within {timeout:g} s") from exc
     prepare_socket(sock)
@@ -425,8 +430,11 @@ class SyncDriver:
         raise Interrupted()
 
     def _wait(self, seconds: float, *, writing: bool) -> bool:
-        """Wait until the socket is ready (True) or ``seconds`` pass (False).
-        Raises :class:`Interrupted` if the interrupt fd became readable."""
+        """Wait until the socket is ready (True) or ``seconds`` pass (False;
+        at most :data:`MAX_OS_WAIT`). Raises :class:`Interrupted` if the
+        interrupt fd became readable."""
+        if seconds > MAX_OS_WAIT:
+            seconds = MAX_OS_WAIT
         if _HAS_POLL:
             budget = self.busy_poll
             if budget and not writing:

@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 
 from ..errors import ConnectTimeout
-from .sync import Interrupted, SyncDriver
+from .sync import MAX_OS_WAIT, Interrupted, SyncDriver
 
 __all__ = ["TLSSyncDriver", "client_handshake", "server_handshake", "make_context", "WRITE_PIECE"]
 
@@ -91,8 +91,10 @@ def _handshake(tls: ssl.SSLSocket, timeout: float, interrupt_fd: int | None, wha
 
 
 def _wait_fds(fd: int, writing: bool, interrupt_fd: int | None, seconds: float) -> bool:
-    """Wait until ``fd`` is ready or ``seconds`` pass; True if ``interrupt_fd``
-    became readable. poll() where there is one (select() fails above fd 1023)."""
+    """Wait until ``fd`` is ready or ``seconds`` pass (at most MAX_OS_WAIT);
+    True if ``interrupt_fd`` became readable. poll() where there is one
+    (select() fails above fd 1023)."""
+    seconds = min(seconds, MAX_OS_WAIT)
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(fd, select.POLLOUT if writing else select.POLLIN)
