@@ -455,7 +455,7 @@ cdef class StoreLane:
             self._deadline = _monotonic() + self.read_timeout
         deadline_ns = <long long>(self._deadline * 1e9) if self._deadline < FAR_AWAY else 9000000000000000000LL
         budget = driver.busy_poll
-        budget_ns = <long long>(budget * 1e9) if budget > 0 else 0
+        budget_ns = 0 if not budget > 0 else (<long long>(budget * 1e9) if budget < 60.0 else MAX_POLL_NS)
         misses = driver._spin_misses
         self.waits += 1
         window = self.reader.get_buffer(missing)
