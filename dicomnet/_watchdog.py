@@ -176,7 +176,9 @@ class HandlerWatchdog:
                         due = deadline
                 # Never longer than one timeout: a call that starts while we
                 # sleep is due no earlier than that (see HandlerGuard.enter).
-                cond.wait(max((now + self.timeout if due is None else due) - now, 0.0))
+                # (At most an hour at a time: a wait past threading.TIMEOUT_MAX,
+                # ~292 years but reachable with a large finite timeout, raises.)
+                cond.wait(min(max((now + self.timeout if due is None else due) - now, 0.0), 3600.0))
 
 
 class _GuardedIterator:

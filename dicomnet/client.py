@@ -19,7 +19,7 @@ from .pdu import events as ev
 from .pdu.connection import Connection
 from .pdu.items import (AsyncOperationsWindow, RoleSelection, SOPClassCommonExtendedNegotiation,
                          SOPClassExtendedNegotiation, UserIdentityRQ)
-from .pdu.negotiation import DEFAULT_MAX_PDU, UNCOMPRESSED_TRANSFER_SYNTAXES, build_associate_rq
+from .pdu.negotiation import DEFAULT_MAX_PDU, UNCOMPRESSED_TRANSFER_SYNTAXES, build_associate_rq, check_max_pdu
 from .pdu.pdus import validate_ae_title
 from .transport.sync import DEFAULT_BUSY_POLL, SyncDriver, open_connection
 
@@ -85,8 +85,7 @@ class Client:
                             ("artim_timeout", artim_timeout)):
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        if max_pdu < 0:
-            raise ValueError("max_pdu must be >= 0 (0: no limit)")
+        check_max_pdu(max_pdu)
         if not busy_poll >= 0:
             raise ValueError(f"busy_poll must be >= 0 seconds, got {busy_poll!r}")
         self.connect_timeout = float(connect_timeout)
@@ -140,7 +139,7 @@ class Client:
         connection is refused.
         """
         log = self.logger
-        our_max = self.max_pdu if max_pdu is None else max_pdu
+        our_max = self.max_pdu if max_pdu is None else check_max_pdu(max_pdu)
         if not 0 <= async_operations <= 0xFFFF:
             raise ValueError(f"async_operations must be 0..65535 (0: no limit), got {async_operations}")
         async_ops = None if async_operations == 1 else AsyncOperationsWindow(async_operations, 1)

@@ -37,6 +37,7 @@ from .pdu.connection import Connection
 from .pdu.items import SOPClassExtendedNegotiation, UserIdentityRQ
 from .pdu.negotiation import (
     DEFAULT_MAX_PDU,
+    check_max_pdu,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     AcceptorPolicy,
     IdentityVerdict,
@@ -204,7 +205,7 @@ class Server:
         self.artim_timeout = float(artim_timeout)
         self.dimse_timeout = float(dimse_timeout)
         self.max_associations = max_associations
-        self.max_pdu = max_pdu
+        self.max_pdu = check_max_pdu(max_pdu)
         self.destinations: dict[str, tuple[str, int]] = dict(destinations or {})
         self.tls = tls
         self.allowed_peers: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = (

@@ -375,6 +375,11 @@ def test_client_validates_arguments():
         Client(read_timeout=0)
     with pytest.raises(Exception):
         Client("THIS-AE-TITLE-IS-WAY-TOO-LONG")
+    for bad in (-1, 1, 6, 1 << 32):
+        with pytest.raises(ValueError, match="max_pdu"):
+            Client(max_pdu=bad)
+    with pytest.raises(ValueError, match="max_pdu"):
+        Client().associate("127.0.0.1", 1, max_pdu=3)     # before any connection is tried
 
 
 def test_acceptor_releasing_is_reported_and_confirmed():

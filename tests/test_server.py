@@ -302,6 +302,25 @@ def test_server_validates_arguments():
     with pytest.raises(ValueError):
         Server(max_dataset_bytes=-1)
     assert Server(dimse_timeout=7).handler_timeout == 7.0      # the documented default
+    # A Maximum Length no association could use fails here, not at each association
+    # (max_pdu=-1 used to leave every requestor waiting for an answer until ARTIM).
+    for bad in (-1, 1, 6, 1 << 32):
+        with pytest.raises(ValueError, match="max_pdu"):
+            Server(max_pdu=bad)
+    with pytest.raises(TypeError):
+        Server(max_pdu=4096.0)
+    assert Server(max_pdu=0).max_pdu == 0 and Server(max_pdu=7).max_pdu == 7
+
+
+def test_a_handler_timeout_of_centuries_keeps_the_watchdog_running():
+    """A finite handler_timeout past threading.TIMEOUT_MAX (the watchdog's
+    sleep used to raise OverflowError and end its thread)."""
+    with Server("SCP", Recorder(), handler_timeout=1e12).start("127.0.0.1", 0) as srv:
+        with Client("SCU").associate("127.0.0.1", srv.port, "SCP", contexts=["1.2.840.10008.1.1"]) as assoc:
+            assert assoc.echo() == 0             # a guarded handler call: the watchdog has a deadline to wait for
+        time.sleep(0.1)
+        thread = srv._watchdog._thread
+        assert thread is not None and thread.is_alive()
 
 
 def test_handler_is_proxied_for_timing_but_its_attributes_pass_through():

@@ -46,6 +46,7 @@ __all__ = [
     "NegotiatedContext",
     "NegotiatedAssociation",
     "build_associate_rq",
+    "check_max_pdu",
     "provider_check",
     "negotiate",
     "negotiated_from",
@@ -65,6 +66,18 @@ DEFAULT_MAX_PDU = 1 << 20
 #: dicomnet's Implementation Class UID (PS3.7 D.3.3.2), a UUID-derived UID (PS3.5 B.2).
 IMPLEMENTATION_CLASS_UID = "2.25.139869872471706760963384181199194595705"
 IMPLEMENTATION_VERSION_NAME = "DICOMNET_010"
+
+
+def check_max_pdu(value: int, name: str = "max_pdu") -> int:
+    """``value`` as a Maximum Length to offer (PS3.8 D.1): 0 (no limit) or
+    7..0xFFFFFFFF -- a P-DATA-TF's 6 header bytes and at least one byte of
+    data. Anything else is a ValueError (TypeError if not an int) here,
+    rather than a failed or rejected association later."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value != 0 and not 7 <= value <= 0xFFFFFFFF:
+        raise ValueError(f"{name} must be 0 (no limit) or 7..4294967295, got {value}")
+    return value
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
