@@ -21,7 +21,7 @@ from .pdu.items import (AsyncOperationsWindow, RoleSelection, SOPClassCommonExte
                          SOPClassExtendedNegotiation, UserIdentityRQ)
 from .pdu.negotiation import DEFAULT_MAX_PDU, UNCOMPRESSED_TRANSFER_SYNTAXES, build_associate_rq, check_max_pdu
 from .pdu.pdus import validate_ae_title
-from .transport.sync import DEFAULT_BUSY_POLL, SyncDriver, open_connection
+from .transport.sync import DEFAULT_BUSY_POLL, SyncDriver, check_timeout, open_connection
 
 __all__ = ["Client", "ContextSpec"]
 
@@ -83,8 +83,7 @@ class Client:
         for name, value in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout),
                             ("write_timeout", write_timeout), ("dimse_timeout", dimse_timeout),
                             ("artim_timeout", artim_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            check_timeout(name, value)
         check_max_pdu(max_pdu)
         if not busy_poll >= 0:
             raise ValueError(f"busy_poll must be >= 0 seconds, got {busy_poll!r}")

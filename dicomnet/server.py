@@ -44,7 +44,7 @@ from .pdu.negotiation import (
     negotiate,
 )
 from .pdu.pdus import AAssociateRJ, validate_ae_title
-from .transport.sync import DEFAULT_BUSY_POLL, Interrupted, SyncDriver, prepare_socket
+from .transport.sync import DEFAULT_BUSY_POLL, Interrupted, SyncDriver, check_timeout, prepare_socket
 
 __all__ = ["Server"]
 
@@ -175,14 +175,12 @@ class Server:
         self.ae_title = validate_ae_title(ae_title, "ae_title")
         for name, value in (("read_timeout", read_timeout), ("write_timeout", write_timeout),
                             ("artim_timeout", artim_timeout), ("dimse_timeout", dimse_timeout)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
+            check_timeout(name, value)
         if max_associations < 1:
             raise ValueError("max_associations must be at least 1")
         if handler_timeout is None:
             handler_timeout = dimse_timeout
-        if not handler_timeout > 0:
-            raise ValueError(f"handler_timeout must be positive, got {handler_timeout!r}")
+        check_timeout("handler_timeout", handler_timeout)
         if max_dataset_bytes is not None and max_dataset_bytes < 0:
             raise ValueError(f"max_dataset_bytes must be >= 0 or None, got {max_dataset_bytes!r}")
         if not busy_poll >= 0:

@@ -378,6 +378,10 @@ def test_client_validates_arguments():
     for bad in (-1, 1, 6, 1 << 32):
         with pytest.raises(ValueError, match="max_pdu"):
             Client(max_pdu=bad)
+    with pytest.raises(TypeError, match="read_timeout must be a number of seconds"):
+        Client(read_timeout="5")                        # e.g. straight from a config file
+    with pytest.raises(ValueError, match="dimse_timeout"):
+        Client(dimse_timeout=float("nan"))
     with pytest.raises(ValueError, match="max_pdu"):
         Client().associate("127.0.0.1", 1, max_pdu=3)     # before any connection is tried
 

@@ -309,6 +309,10 @@ def test_server_validates_arguments():
             Server(max_pdu=bad)
     with pytest.raises(TypeError):
         Server(max_pdu=4096.0)
+    with pytest.raises(TypeError, match="write_timeout must be a number of seconds"):
+        Server(write_timeout=None)
+    with pytest.raises(TypeError, match="handler_timeout"):
+        Server(handler_timeout="30")
     assert Server(max_pdu=0).max_pdu == 0 and Server(max_pdu=7).max_pdu == 7
 
 

@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import numbers
 import select
 import socket
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from .._codec.waits import spin_readable
 from ..errors import ARTIMTimeout, ConnectTimeout, ReadTimeout, WriteTimeout
@@ -65,6 +67,18 @@ _SPIN_MISSES = 2
 #: limit) or one of years is waited out in slices of this; every wait loops
 #: until its own deadline anyway.
 MAX_OS_WAIT = 3600.0
+
+
+def check_timeout(name: str, value: Any) -> float:
+    """``value`` as a timeout in seconds: a positive real number, ``math.inf``
+    meaning no limit. TypeError for anything else that is not a number (a
+    string from a config file, say), ValueError for zero, a negative or NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not seconds > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return seconds
 
 
 class Interrupted(Exception):
