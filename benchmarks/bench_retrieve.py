@@ -28,7 +28,10 @@ C-MOVE of the study to a storage SCP writing files on tmpfs:
 
 Every receiver takes PDUs of up to 131072 bytes; Nagle is off for every peer
 (TCP_NODELAY=1). Times are wall seconds from association request to release,
-best of ``--repeat``; the table prints instances/s and the ratios, and the
+best of ``--repeat``, run in rounds (one run of every case of a group -- C-GET,
+C-GET from Orthanc, C-MOVE -- then the next round, all their peers up at
+once, so that the cases compared meet the same slow phases of a shared
+machine); the table prints instances/s and the ratios, and the
 CPU time of each side: the retrieving client (this process, or getscu/
 movescu), the SCP (with the children it forks: dcmqrscp forks one per
 association) and, for C-MOVE, the destination storescp -- on a small shared
@@ -51,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -352,28 +355,43 @@ def main() -> None:
 
     server_cpus: dict[str, tuple[float, float]] = {}
 
-    def run(label: str, fn: Callable[[], float], scp: int | None = None, dest: int | None = None) -> None:
-        """Best of ``repeat``; ``scp``/``dest``: pids of the retrieve SCP and the
-        C-MOVE destination, whose CPU time in the best run is kept too."""
-        best = None
+    Case = tuple[str, Callable[[], float], "int | None", "int | None"]
+
+    def run(cases: list[Case]) -> None:
+        """Best of ``repeat`` for each case -- (label, run, SCP pid, C-MOVE
+        destination pid; the CPU time of those two in the best run is kept
+        too) -- in rounds: one run of every case, then the next round, so that
+        the cases compared meet the same slow phases of a shared machine."""
+        best: dict[str, float] = {}
+        walls: dict[str, list[float]] = {label: [] for label, *_ in cases}
+        failed: set[str] = set()
         for _ in range(repeat):
-            before = (tree_cpu(scp), tree_cpu(dest))
-            try:
-                wall = fn()
-            except Exception as exc:  # noqa: BLE001 - a failing peer is reported, the run goes on
-                print(f"  {label}: failed: {exc}")
-                return
-            time.sleep(0.05)          # a forked dcmqrscp child: exited and reaped
-            after = (tree_cpu(scp), tree_cpu(dest))
-            if best is None or wall < best:
-                best, cpus[label] = wall, _Clock.last_cpu
-                server_cpus[label] = (after[0] - before[0], after[1] - before[1])
-        assert best is not None
-        results[label] = best
-        scp_cpu, dest_cpu = server_cpus[label]
-        print(f"  {label:<44} {best:7.3f} s  ({count / best:6.0f} inst/s), CPU: client {cpus[label]:.3f} s, "
-              f"SCP {scp_cpu:.3f} s" + (f", destination {dest_cpu:.3f} s" if dest is not None else ""),
-              flush=True)
+            for label, fn, scp, dest in cases:
+                if label in failed:
+                    continue
+                before = (tree_cpu(scp), tree_cpu(dest))
+                try:
+                    wall = fn()
+                except Exception as exc:  # noqa: BLE001 - a failing peer is reported, the run goes on
+                    print(f"  {label}: failed: {exc}")
+                    failed.add(label)
+                    best.pop(label, None)
+                    continue
+                time.sleep(0.05)          # a forked dcmqrscp child: exited and reaped
+                after = (tree_cpu(scp), tree_cpu(dest))
+                walls[label].append(wall)
+                if label not in best or wall < best[label]:
+                    best[label], cpus[label] = wall, _Clock.last_cpu
+                    server_cpus[label] = (after[0] - before[0], after[1] - before[1])
+        for label, _, _, dest in cases:
+            if label not in best:
+                continue
+            results[label] = best[label]
+            scp_cpu, dest_cpu = server_cpus[label]
+            print(f"  {label:<44} {best[label]:7.3f} s  ({count / best[label]:6.0f} inst/s), "
+                  f"CPU: client {cpus[label]:.3f} s, SCP {scp_cpu:.3f} s"
+                  + (f", destination {dest_cpu:.3f} s" if dest is not None else "")
+                  + f"; inst/s per run: {', '.join(f'{count / w:.0f}' for w in walls[label])}", flush=True)
 
     try:
         src, got = root / "src", root / "got"
@@ -386,14 +404,19 @@ def main() -> None:
               f"best of {repeat}")
 
         # -- C-GET into numpy
-        with python_scp("dicomnet", src) as (port, pid):
-            run("get: dicomnet <- dicomnet (numpy)", lambda: get_dicomnet(port, "BENCHSCP", count), pid)
-        if have_dcmtk:
-            with peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU) as qr:
-                run("get: getscu <- dcmqrscp (files)", lambda: get_getscu(qr.port, qr.aet, count, got), _pid(qr))
-        if have_pynetdicom:
-            with python_scp("pynetdicom", src) as (port, pid):
-                run("get: pynetdicom <- pynetdicom (numpy)", lambda: get_pynetdicom(port, "BENCHSCP", count), pid)
+        with ExitStack() as stack:
+            port, pid = stack.enter_context(python_scp("dicomnet", src))
+            cases: list[Case] = [("get: dicomnet <- dicomnet (numpy)",
+                                  lambda port=port: get_dicomnet(port, "BENCHSCP", count), pid, None)]
+            if have_dcmtk:
+                qr = stack.enter_context(peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU))
+                cases.append(("get: getscu <- dcmqrscp (files)",
+                              lambda qr=qr: get_getscu(qr.port, qr.aet, count, got), _pid(qr), None))
+            if have_pynetdicom:
+                pport, ppid = stack.enter_context(python_scp("pynetdicom", src))
+                cases.append(("get: pynetdicom <- pynetdicom (numpy)",
+                              lambda pport=pport: get_pynetdicom(pport, "BENCHSCP", count), ppid, None))
+            run(cases)
 
         # -- C-GET from Orthanc
         if have_orthanc:
@@ -402,25 +425,29 @@ def main() -> None:
                 for p in paths:
                     orthanc.upload(p)
                 print(f"  (uploaded to Orthanc in {time.perf_counter() - t0:.1f} s)")
-                run("get from Orthanc: dicomnet (numpy)",
-                    lambda: get_dicomnet(orthanc.dicom_port, orthanc.aet, count), _pid(orthanc))
+                cases = [("get from Orthanc: dicomnet (numpy)",
+                          lambda: get_dicomnet(orthanc.dicom_port, orthanc.aet, count), _pid(orthanc), None)]
                 if have_dcmtk:
-                    run("get from Orthanc: getscu (files)",
-                        lambda: get_getscu(orthanc.dicom_port, orthanc.aet, count, got), _pid(orthanc))
+                    cases.append(("get from Orthanc: getscu (files)",
+                                  lambda: get_getscu(orthanc.dicom_port, orthanc.aet, count, got), _pid(orthanc),
+                                  None))
+                run(cases)
 
-        # -- C-MOVE to a storage SCP: ours, then dcmtk's
-        with OurStoreScp(root) as dest:
-            with python_scp("dicomnet", src, dest.port) as (port, pid):
-                run(OURS_MOVE, lambda: move_dicomnet(port, count, dest), pid, _pid(dest))
-        if have_dcmtk:
-            with peers.Storescp(aet="STORESCP", args=["-pdu", str(PDU)]) as scp:
-                with python_scp("dicomnet", src, scp.port) as (port, pid):
-                    run("move: dicomnet -> dicomnet -> storescp", lambda: move_dicomnet(port, count, scp),
-                        pid, _pid(scp))
-                with peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU,
-                                    move_destinations={"STORESCP": scp.port}) as qr:
-                    run("move: movescu -> dcmqrscp -> storescp", lambda: move_movescu(qr.port, qr.aet, count, scp),
-                        _pid(qr), _pid(scp))
+        # -- C-MOVE to a storage SCP: ours, and dcmtk's
+        with ExitStack() as stack:
+            dest = stack.enter_context(OurStoreScp(root))
+            port, pid = stack.enter_context(python_scp("dicomnet", src, dest.port))
+            cases = [(OURS_MOVE, lambda port=port: move_dicomnet(port, count, dest), pid, _pid(dest))]
+            if have_dcmtk:
+                scp = stack.enter_context(peers.Storescp(aet="STORESCP", args=["-pdu", str(PDU)]))
+                sport, spid = stack.enter_context(python_scp("dicomnet", src, scp.port))
+                cases.append(("move: dicomnet -> dicomnet -> storescp",
+                              lambda sport=sport: move_dicomnet(sport, count, scp), spid, _pid(scp)))
+                qr = stack.enter_context(peers.Dcmqrscp(aet="DCMQRSCP", preload=paths, max_pdu=PDU,
+                                                        move_destinations={"STORESCP": scp.port}))
+                cases.append(("move: movescu -> dcmqrscp -> storescp",
+                              lambda qr=qr: move_movescu(qr.port, qr.aet, count, scp), _pid(qr), _pid(scp)))
+            run(cases)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
