@@ -88,6 +88,21 @@ def servers(request, tmp_path, monkeypatch):
             srv.shutdown(5.0)
 
 
+@pytest.fixture
+def lanes(monkeypatch):
+    """Every association's lane (or None) as servers make them, in order."""
+    made: list[object] = []
+    attach = _scp.attach
+
+    def keep(server, assoc, info):
+        lane = attach(server, assoc, info)
+        made.append(lane)
+        return lane
+
+    monkeypatch.setattr(_scp, "attach", keep)
+    return made
+
+
 def pdv(context_id: int, control: int, data: bytes) -> bytes:
     return struct.pack(">LBB", len(data) + 2, context_id, control) + data
 
@@ -330,21 +345,12 @@ def test_a_data_set_slower_than_read_timeout_is_stored_while_each_pdu_is_in_time
     assert list(files(lane_server.folder)) == [streamed + ".dcm"]
 
 
-def test_without_the_lane_streamed_stores_take_the_general_path(tmp_path, monkeypatch):
+def test_without_the_lane_streamed_stores_take_the_general_path(tmp_path, monkeypatch, lanes):
     """Where the lane is not built for (Windows: _LANE is False), attach
     makes none and streamed C-STOREs still land in their files."""
     from dicomnet.client import Client
     from dicomnet.dicom.reader import read_dataset
 
-    made = []
-    attach = _scp.attach
-
-    def keep(server, assoc, info):
-        lane = attach(server, assoc, info)
-        made.append(lane)
-        return lane
-
-    monkeypatch.setattr(_scp, "attach", keep)
     monkeypatch.setattr(_scp, "_LANE", False)
     folder = tmp_path / "in"
     folder.mkdir()
@@ -354,7 +360,7 @@ def test_without_the_lane_streamed_stores_take_the_general_path(tmp_path, monkey
             assert assoc.store(read_dataset(dataset_bytes("1.2.3.40.1", 5000), transfer_syntax=EXPLICIT)) == 0
     finally:
         srv.shutdown(5.0)
-    assert made == [None]
+    assert lanes == [None]
     assert (folder / "1.2.3.40.1.dcm").read_bytes().endswith(dataset_bytes("1.2.3.40.1", 5000))
 
 
@@ -429,20 +435,11 @@ def test_shutdown_during_a_flood_of_stores_aborts_it_promptly(tmp_path):
 
 
 @pytest.mark.parametrize("uid", ["1.2.3.31.1", "1.2.3.31.9"])    # streamed; held in memory
-def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch, uid):
+def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, lanes, uid):
     """A 200 KB data PDU whose header and first bytes come 0.2 s before the
     rest: the lane waits for the rest itself. A streamed data set lands whole
     in its file; one held in memory (the reader places it straight into the
     data set's buffer while the lane waits) reaches on_store whole."""
-    lanes = []
-    attach = _scp.attach
-
-    def keep(server, assoc, info):
-        lane = attach(server, assoc, info)
-        lanes.append(lane)
-        return lane
-
-    monkeypatch.setattr(_scp, "attach", keep)
     folder = tmp_path / "in"
     folder.mkdir()
     raw = dataset_bytes(uid, 200_000)
@@ -474,21 +471,12 @@ def test_the_lane_waits_itself_for_the_rest_of_a_big_pdu(tmp_path, monkeypatch, 
 
 
 @pytest.mark.parametrize("window", [1, 4])
-def test_big_pdus_through_the_lane_land_byte_for_byte(tmp_path, monkeypatch, window):
+def test_big_pdus_through_the_lane_land_byte_for_byte(tmp_path, lanes, window):
     """Data sets of about 1 MB from our client in PDUs of 256 KiB, as fast as
     it sends them: every file holds exactly the data set sent."""
     from dicomnet.client import Client
     from dicomnet.dicom.reader import read_dataset
 
-    lanes = []
-    attach = _scp.attach
-
-    def keep(server, assoc, info):
-        lane = attach(server, assoc, info)
-        lanes.append(lane)
-        return lane
-
-    monkeypatch.setattr(_scp, "attach", keep)
     sent = {f"1.2.3.30.{i}.1": dataset_bytes(f"1.2.3.30.{i}.1", 900_000 + 77_777 * i) for i in range(5)}
     folder = tmp_path / "in"
     folder.mkdir()
@@ -509,7 +497,7 @@ def test_big_pdus_through_the_lane_land_byte_for_byte(tmp_path, monkeypatch, win
     assert not [p for p in folder.iterdir() if not p.name.endswith(".dcm")]
 
 
-def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, monkeypatch):
+def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, lanes):
     """Over TLS the lane takes the P-DATA the driver decrypted (SyncDriver.fill)
     and leaves the answers to handle_store; the files are the sent data sets."""
     from dicomnet.client import Client
@@ -517,15 +505,6 @@ def test_over_tls_the_lane_reads_and_handle_store_answers(pki, tmp_path, monkeyp
     from dicomnet.dicom.writer import write_file
     from dicomnet.transport.tls import make_context
 
-    lanes = []
-    attach = _scp.attach
-
-    def keep(server, assoc, info):
-        lane = attach(server, assoc, info)
-        lanes.append(lane)
-        return lane
-
-    monkeypatch.setattr(_scp, "attach", keep)
     paths = []
     for i in range(6):
         path = tmp_path / f"src{i}.dcm"
