@@ -7,9 +7,9 @@
 Threads: one accepts connections; each association is served on its own
 thread by the blocking driver (:mod:`dicomnet.transport.sync`). Every wait is
 bounded (``artim_timeout`` for the A-ASSOCIATE-RQ and for the peer to close
-after a release or rejection, ``read_timeout`` for each PDU -- an idle
-association, a peer that trickles a PDU --, ``write_timeout`` for a peer that
-stops reading). :meth:`Server.shutdown`
+after a release or rejection, ``read_timeout`` for each PDU (so an idle
+association or a trickled PDU ends, while a big data set on a slow link is
+served), ``write_timeout`` for a peer that stops reading). :meth:`Server.shutdown`
 wakes every thread through one socketpair, aborts the open associations and
 joins all threads.
 """
@@ -37,10 +37,10 @@ from .pdu.connection import Connection
 from .pdu.items import SOPClassExtendedNegotiation, UserIdentityRQ
 from .pdu.negotiation import (
     DEFAULT_MAX_PDU,
-    check_max_pdu,
     UNCOMPRESSED_TRANSFER_SYNTAXES,
     AcceptorPolicy,
     IdentityVerdict,
+    check_max_pdu,
     negotiate,
 )
 from .pdu.pdus import AAssociateRJ, validate_ae_title

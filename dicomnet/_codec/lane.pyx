@@ -246,7 +246,7 @@ cdef class StoreLane:
     cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
     cdef int defer_max          # response batching bounds: handle_store's (dicomnet.dimse.scp)
     cdef double defer_seconds
-    cdef double read_timeout    # the driver's: how long one message may take to arrive
+    cdef double read_timeout    # the driver's: how long one PDU may take to arrive
     cdef double _deadline       # when the PDU waited for must be in (0: no wait begun)
     cdef readonly Py_ssize_t pdus
     """P-DATA-TF PDUs the lane has taken (for tests and diagnostics)."""
@@ -432,7 +432,7 @@ cdef class StoreLane:
         True once they are all here. What SyncDriver.fill would do -- answers
         queued for the peer go out first, the wait spins and blocks as the
         driver's does (its busy-poll budget and state), and it ends at the
-        message's deadline or the server's interrupt -- without a Python call
+        PDU's deadline or the server's interrupt -- without a Python call
         per read. False when it did not get them all: the caller returns
         True, and the driver's own wait reports the timeout, the interrupt or
         the closed transport (the lane closes a failed one, as the driver
