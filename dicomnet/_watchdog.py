@@ -28,6 +28,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from .transport.sync import MAX_OS_WAIT
+
 __all__ = ["HandlerAbandoned", "HandlerGuard", "HandlerWatchdog", "GuardedHandler"]
 
 _monotonic = time.monotonic
@@ -176,9 +178,9 @@ class HandlerWatchdog:
                         due = deadline
                 # Never longer than one timeout: a call that starts while we
                 # sleep is due no earlier than that (see HandlerGuard.enter).
-                # (At most an hour at a time: a wait past threading.TIMEOUT_MAX,
+                # (At most MAX_OS_WAIT at a time: a wait past threading.TIMEOUT_MAX,
                 # ~292 years but reachable with a large finite timeout, raises.)
-                cond.wait(min(max((now + self.timeout if due is None else due) - now, 0.0), 3600.0))
+                cond.wait(min(max((now + self.timeout if due is None else due) - now, 0.0), MAX_OS_WAIT))
 
 
 class _GuardedIterator:

@@ -67,6 +67,16 @@ DEFAULT_MAX_PDU = 1 << 20
 IMPLEMENTATION_CLASS_UID = "2.25.139869872471706760963384181199194595705"
 IMPLEMENTATION_VERSION_NAME = "DICOMNET_010"
 
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+#: The uncompressed transfer syntaxes an acceptor takes by default, in preference order.
+UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+
+_VERIFICATION = "1.2.840.10008.1.1"
+_MAX_CONTEXTS = 128  # odd context ids 1..255 (PS3.8 9.3.2.2)
+
+_RJ = AAssociateRJ
+
 
 def check_max_pdu(value: int, name: str = "max_pdu") -> int:
     """``value`` as a Maximum Length to offer (PS3.8 D.1): 0 (no limit) or
@@ -78,16 +88,6 @@ def check_max_pdu(value: int, name: str = "max_pdu") -> int:
     if value != 0 and not 7 <= value <= 0xFFFFFFFF:
         raise ValueError(f"{name} must be 0 (no limit) or 7..4294967295, got {value}")
     return value
-
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-#: The uncompressed transfer syntaxes an acceptor takes by default, in preference order.
-UNCOMPRESSED_TRANSFER_SYNTAXES: tuple[str, ...] = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
-
-_VERIFICATION = "1.2.840.10008.1.1"
-_MAX_CONTEXTS = 128  # odd context ids 1..255 (PS3.8 9.3.2.2)
-
-_RJ = AAssociateRJ
 
 
 # ---------------------------------------------------------------- requestor
