@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -45,12 +46,21 @@ def _free_port() -> int:
 
 @pytest.fixture
 def tls_scp(pki, tmp_path):
-    """A `dicomnet store-scp` that requires TLS with client certificates."""
+    """A `dicomnet store-scp` that requires TLS with client certificates.
+
+    Its output goes to a file, not an unread pipe. Should it not exit within
+    10 s of SIGTERM (seen once in CI, never reproduced), SIGABRT makes
+    Python's faulthandler dump every thread's stack there, and the test
+    fails with that dump."""
     port = _free_port()
-    proc = subprocess.Popen(CLI + ["store-scp", "--port", str(port), "--out", str(tmp_path), "-q",
-                                   "--tls-cert", pki["server"] + ".crt", "--tls-key", pki["server"] + ".key",
-                                   "--tls-ca", pki["ca"] + ".crt"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    log_path = tmp_path / "store-scp.log"
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(CLI + ["store-scp", "--port", str(port), "--out", str(out), "-q",
+                                       "--tls-cert", pki["server"] + ".crt", "--tls-key", pki["server"] + ".key",
+                                       "--tls-ca", pki["ca"] + ".crt"],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -60,7 +70,17 @@ def tls_scp(pki, tmp_path):
             time.sleep(0.05)
     yield port
     proc.terminate()
-    proc.wait(10)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        pytest.fail("store-scp did not exit within 10 s of SIGTERM; its output and stacks:\n"
+                    + log_path.read_text(errors="replace"))
 
 
 def _echo(port: int, *tls: str) -> subprocess.CompletedProcess[str]:
