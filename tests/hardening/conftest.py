@@ -20,12 +20,18 @@ from typing import Any
 
 import pytest
 
+import dicomnet
 from dicomnet.client import Client
 from dicomnet.pdu import pdus
 from dicomnet.pdu.negotiation import build_associate_rq
 from dicomnet.server import Server
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: Where the dicomnet these tests import lives: the working directory of a
+#: Python child process that must import the same one. Not ROOT: a wheel's
+#: test run (cibuildwheel) imports the installed package, and in ROOT a child
+#: would import the source tree, which has no compiled modules there.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(dicomnet.__file__)))
 SUMMARY_DIR = os.path.join(ROOT, "build", "reliability")
 VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"

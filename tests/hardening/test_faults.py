@@ -24,7 +24,7 @@ from dicomnet.server import Server
 from .conftest import (
     CT,
     EXPLICIT,
-    ROOT,
+    PACKAGE_ROOT,
     VERIFICATION,
     associate_rq_bytes,
     converse,
@@ -148,7 +148,7 @@ def test_client_killed_mid_store_releases_everything(store_server, how):
     wait_for(lambda: srv.active_associations == 0)
     fds_before, threads_before = fd_count(), len(threading.enumerate())
     proc = subprocess.Popen([sys.executable, "-c", SLOW_SENDER, str(srv.port)], stdout=subprocess.PIPE,
-                            text=True, cwd=ROOT)
+                            text=True, cwd=PACKAGE_ROOT)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "STARTED"

@@ -24,7 +24,7 @@ from dicomnet.errors import AssociationRejected
 from dicomnet.samples.synthetic import generate
 from dicomnet.server import Server
 
-from .conftest import CT, EXPLICIT, ROOT, VERIFICATION, echo_ok, record, wait_for
+from .conftest import CT, EXPLICIT, PACKAGE_ROOT, VERIFICATION, echo_ok, record, wait_for
 
 ASSOCIATIONS = 32
 PER_ASSOCIATION = 100
@@ -73,7 +73,7 @@ def start_store_scp(out_dir: str, max_associations: int) -> tuple[subprocess.Pop
     proc = subprocess.Popen(
         [sys.executable, "-m", "dicomnet", "store-scp", "--port", "0", "--out", out_dir, "--aet", "LOADSCP",
          "--max-associations", str(max_associations), "--json", "-q"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PACKAGE_ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     info = json.loads(line)
