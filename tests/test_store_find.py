@@ -262,9 +262,11 @@ def test_streaming_destination_none_keeps_it_in_memory(tmp_path):
 
 
 def test_streaming_write_failure_is_out_of_resources(tmp_path):
+    (tmp_path / "a-file").write_bytes(b"")     # a folder that is a file: cannot be created, on any OS
+
     class Bad(Streamer):
         def store_destination(self, ctx, command):
-            return "/proc/not-writable/x.dcm"
+            return str(tmp_path / "a-file" / "x.dcm")
 
     with serve(Bad(tmp_path)) as srv, associate(srv) as assoc:
         with pytest.raises(DimseStatusError) as info:

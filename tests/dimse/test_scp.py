@@ -77,7 +77,8 @@ def test_sink_takes_a_relative_destination(tmp_path, monkeypatch):
 
 
 def test_sink_write_errors_are_kept_for_the_response(tmp_path):
-    sink = StoreSink(context(), "/proc/cannot/create/this.dcm")
+    (tmp_path / "a-file").write_bytes(b"")     # a folder that is a file: cannot be created, on any OS
+    sink = StoreSink(context(), str(tmp_path / "a-file" / "this.dcm"))
     assert isinstance(sink.error, OSError)
     sink.write(b"data")                    # dropped quietly
     with pytest.raises(OSError):
