@@ -230,6 +230,25 @@ def _join(parts: list[memoryview]) -> memoryview | bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+def _extended_offsets(value: Any) -> list[int]:
+    """The entries of an Extended Offset Table (7FE0,0001), OV: 64-bit
+    offsets. Read under another binary VR (a damaged or unusual file), its
+    bytes are taken as they are, little endian like the fragments it points
+    at; DicomParseError when they cannot be 64-bit offsets."""
+    if value is None:
+        return []
+    if isinstance(value, numpy.ndarray) and value.dtype.kind in "ui" and value.dtype.itemsize == 8:
+        return [int(v) for v in value.ravel()]
+    try:
+        raw = value.tobytes() if isinstance(value, numpy.ndarray) else memoryview(value).tobytes()
+    except TypeError:
+        raise DicomParseError("the Extended Offset Table is not binary data", tag=EXTENDED_OFFSET_TABLE) from None
+    if len(raw) % 8:
+        raise DicomParseError(f"the Extended Offset Table's length ({len(raw)}) is not a multiple of 8",
+                              tag=EXTENDED_OFFSET_TABLE)
+    return [int(v) for v in numpy.frombuffer(raw, "<u8")]
+
+
 def iter_frames(ds: Dataset) -> Iterator[Any]:
     """Yield one item per frame.
 
@@ -254,9 +273,8 @@ def iter_frames(ds: Dataset) -> Iterator[Any]:
     relative = [h - base for h in headers]
     offsets: list[int] | None = None
     if EXTENDED_OFFSET_TABLE in ds:
-        eot = ds._value(EXTENDED_OFFSET_TABLE)
-        offsets = [int(v) for v in numpy.atleast_1d(numpy.asarray(eot).view("<u8"))]
-    elif len(bot) >= 4:
+        offsets = _extended_offsets(ds._value(EXTENDED_OFFSET_TABLE)) or None   # empty: as if absent
+    if offsets is None and len(bot) >= 4:
         if len(bot) % 4:
             raise DicomParseError("Basic Offset Table length is not a multiple of 4", tag=tag)
         offsets = [int(v) for v in numpy.frombuffer(bot, "<u4")]

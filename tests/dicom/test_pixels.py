@@ -175,8 +175,10 @@ def fragment(data: bytes) -> bytes:
     return struct.pack("<HHI", 0xFFFE, 0xE000, len(data)) + data
 
 
-def encapsulated(frames: int, fragments: list[bytes], bot: bytes = b"", *, eot: list[int] | None = None) -> bytes:
-    """A JPEG Baseline Part 10 file with the given fragments (after the BOT item)."""
+def encapsulated(frames: int, fragments: list[bytes], bot: bytes = b"", *, eot: list[int] | None = None,
+                 eot_element: tuple[str, object] | None = None) -> bytes:
+    """A JPEG Baseline Part 10 file with the given fragments (after the BOT item);
+    ``eot_element``: the Extended Offset Table as (VR, value), as given."""
     ds = Dataset()
     ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
     ds.SOPInstanceUID = "1.2.3.5"
@@ -185,6 +187,8 @@ def encapsulated(frames: int, fragments: list[bytes], bot: bytes = b"", *, eot: 
     if eot is not None:
         ds.add_new(0x7FE00001, "OV", numpy.array(eot, numpy.uint64))
         ds.add_new(0x7FE00002, "OV", numpy.array([0] * len(eot), numpy.uint64))
+    if eot_element is not None:
+        ds.add_new(0x7FE00001, *eot_element)
     head = bytes(encode_dataset(ds, LE))
     pixel = struct.pack("<HH2s2xI", 0x7FE0, 0x0010, b"OB", UNDEF) + fragment(bot)
     pixel += b"".join(fragment(f) for f in fragments) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
@@ -218,6 +222,23 @@ def test_frames_with_extended_offset_table():
     eot = [0, 8 + len(FRAGS[0]), (8 + len(FRAGS[0])) + (8 + len(FRAGS[1])) + (8 + len(FRAGS[2]))]
     frames = list(read_file(encapsulated(3, FRAGS, eot=eot)).frames())
     assert [bytes(f) for f in frames] == [FRAGS[0], FRAGS[1] + FRAGS[2], FRAGS[3]]
+
+
+def test_an_extended_offset_table_under_another_vr():
+    # Found by fuzzing: an EOT read as OF (float32 values) made iter_frames
+    # raise numpy's ValueError. Its bytes are 64-bit offsets when their length
+    # allows; otherwise the table is refused with DicomParseError; empty, it
+    # is as if absent.
+    eot = [0, 8 + len(FRAGS[0]), (8 + len(FRAGS[0])) + (8 + len(FRAGS[1])) + (8 + len(FRAGS[2]))]
+    as_floats = numpy.array(eot, "<u8").view("<f4")
+    for element in (("OF", as_floats), ("OB", numpy.array(eot, "<u8").tobytes())):
+        frames = list(read_file(encapsulated(3, FRAGS, eot_element=element)).frames())
+        assert [bytes(f) for f in frames] == [FRAGS[0], FRAGS[1] + FRAGS[2], FRAGS[3]], element[0]
+    for element in (("OF", numpy.zeros(3, "<f4")), ("OB", bytes(12)), ("LO", "12")):
+        with pytest.raises(DicomParseError, match="Extended Offset Table"):
+            list(read_file(encapsulated(3, FRAGS, eot_element=element)).frames())
+    frames = list(read_file(encapsulated(4, FRAGS, eot_element=("OV", b""))).frames())
+    assert [bytes(f) for f in frames] == FRAGS
 
 
 def test_single_frame_over_several_fragments():
