@@ -118,8 +118,20 @@ class PersonName(str):
 # --- IS / DS ----------------------------------------------------------------
 
 _IS_RE = re.compile(r"[+-]?[0-9]+")
-_DS_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Each digit belongs to one place in the pattern: "[0-9]+\.?[0-9]*" let a run
+# of digits split between its two parts every way, and a long value that
+# did not match took quadratic time (16,000 characters: 9 s, holding the GIL).
+_DS_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
+_SHOWN = 64     # characters of a bad value an error message quotes
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message, cut short when long (a damaged
+    element may hold megabytes, and the message is logged)."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}... ({len(text)} characters)"
 
 
 def parse_is(text: str) -> int:
@@ -138,8 +150,8 @@ def parse_is(text: str) -> int:
         value = float(s)
         if math.isfinite(value) and value == int(value):
             return int(value)
-        raise DicomParseError(f"IS value {text!r} is not an integer")
-    raise DicomParseError(f"invalid IS value {text!r}")
+        raise DicomParseError(f"IS value {_shown(text)} is not an integer")
+    raise DicomParseError(f"invalid IS value {_shown(text)}")
 
 
 def parse_ds(text: str) -> float:
@@ -150,7 +162,7 @@ def parse_ds(text: str) -> float:
     """
     s = text.strip(" \x00")
     if not _DS_RE.fullmatch(s):
-        raise DicomParseError(f"invalid DS value {text!r}")
+        raise DicomParseError(f"invalid DS value {_shown(text)}")
     return float(s)
 
 
@@ -208,11 +220,11 @@ def parse_da(text: str) -> datetime.date:
     """Parse DA ``YYYYMMDD`` (also the ACR-NEMA ``YYYY.MM.DD``) to a date."""
     m = _DA_RE.fullmatch(text.strip(" \x00"))
     if not m:
-        raise DicomParseError(f"invalid DA value {text!r}")
+        raise DicomParseError(f"invalid DA value {_shown(text)}")
     try:
         return datetime.date(int(m[1]), int(m[2]), int(m[3]))
     except ValueError as exc:
-        raise DicomParseError(f"invalid DA value {text!r}: {exc}") from None
+        raise DicomParseError(f"invalid DA value {_shown(text)}: {exc}") from None
 
 
 def _time_parts(hh: str, mm: str | None, ss: str | None, frac: str | None, text: str) -> tuple[int, int, int, int]:
@@ -222,7 +234,7 @@ def _time_parts(hh: str, mm: str | None, ss: str | None, frac: str | None, text:
     if second == 60:  # leap second: Python's time cannot hold it
         second = 59
     if hour > 23 or minute > 59 or second > 59:
-        raise DicomParseError(f"time out of range in {text!r}")
+        raise DicomParseError(f"time out of range in {_shown(text)}")
     return hour, minute, second, micro
 
 
@@ -233,7 +245,7 @@ def parse_tm(text: str) -> datetime.time:
     """
     m = _TM_RE.fullmatch(text.strip(" \x00"))
     if not m:
-        raise DicomParseError(f"invalid TM value {text!r}")
+        raise DicomParseError(f"invalid TM value {_shown(text)}")
     return datetime.time(*_time_parts(m[1], m[2], m[3], m[4], text))
 
 
@@ -245,13 +257,13 @@ def parse_dt(text: str) -> datetime.datetime:
     """
     m = _DT_RE.fullmatch(text.strip(" \x00"))
     if not m:
-        raise DicomParseError(f"invalid DT value {text!r}")
+        raise DicomParseError(f"invalid DT value {_shown(text)}")
     tz = None
     if m[8]:
         sign = -1 if m[8][0] == "-" else 1
         hours, minutes = int(m[8][1:3]), int(m[8][3:5])
         if hours > 14 or minutes > 59:
-            raise DicomParseError(f"invalid UTC offset in DT value {text!r}")
+            raise DicomParseError(f"invalid UTC offset in DT value {_shown(text)}")
         tz = datetime.timezone(sign * datetime.timedelta(hours=hours, minutes=minutes))
     try:
         if m[4] is not None:
@@ -262,7 +274,7 @@ def parse_dt(text: str) -> datetime.datetime:
             int(m[1]), int(m[2] or 1), int(m[3] or 1), hour, minute, second, micro, tzinfo=tz
         )
     except ValueError as exc:
-        raise DicomParseError(f"invalid DT value {text!r}: {exc}") from None
+        raise DicomParseError(f"invalid DT value {_shown(text)}: {exc}") from None
 
 
 # --- dispatch ---------------------------------------------------------------

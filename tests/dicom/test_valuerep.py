@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import datetime
 import math
+import os
 import re
+import subprocess
+import sys
 import warnings
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import dicomnet
 from dicomnet.dicom.valuerep import (
     PersonName,
     decode_value_text,
@@ -89,6 +93,40 @@ def test_parse_ds(text, value):
 def test_parse_ds_garbage_raises(text):
     with pytest.raises(DicomParseError):
         parse_ds(text)
+
+
+@given(st.text("0123456789.eE+- x", max_size=12))
+def test_parse_ds_accepts_what_the_standard_shape_accepts(text):
+    # DS_SHAPE is the pattern parse_ds used before (quadratic on long values);
+    # the one it uses now accepts exactly the same strings.
+    try:
+        parse_ds(text)
+        accepted = True
+    except DicomParseError:
+        accepted = False
+    assert accepted == bool(DS_SHAPE.fullmatch(text.strip(" \x00")))
+
+
+def test_long_invalid_numbers_fail_fast_and_are_quoted_short():
+    # Found by review: a DS value of 16,000 digits and one wrong character took
+    # 9 s to refuse (the pattern backtracked quadratically, holding the GIL),
+    # so one damaged element or C-FIND key could stall a server. Run apart,
+    # so that a regression fails instead of hanging the suite.
+    code = (
+        "from dicomnet.dicom.valuerep import parse_ds, parse_is\n"
+        "from dicomnet.errors import DicomParseError\n"
+        "for parse in (parse_ds, parse_is):\n"
+        "    for text in ('1' * 1000000 + 'x', '1' * 500000 + '.' + '1' * 500000 + 'x'):\n"
+        "        try:\n"
+        "            parse(text)\n"
+        "        except DicomParseError as exc:\n"
+        "            assert len(str(exc)) < 200, len(str(exc))\n"
+        "        else:\n"
+        "            raise AssertionError('accepted')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(dicomnet.__file__))))
+    assert done.returncode == 0, done.stderr
 
 
 def test_format_is():
