@@ -19,7 +19,6 @@ from dicomnet.errors import (
     DimseStatusError,
     ReadTimeout,
 )
-from dicomnet.pdu.items import RoleSelection, SOPClassCommonExtendedNegotiation, SOPClassExtendedNegotiation, UserIdentityRQ
 from dicomnet.pdu.negotiation import DEFAULT_MAX_PDU
 from dicomnet.server import Server
 

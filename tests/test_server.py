@@ -11,9 +11,9 @@ import time
 import pytest
 
 from dicomnet.client import Client
-from dicomnet.dimse.commands import Command, CommandField, NO_DATASET, decode_command
+from dicomnet.dimse.commands import Command, CommandField, NO_DATASET
 from dicomnet.errors import AssociationAborted, AssociationRejected, DimseStatusError
-from dicomnet.interfaces import AssociationInfo, Handler, ServiceContext
+from dicomnet.interfaces import AssociationInfo, ServiceContext
 from dicomnet.pdu.items import (
     RoleSelection,
     SOPClassCommonExtendedNegotiation,

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import logging
 import signal
-import threading
 import time
 from pathlib import Path
 

@@ -14,8 +14,6 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 from dicomnet.samples.archive import Archive
 
 from .peers import record_started, require

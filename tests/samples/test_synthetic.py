@@ -1,7 +1,6 @@
 """dicomnet.samples.synthetic: determinism and IOD validity (PS3.3 A.3, A.4, A.8.4)."""
 from __future__ import annotations
 
-import io
 
 import numpy
 import pytest
