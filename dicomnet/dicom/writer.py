@@ -50,16 +50,19 @@ def _sequence_unchanged(ds: Dataset, tag: int) -> bool:
             and all(a is b and not b.is_modified() for a, b in zip(current, items)))
 
 
-def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool) -> None:
+def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool, tags: Any = None) -> None:
+    """Append the elements of ``ds`` (only ``tags``, in their order, when
+    given): those read and not changed as their bytes, the others encoded
+    from their values."""
     index = ds._index
     charsets = ds._charsets()
     if index is None:
-        for tag in ds.tags():
+        for tag in ds.tags() if tags is None else tags:
             _encode_assigned(ds, tag, out, implicit, little, charsets)
         return
     same = index.implicit == implicit and index.little == little
     source = memoryview(index.source).cast("B")
-    for tag in ds.tags():
+    for tag in ds.tags() if tags is None else tags:
         idx = ds._raw.get(tag)
         if idx is None or tag in ds._vrs:
             _encode_assigned(ds, tag, out, implicit, little, charsets)
@@ -172,22 +175,23 @@ def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
         if current == transfer_syntax and 0x00020000 in meta:
             index = meta._index
             return memoryview(index.source).cast("B")[index.start:index.stop]
+    # What is set here; every other element of the old group is kept as it
+    # was read (its bytes, never re-encoded from the decoded value: a file
+    # may hold values we read but would not write, an IS out of range, say).
     new = Dataset()
-    if meta is not None:
-        for elem in meta:
-            if elem.tag != 0x00020000:
-                new.set(elem.tag, elem.value, elem.VR)
     new.set(0x00020001, b"\x00\x01", "OB")
-    if 0x00020002 not in new:
+    if meta is None or 0x00020002 not in meta:
         new.set(0x00020002, _uid(ds.get("SOPClassUID")), "UI")
-    if 0x00020003 not in new:
+    if meta is None or 0x00020003 not in meta:
         new.set(0x00020003, _uid(ds.get("SOPInstanceUID")), "UI")
     new.set(0x00020010, transfer_syntax, "UI")
-    if meta is None or 0x00020012 not in new:
+    if meta is None or 0x00020012 not in meta:
         new.set(0x00020012, IMPLEMENTATION_CLASS_UID, "UI")
         new.set(0x00020013, IMPLEMENTATION_VERSION_NAME, "SH")
+    kept = [] if meta is None else [tag for tag in meta.tags() if tag != 0x00020000 and tag not in new]
     out = bytearray()
-    _encode_into(new, out, implicit=False, little=True)
+    for tag in sorted(kept + list(new.tags())):
+        _encode_into(new if tag in new else meta, out, implicit=False, little=True, tags=(tag,))
     return _header(0x00020000, "UL", 4, False, True) + struct.pack("<I", len(out)) + bytes(out)
 
 

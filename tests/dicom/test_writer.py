@@ -293,6 +293,25 @@ def test_rewriting_a_file_whose_meta_has_a_binary_transfer_syntax_uid(tmp_path):
     assert as_dict(back) == as_dict(sample_dataset())
 
 
+def test_rewriting_a_file_meta_keeps_elements_we_would_not_encode_as_read(tmp_path):
+    # Found by fuzzing: an element of the File Meta that reads fine but is
+    # outside what we write (here an IS beyond 2**31) was re-encoded from its
+    # decoded value when the group was rebuilt, and format_is raised a bare
+    # ValueError out of write_file. Kept elements are now copied as read.
+    odd = b"2671067103"
+    group = (struct.pack("<HH2s2xI", 0x0002, 0x0001, b"OB", 2) + b"\x00\x01"
+             + struct.pack("<HH2sH", 0x0002, 0x0010, b"UI", 20) + LE.encode() + b"\x00"
+             + struct.pack("<HH2sH", 0x0002, 0x0102, b"IS", len(odd)) + odd)
+    ds = read_file(bytes(128) + b"DICM" + group + bytes(encode_dataset(sample_dataset(), LE)))
+    assert ds.file_meta[0x00020102].value == 2671067103
+    write_file(tmp_path / "be.dcm", ds, BE)                 # another syntax: the group is rebuilt
+    back = read_file(tmp_path / "be.dcm")
+    assert back.file_meta.TransferSyntaxUID == BE
+    assert back.file_meta[0x00020102].VR == "IS" and back.file_meta[0x00020102].value == 2671067103
+    assert back.file_meta.MediaStorageSOPInstanceUID == sample_dataset().SOPInstanceUID
+    assert as_dict(back) == as_dict(sample_dataset())
+
+
 def test_odd_length_numeric_from_implicit_vr_cannot_be_byte_swapped():
     # Found by fuzzing: Implicit VR carries no VR, so an odd-length US is only caught when
     # decoded; transcoding it to big endian raised a bare ValueError from numpy.
