@@ -122,7 +122,7 @@ _IS_RE = re.compile(r"[+-]?[0-9]+")
 # of digits split between its two parts every way, and a long value that
 # did not match took quadratic time (16,000 characters: 9 s, holding the GIL).
 _DS_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_IS_MIN, _IS_MAX = -(2**31), 2**31 - 1
+_IS_CHARS = 12     # an IS value's maximum length (PS3.5 Table 6.2-1)
 _SHOWN = 64     # characters of a bad value an error message quotes
 
 
@@ -167,11 +167,20 @@ def parse_ds(text: str) -> float:
 
 
 def format_is(value: int) -> str:
-    """Format an ``int`` as IS; raises ``ValueError`` outside -2**31 .. 2**31-1."""
+    """Format an ``int`` as IS; raises ``ValueError`` when it takes more than
+    the 12 characters an IS holds.
+
+    PS3.5 also bounds IS to -2**31 .. 2**31-1, but files break that (an
+    Instance Number of 2671067103, say) and are read as they are; such a
+    value copied into another data set -- a C-FIND response built from a
+    stored instance -- must be writable too. So is it with pydicom and
+    dcmtk, which keep the text.
+    """
     value = int(value)
-    if not _IS_MIN <= value <= _IS_MAX:
-        raise ValueError(f"{value} is outside the IS range")
-    return str(value)
+    text = str(value)
+    if len(text) > _IS_CHARS:
+        raise ValueError(f"{value} does not fit in the {_IS_CHARS} characters of an IS value")
+    return text
 
 
 def _compact(text: str) -> str:

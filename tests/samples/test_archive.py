@@ -228,3 +228,27 @@ def test_find_streams_5000_identifiers_fast():
     rate = count / (time.perf_counter() - start)
     assert count == 5000
     assert rate > 20_000, f"{rate:.0f} identifiers/s"
+
+
+def test_an_instance_with_values_outside_the_standard_ranges_is_found_and_answered():
+    # A file may hold an IS past PS3.5's 32-bit range (read as it is); the C-FIND
+    # response built from it must still encode (it raised ValueError, failing
+    # the whole C-FIND for every match after it).
+    import struct
+
+    from dicomnet.dicom.reader import read_dataset
+    from dicomnet.dicom.writer import encode_dataset
+
+    explicit = "1.2.840.10008.1.2.1"
+    ds = Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID = "1.2.3", "1.2.3.4", "P1"
+    big = b"2671067103"
+    raw = bytes(encode_dataset(ds, explicit)) + struct.pack("<HH2sH", 0x0020, 0x0013, b"IS", len(big)) + big
+    archive = Archive()
+    archive.add(read_dataset(raw, transfer_syntax=explicit))
+    found = list(archive.find(query(QueryRetrieveLevel="IMAGE", StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.4",
+                                    SOPInstanceUID="", InstanceNumber=""), "study"))
+    assert len(found) == 1
+    back = read_dataset(bytes(encode_dataset(found[0], explicit)), transfer_syntax=explicit)
+    assert back.InstanceNumber == 2671067103 and back.SOPInstanceUID == "1.2.3.4.5"
