@@ -10,6 +10,7 @@ in pairs on the wire).
 from __future__ import annotations
 
 import logging
+import reprlib
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy
@@ -68,9 +69,9 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
         if keyword == "NumberOfFrames" and default is not None:
-            log.warning("Number of Frames %r is not an integer: assuming %d", value, default)
+            log.warning("Number of Frames %s is not an integer: assuming %d", reprlib.repr(value), default)
             return default
-        raise PixelDataError(f"{keyword} {value!r} is not an integer") from None
+        raise PixelDataError(f"{keyword} {reprlib.repr(value)} is not an integer") from None
     if number < 0:
         raise PixelDataError(f"{keyword} {number} is negative")
     return number
