@@ -113,7 +113,7 @@ def encode_value(vr: str, value: Any, charsets: tuple[str, ...], little: bool) -
             arr = numpy.asarray(value)
             if vr in BULK_VRS and arr.dtype.itemsize != _ITEM_SIZE[vr]:
                 # e.g. a uint16 pixel array stored as OW: keep the array's own width.
-                dtype = numpy.dtype(arr.dtype.str[1:]).newbyteorder(order)
+                dtype = numpy.dtype(order + arr.dtype.str[1:])
             else:
                 dtype = numpy.dtype(order + _DTYPE[vr])
             data = numpy.ascontiguousarray(arr, dtype=dtype).tobytes()
