@@ -11,6 +11,7 @@ import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -50,7 +51,8 @@ def _sequence_unchanged(ds: Dataset, tag: int) -> bool:
             and all(a is b and not b.is_modified() for a, b in zip(current, items)))
 
 
-def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool, tags: Any = None) -> None:
+def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool,
+                 tags: Iterable[int] | None = None) -> None:
     """Append the elements of ``ds`` (only ``tags``, in their order, when
     given): those read and not changed as their bytes, the others encoded
     from their values."""
@@ -176,8 +178,9 @@ def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
             index = meta._index
             return memoryview(index.source).cast("B")[index.start:index.stop]
     # What is set here; every other element of the old group is kept as it
-    # was read (its bytes, never re-encoded from the decoded value: a file
-    # may hold values we read but would not write, an IS out of range, say).
+    # was read: its bytes, never re-encoded from the decoded value (which
+    # may not give the same bytes back, or any: a DS "1.50" comes back as
+    # "1.5"; before format_is took IS values past 2**31, such a value failed).
     new = Dataset()
     new.set(0x00020001, b"\x00\x01", "OB")
     if meta is None or 0x00020002 not in meta:
