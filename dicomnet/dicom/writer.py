@@ -178,9 +178,8 @@ def encode_file_meta(ds: Dataset, transfer_syntax: str) -> bytes | memoryview:
             index = meta._index
             return memoryview(index.source).cast("B")[index.start:index.stop]
     # What is set here; every other element of the old group is kept as it
-    # was read: its bytes, never re-encoded from the decoded value (which
-    # may not give the same bytes back, or any: a DS "1.50" comes back as
-    # "1.5"; before format_is took IS values past 2**31, such a value failed).
+    # was read: its bytes, never re-encoded from the decoded value, which need
+    # not give the same bytes back (a DS "1.50" comes back as "1.5").
     new = Dataset()
     new.set(0x00020001, b"\x00\x01", "OB")
     if meta is None or 0x00020002 not in meta:
