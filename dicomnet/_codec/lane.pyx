@@ -128,7 +128,7 @@ cdef extern from *:
         return result;
     }
     static int dn_close(int fd) { return close(fd); }
-    static long long dn_now_ns(void) {      /* time.monotonic's clock */
+    static long long dn_now_ns(void) {      /* spans only: see _deadline_ns */
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
@@ -221,6 +221,18 @@ cdef int _await_bytes(int fd, int other, char* buf, Py_ssize_t room, Py_ssize_t 
             misses[0] = 0
         if ready & 2:
             return INTERRUPTED
+
+
+cdef long long _deadline_ns(double seconds):
+    """``seconds`` from now on dn_now_ns's clock. Only a span crosses from
+    Python's clock to C's: time.monotonic() and CLOCK_MONOTONIC are not the
+    same clock everywhere (macOS: mach_absolute_time, which stops while the
+    machine sleeps, and a CLOCK_MONOTONIC that does not)."""
+    if not seconds < FAR_AWAY:
+        return 9000000000000000000LL        # never
+    if seconds < 0:
+        seconds = 0
+    return dn_now_ns() + <long long>(seconds * 1e9)
 
 
 cdef class StoreLane:
@@ -453,7 +465,7 @@ cdef class StoreLane:
                 return False
         if not self._deadline:
             self._deadline = _monotonic() + self.read_timeout
-        deadline_ns = <long long>(self._deadline * 1e9) if self._deadline < FAR_AWAY else 9000000000000000000LL
+        deadline_ns = _deadline_ns(self._deadline - _monotonic())
         budget = driver.busy_poll
         budget_ns = 0 if not budget > 0 else (<long long>(budget * 1e9) if budget < 60.0 else MAX_POLL_NS)
         misses = driver._spin_misses
