@@ -25,10 +25,11 @@ import logging
 import time
 from collections import deque
 from types import TracebackType
+from collections.abc import Container
 from typing import TYPE_CHECKING, Any
 
 from .dimse.assembler import Message, MessageAssembler
-from .dimse.commands import NO_DATASET, Command, c_echo_rq, encode_command
+from .dimse.commands import NO_DATASET, Command, CommandField, c_echo_rq, encode_command
 from .errors import (
     AssociationAborted,
     AssociationError,
@@ -50,6 +51,8 @@ __all__ = ["Association", "VERIFICATION"]
 VERIFICATION = "1.2.840.10008.1.1"
 
 _DEBUG = logging.DEBUG
+# How many of our latest Message IDs count as "ours" for a late response.
+_ISSUED_KEPT = 64
 
 
 class Association:
@@ -94,6 +97,9 @@ class Association:
         self._on_echo: Any = None
         self._on_store: Any = None
         self._message_id = 0
+        # Our latest requests' Message IDs, to recognise a response that comes
+        # after its request was answered in full (_late_response).
+        self._issued: deque[int] = deque(maxlen=_ISSUED_KEPT)
         self._pending_collision = False
         self._echo_context: NegotiatedContext | None = None
         self._open_find: Any = None  # a C-FIND whose responses are still arriving (dimse.scu)
@@ -144,6 +150,7 @@ class Association:
         if ctx is None:
             ctx = self._echo_context = self.context_for(VERIFICATION)
         message_id = self._message_id = self._message_id % 0xFFFF + 1  # as _next_message_id()
+        self._issued.append(message_id)
         self._send_message(ctx.context_id, c_echo_rq(message_id))
         rsp = self._receive_response(message_id, timeout)
         status: int | None = rsp.get("Status")
@@ -312,8 +319,29 @@ class Association:
     # ---------------------------------------------------- message plumbing
     def _next_message_id(self) -> int:
         """A fresh Message ID (1..65535, wrapping) for a request on this association."""
-        self._message_id = self._message_id % 0xFFFF + 1
-        return self._message_id
+        self._message_id = message_id = self._message_id % 0xFFFF + 1
+        self._issued.append(message_id)
+        return message_id
+
+    def _late_response(self, command: Command, awaited: Container[int]) -> bool:
+        """Whether ``command``, read while the responses to ``awaited`` were
+        expected, is a response to an earlier request of ours that was already
+        answered in full -- logged and to be dropped. Some peers send one
+        response too many: pynetdicom 3 follows a final C-FIND-RSP Warning with
+        a second final one, Success. PS3.7 gives that extra response no
+        meaning, and aborting the association for it would fail the next
+        request. A response to a Message ID we never used (or not lately) is
+        still a protocol error for the caller to report."""
+        answered = command.get("MessageIDBeingRespondedTo")
+        if (not (command.get("CommandField") or 0) & 0x8000 or answered is None or answered in awaited
+                or answered not in self._issued):
+            return False
+        field = command.command_field
+        status = command.get("Status")
+        self._log.warning("dropping a %s to message %d, which was already answered%s",
+                          field.name if isinstance(field, CommandField) else "response", answered,
+                          "" if status is None else f" (status 0x{status:04X})")
+        return True
 
     def _send_message(self, context_id: int, command: Command | dict[str, Any], dataset: Any = None) -> None:
         """Send one DIMSE message: ``command`` (a command-set mapping, encoded
@@ -469,6 +497,8 @@ class Association:
         messages arriving meanwhile are an error for a single-operation service."""
         message = self._receive_message(timeout)
         command = message.command
+        while self._late_response(command, (message_id,)):
+            command = self._receive_message(timeout).command
         if not (command.get("CommandField") or 0) & 0x8000 or command.get("MessageIDBeingRespondedTo") != message_id:
             self.abort()
             raise AssociationAborted(description=f"expected the response to message {message_id}, "

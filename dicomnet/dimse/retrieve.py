@@ -189,6 +189,8 @@ class _Retrieve(ResponseStream):
         return self._other(message)
 
     def _other(self, message: Any) -> Any:
+        if self._assoc._late_response(message.command, (self.message_id,)):
+            return None
         self._assoc.abort()
         self._done = True
         raise AssociationAborted(description=f"expected a C-{self._service.upper()}-RSP to message "

@@ -428,6 +428,8 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
             try:
                 with reply_spin(sub):
                     rsp = sub._receive_message().command
+                    while sub._late_response(rsp, out):
+                        rsp = sub._receive_message().command
                 answered = rsp.get("MessageIDBeingRespondedTo")
                 if rsp.get("CommandField") != CommandField.C_STORE_RSP or answered not in out:
                     sub.abort()
@@ -495,6 +497,8 @@ def _await_here(assoc: Association, op: _Operation, store_id: int, ctx: ServiceC
             return (st.UNABLE_TO_PROCESS if status is None else status), command.get("ErrorComment")
         if field == CommandField.C_CANCEL_RQ and responding == op.message_id:
             ctx.cancelled = True
+            continue
+        if assoc._late_response(command, (store_id,)):
             continue
         assoc.abort()
         raise AssociationAborted(description=f"expected the C-STORE-RSP to {store_id} during C-GET "

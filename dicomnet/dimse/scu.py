@@ -587,6 +587,8 @@ def _next_store_response(assoc: Association, in_flight: Mapping[int, tuple[Any, 
         return (message_id, *_store_response(assoc, message_id, timeout, uid))
     with reply_spin(assoc):
         command = assoc._receive_message(timeout).command
+        while assoc._late_response(command, in_flight):
+            command = assoc._receive_message(timeout).command
     answered: int = command.get("MessageIDBeingRespondedTo", -1)
     if command.get("CommandField") != CommandField.C_STORE_RSP or answered not in in_flight:
         assoc.abort()
@@ -678,6 +680,8 @@ class FindResult(ResponseStream):
         command = message.command
         if (command.get("CommandField") != CommandField.C_FIND_RSP
                 or command.get("MessageIDBeingRespondedTo") != self.message_id):
+            if assoc._late_response(command, (self.message_id,)):
+                return None
             assoc.abort()
             self._done = True
             raise AssociationAborted(description=f"expected a C-FIND-RSP to message {self.message_id}, "

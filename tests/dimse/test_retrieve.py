@@ -95,13 +95,19 @@ def test_instance_info_dataset_and_file(tmp_path):
 class _FakeAssoc:
     """Just enough of an Association for a result's response handling."""
 
-    def __init__(self, messages):
+    def __init__(self, messages, issued=()):
         import logging
 
         self._messages = list(messages)
         self._log = logging.getLogger("test")
         self.sent = []
         self.is_established = True
+        self._issued = list(issued)     # our earlier requests' Message IDs
+
+    def _late_response(self, command, awaited):
+        from dicomnet.association import Association
+
+        return Association._late_response(self, command, awaited)
 
     def _receive_message(self, timeout=None):
         return self._messages.pop(0)
@@ -154,6 +160,16 @@ def test_move_result_rejects_a_foreign_response():
     with pytest.raises(AssociationAborted):
         result.result()
     assert not assoc.is_established
+
+
+def test_move_result_drops_a_late_response_to_an_earlier_request():
+    """A second final response to request 4 (pynetdicom does that after a
+    Warning), read while request 5 is answered, is dropped."""
+    assoc = _FakeAssoc([_msg(c_move_rsp(4, None, 0x0000)), _msg(c_move_rsp(5, None, 0x0000, 0, 2, 0, 0))],
+                       issued=[4, 5])
+    result = retrieve.MoveResult(assoc, _Ctx(), 5, None)
+    assert result.result() == 0x0000 and result.completed == 2
+    assert assoc.is_established
 
 
 def test_instance_info_file_meta_longer_than_the_first_read(tmp_path):
