@@ -539,6 +539,7 @@ class Dcmqrscp(_Process):
 
     ``move_destinations`` maps an AE title to the port a C-MOVE sends to (on
     127.0.0.1). ``preload`` files are sent to it with ``storescu`` at start.
+    ``args`` are added to its command line (e.g. ``["--log-level", "trace"]``).
     """
 
     name = "dcmqrscp"
@@ -550,9 +551,11 @@ class Dcmqrscp(_Process):
         preload: Sequence[str | os.PathLike[str]] = (),
         max_pdu: int = 16384,
         timeout: float = START_TIMEOUT,
+        args: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.aet = aet
+        self.args = list(args)
         self.move_destinations = dict(move_destinations or {})
         self.preload = [str(p) for p in preload]
         self.max_pdu = max_pdu
@@ -581,7 +584,7 @@ class Dcmqrscp(_Process):
         )
         # Fork mode (the default): in --single-process mode dcmqrscp 3.6.7 exits
         # after its first association. stop() kills the whole process group.
-        self._spawn(["dcmqrscp", "-c", str(d / "dcmqrscp.cfg")])
+        self._spawn(["dcmqrscp", "-c", str(d / "dcmqrscp.cfg"), *self.args])
         self._wait_until(lambda: _answers_echo(self.port, self.aet), self.timeout)
         if self.preload:
             res = storescu(self.port, self.aet, self.preload)
