@@ -686,14 +686,24 @@ def getscu(port: int, called: str, keys: Iterable[str], out_dir: str | os.PathLi
 # -- pynetdicom in a separate process ---------------------------------------------
 
 Handler = Callable[..., Any]
+#: A handler alone, or ``(handler, args)``: pynetdicom then calls ``handler(event, *args)``.
+HandlerSpec = Handler | tuple[Handler, Sequence[Any]]
 _scp_ids = itertools.count(1)
+_EVENT_KINDS = ("echo", "store", "find", "get", "move", "user_id")
+
+
+def _split_handler(spec: HandlerSpec) -> tuple[Handler, list[Any]]:
+    if isinstance(spec, tuple):
+        fn, args = spec
+        return fn, list(args)
+    return spec, []
 
 
 def _serve_pynetdicom(
     port: int,
     aet: str,
     store_dir: str | None,
-    handlers: dict[str, Handler],
+    handlers: dict[str, HandlerSpec],
     log_path: str,
     ready: Any,
 ) -> None:  # pragma: no cover - runs in the child process
@@ -740,13 +750,13 @@ def _serve_pynetdicom(
             return 0x0000
 
         events = {"echo": evt.EVT_C_ECHO, "store": evt.EVT_C_STORE, "find": evt.EVT_C_FIND,
-                  "get": evt.EVT_C_GET, "move": evt.EVT_C_MOVE}
-        bound = {"echo": on_echo, "store": on_store, **handlers}
-        server = ae.start_server(
-            (HOST, port),
-            block=False,
-            evt_handlers=[(events[k], fn) for k, fn in bound.items()],
-        )
+                  "get": evt.EVT_C_GET, "move": evt.EVT_C_MOVE, "user_id": evt.EVT_USER_ID}
+        bound: dict[str, HandlerSpec] = {"echo": on_echo, "store": on_store, **handlers}
+        evt_handlers: list[Any] = []
+        for kind, spec in bound.items():
+            fn, args = _split_handler(spec)
+            evt_handlers.append((events[kind], fn, args) if args else (events[kind], fn))
+        server = ae.start_server((HOST, port), block=False, evt_handlers=evt_handlers)
     except BaseException:
         ready.put(traceback.format_exc())
         raise
@@ -778,11 +788,12 @@ def _import_roots(functions: Iterable[Callable[..., Any]]) -> list[str]:
 class PynetdicomSCP(_Process):
     """A pynetdicom AE (C-ECHO + C-STORE, optional Q/R) in a separate process.
 
-    ``handlers`` maps ``"echo"``/``"store"``/``"find"``/``"get"``/``"move"``
-    to pynetdicom event handlers; they run in the child process, so they must
-    be picklable (module-level functions, in a test module or elsewhere). The
-    default C-STORE handler writes each received dataset as
-    ``<SOPInstanceUID>.dcm`` into ``self.store_dir``.
+    ``handlers`` maps ``"echo"``/``"store"``/``"find"``/``"get"``/``"move"``/
+    ``"user_id"`` to pynetdicom event handlers, or to ``(handler, args)``
+    (called as ``handler(event, *args)``); they run in the child process, so
+    they and their args must be picklable (module-level functions, in a test
+    module or elsewhere). The default C-STORE handler writes each received
+    dataset as ``<SOPInstanceUID>.dcm`` into ``self.store_dir``.
     """
 
     kind = "pynetdicom"
@@ -791,10 +802,10 @@ class PynetdicomSCP(_Process):
     def __init__(
         self,
         aet: str = "PYNETDICOM",
-        handlers: Mapping[str, Handler] | None = None,
+        handlers: Mapping[str, HandlerSpec] | None = None,
         timeout: float = START_TIMEOUT,
     ) -> None:
-        unknown = set(handlers or {}) - {"echo", "store", "find", "get", "move"}
+        unknown = set(handlers or {}) - set(_EVENT_KINDS)
         if unknown:
             raise ValueError(f"unknown handler kinds: {sorted(unknown)}")
         super().__init__()
@@ -824,7 +835,8 @@ class PynetdicomSCP(_Process):
         # of our code runs there; under pytest's importlib mode their modules
         # are not on sys.path, so lend the child the roots it needs.
         saved = list(sys.path)
-        sys.path[:0] = _import_roots([_serve_pynetdicom, *self.handlers.values()])
+        functions = [_split_handler(spec)[0] for spec in self.handlers.values()]
+        sys.path[:0] = _import_roots([_serve_pynetdicom, *functions])
         try:
             self._proc.start()
         finally:
