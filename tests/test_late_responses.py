@@ -197,3 +197,39 @@ def test_our_move_scp_drops_a_second_c_store_rsp_from_the_destination(scripted_s
             assert (move.completed, move.failed, move.warning) == (3, 0, 0)
     dropped = [r.getMessage() for r in caplog.records if "already answered" in r.getMessage()]
     assert len(dropped) >= 2 and all("C_STORE_RSP" in m for m in dropped), dropped
+
+
+def test_our_get_scp_drops_a_second_c_store_rsp_from_the_requestor(caplog):
+    """And on a C-GET: a requestor that answers each C-STORE sub-operation
+    twice gets every instance, and the association stays up."""
+    from dicomnet import Server
+
+    instances = []
+    for i in range(3):
+        ds = Dataset()
+        ds.SOPClassUID = CT
+        ds.SOPInstanceUID = f"2.25.80.{i}"
+        instances.append(ds)
+
+    class Source:
+        def on_get(self, ctx, query):
+            return instances
+
+    caplog.set_level(logging.WARNING, logger="dicomnet")
+    with Server("GETSCP", Source()).start("127.0.0.1", 0) as server:
+        with Client("LATE", dimse_timeout=5).associate("127.0.0.1", server.port, "GETSCP", for_get=True) as assoc:
+            send = assoc._send_message
+
+            def answer_twice(context_id, command, dataset=None):
+                send(context_id, command, dataset)
+                if command.get("CommandField") == CommandField.C_STORE_RSP:
+                    send(context_id, command, dataset)
+
+            assoc._send_message = answer_twice
+            result = assoc.get({"QueryRetrieveLevel": "STUDY", "StudyInstanceUID": "2.25.80"})
+            assert [str(ds.SOPInstanceUID) for ds in result] == [f"2.25.80.{i}" for i in range(3)]
+            assert result.status == 0 and (result.completed, result.failed) == (3, 0)
+            assoc._send_message = send
+            assert assoc.echo() == 0
+    dropped = [r.getMessage() for r in caplog.records if "already answered" in r.getMessage()]
+    assert len(dropped) >= 2 and all("C_STORE_RSP" in m for m in dropped), dropped
