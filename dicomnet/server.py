@@ -95,7 +95,8 @@ class Server:
     ``(abstract, [syntaxes])``; None: every storage and Q/R class plus
     Verification, uncompressed), ``max_pdu`` (largest P-DATA-TF we receive),
     ``authenticate(UserIdentityRQ) -> bool | bytes`` (False rejects; bytes is
-    the server response), ``accept_scp_role`` and ``extended_negotiation`` as in
+    the server response, sent for Kerberos, SAML and JWT identities when the
+    requestor asked for one), ``accept_scp_role`` and ``extended_negotiation`` as in
     :class:`dicomnet.pdu.negotiation.AcceptorPolicy`. More than
     ``max_associations`` open at once are rejected (transient, local limit
     exceeded).

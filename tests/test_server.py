@@ -134,7 +134,9 @@ def test_negotiation_items_reach_the_acceptor():
             user_identity=identity, role_selections=[(CT, True, True)],
             extended_negotiations=[ext], common_extended_negotiations=[common],
         ) as assoc:
-            assert assoc.negotiated.user_identity_response == b"welcome"
+            # A username gets a zero-length server response whatever authenticate returned
+            # (PS3.7 Table D.3-15); the bytes go to Kerberos, SAML and JWT requestors.
+            assert assoc.negotiated.user_identity_response == b""
             ct = assoc.negotiated.context_for(CT)
             assert ct.as_scu and ct.as_scp
             assert assoc.negotiated.extended_negotiations == (ext,)
@@ -154,7 +156,8 @@ def test_authentication_refused_rejects():
         with pytest.raises(AssociationRejected) as info:
             Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION],
                                user_identity=UserIdentityRQ(1, False, b"mallory"))
-        assert info.value.source == 1
+        # PS3.7 D.3.3.7: an authorization failure is rejected-permanent, service-provider (ACSE).
+        assert (info.value.result, info.value.source, info.value.reason) == (1, 2, 1)
 
 
 def test_passcode_is_never_logged(caplog):

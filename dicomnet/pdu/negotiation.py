@@ -187,7 +187,12 @@ class AcceptorPolicy:
       storage classes when we are a C-GET SCP, which sends C-STORE sub-operations.
     - ``authenticate``: called with the RQ's :class:`UserIdentityRQ`; False
       rejects the association, True or the server response (bytes) accepts it.
-      ``require_user_identity`` rejects an RQ that carries none.
+      ``require_user_identity`` rejects an RQ that carries none. Both
+      rejections are an authorization failure (PS3.7 D.3.3.7): rejected-
+      permanent, source service-provider (ACSE), no-reason-given. A server
+      response goes out only when the RQ asked for one, and for a username
+      (identity types 1 and 2) it is empty whatever ``authenticate`` returned
+      (PS3.7 Table D.3-15).
     - ``extended_negotiation``: called with each SOP Class Extended Negotiation
       item of an accepted class; the bytes it returns are answered, None omits.
     - ``max_contexts``: more proposed contexts than this (at most 128) is RJ.
@@ -261,7 +266,8 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
     (user, 7); calling AE title (user, 3); malformed context ids or no context
     (provider/ACSE, 1); more contexts than ``max_contexts`` (provider/
     presentation, 2, local-limit-exceeded); user identity refused or missing
-    when required (user, 1). Otherwise an A-ASSOCIATE-AC answering every context.
+    when required (provider/ACSE, 1: PS3.7 D.3.3.7). Otherwise an
+    A-ASSOCIATE-AC answering every context.
     """
     rj = provider_check(rq)
     if rj is not None:
@@ -285,15 +291,19 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
     rq_info = rq.user_information
     identity = rq_info.user_identity if isinstance(rq_info.user_identity, UserIdentityRQ) else None
     identity_ac: UserIdentityAC | None = None
+    # A refusal is an authorization failure: "Rejection Permanent with a
+    # Source of DICOM UL service provider (ACSE related function)".
     if identity is None:
         if policy.require_user_identity:
-            return _reject(_RJ.REASON_NO_REASON_GIVEN)
+            return _reject(_RJ.REASON_NO_REASON_GIVEN, _RJ.SOURCE_SERVICE_PROVIDER_ACSE)
     elif policy.authenticate is not None:
         verdict = policy.authenticate(identity)
         if verdict is False or verdict is None:
-            return _reject(_RJ.REASON_NO_REASON_GIVEN)
+            return _reject(_RJ.REASON_NO_REASON_GIVEN, _RJ.SOURCE_SERVICE_PROVIDER_ACSE)
         if identity.positive_response_requested:
-            identity_ac = UserIdentityAC(verdict if isinstance(verdict, bytes) else b"")
+            # A username (types 1 and 2) gets a zero-length server response (Table D.3-15).
+            response = verdict if isinstance(verdict, bytes) and identity.identity_type not in (1, 2) else b""
+            identity_ac = UserIdentityAC(response)
 
     # Presentation contexts and roles.
     supported = policy.supported if policy.supported is not None else default_supported()

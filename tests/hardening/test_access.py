@@ -102,7 +102,9 @@ def test_user_identity_hook_and_no_secrets_in_logs(auth_server):
     for identity in good:
         with _associate(srv.port, identity) as assoc:
             assert assoc.echo() == 0
-            expected = USER_RESPONSE if identity.positive_response_requested else None
+            # Usernames (types 1 and 2) get a zero-length response (PS3.7 Table D.3-15).
+            expected = None if not identity.positive_response_requested else (
+                b"" if identity.identity_type in (1, 2) else USER_RESPONSE)
             assert assoc.negotiated.user_identity_response == expected
     bad = [rq_identity(2, b"alice", b"wrong" + PASSCODE), rq_identity(2, b"mallory", PASSCODE),
            rq_identity(5, JWT[:-3] + b"xyz", positive=True), rq_identity(1, b"alice"),
@@ -110,8 +112,8 @@ def test_user_identity_hook_and_no_secrets_in_logs(auth_server):
     for identity in bad:
         with pytest.raises(AssociationRejected) as info:
             _associate(srv.port, identity)
-        # PS3.7 D.3.3.7: a refused identity is rejected-permanent, service-user, no-reason-given.
-        assert (info.value.result, info.value.source, info.value.reason) == (1, 1, 1)
+        # PS3.7 D.3.3.7: a refused identity is rejected-permanent, service-provider (ACSE), no-reason-given.
+        assert (info.value.result, info.value.source, info.value.reason) == (1, 2, 1)
     assert len(checker.seen) == len(good) + len(bad)
     # Everything logged at DEBUG by client and server (messages, arguments,
     # exception text) is free of the passcode and the tokens.

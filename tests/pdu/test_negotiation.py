@@ -179,24 +179,32 @@ def test_user_identity():
 
     def authenticate(identity):
         seen.append(identity)
-        return b"ticket" if identity.primary_field == b"alice" else False
+        return b"ticket" if identity.primary_field in (b"alice", b"kerberos-ticket") else False
 
-    alice = _rq(user_identity=UserIdentityRQ(1, True, b"alice"))
-    ac = ng.negotiate(alice, _policy(authenticate=authenticate))
+    kerberos = _rq(user_identity=UserIdentityRQ(3, True, b"kerberos-ticket"))
+    ac = ng.negotiate(kerberos, _policy(authenticate=authenticate))
     assert ac.user_information.user_identity == UserIdentityAC(b"ticket")
-    assert ng.negotiated_from(alice, _roundtrip(ac), is_requestor=True).user_identity_response == b"ticket"
+    assert ng.negotiated_from(kerberos, _roundtrip(ac), is_requestor=True).user_identity_response == b"ticket"
+    # A username (types 1 and 2) gets a zero-length server response, whatever
+    # authenticate returned (PS3.7 Table D.3-15).
+    alice = _rq(user_identity=UserIdentityRQ(1, True, b"alice"))
+    assert ng.negotiate(alice, _policy(authenticate=authenticate)).user_information.user_identity == UserIdentityAC(b"")
+    alice2 = _rq(user_identity=UserIdentityRQ(2, True, b"alice", b"s3cret"))
+    assert ng.negotiate(alice2, _policy(authenticate=authenticate)).user_information.user_identity == UserIdentityAC(b"")
     # No positive response requested -> no user identity sub-item in the AC.
-    quiet = _rq(user_identity=UserIdentityRQ(1, False, b"alice"))
+    quiet = _rq(user_identity=UserIdentityRQ(3, False, b"kerberos-ticket"))
     assert ng.negotiate(quiet, _policy(authenticate=authenticate)).user_information.user_identity is None
     # True (not bytes) -> an empty server response when one is requested.
-    ac_true = ng.negotiate(alice, _policy(authenticate=lambda i: True))
+    ac_true = ng.negotiate(kerberos, _policy(authenticate=lambda i: True))
     assert ac_true.user_information.user_identity == UserIdentityAC(b"")
-    # Refused -> rejected-permanent, service-user, no-reason-given.
+    # Refused: an authorization failure, rejected-permanent, service-provider
+    # (ACSE related function), no-reason-given (PS3.7 D.3.3.7).
     mallory = _rq(user_identity=UserIdentityRQ(1, True, b"mallory"))
-    assert ng.negotiate(mallory, _policy(authenticate=authenticate)) == _rj(1, 1, 1)
-    assert [i.primary_field for i in seen] == [b"alice", b"alice", b"mallory"]
-    # Required but absent.
-    assert ng.negotiate(_rq(), _policy(require_user_identity=True)) == _rj(1, 1, 1)
+    assert ng.negotiate(mallory, _policy(authenticate=authenticate)) == _rj(1, 2, 1)
+    assert [i.primary_field for i in seen] == [b"kerberos-ticket", b"alice", b"alice", b"kerberos-ticket",
+                                               b"mallory"]
+    # Required but absent: the same.
+    assert ng.negotiate(_rq(), _policy(require_user_identity=True)) == _rj(1, 2, 1)
     # No authenticator: the identity is not checked and not answered.
     assert ng.negotiate(mallory, _policy()).user_information.user_identity is None
 
