@@ -179,7 +179,9 @@ class AcceptorPolicy:
     - ``supported``: abstract syntax -> transfer syntaxes in our preference
       order; None is :func:`default_supported`.
     - ``prefer_requestor_order``: pick the first proposed syntax we support
-      (True), or the first of ours that was proposed (False).
+      (True), or the first of ours that was proposed (False). On a context
+      where only we send (the requestor took the SCP role: C-GET
+      sub-operations) ours decides either way: the sender's order.
     - ``max_pdu``: the largest P-DATA-TF we receive (0: no limit).
     - roles: ``accept_scu_role`` accepts a requestor's SCU proposal;
       ``accept_scp_role`` lists SOP classes (or a predicate) for which we
@@ -332,6 +334,13 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
                 answers.append(PresentationContextAC(pc.context_id, USER_REJECTION, None))
                 continue
             answered_roles[pc.abstract_syntax] = answer
+            if answer.scp_role and not answer.scu_role and policy.prefer_requestor_order:
+                # Only we send on this context (C-GET sub-operations): the
+                # sender's preference decides, as the requestor's does when it
+                # sends. Ours says what we can send -- we compress nothing, so
+                # taking a requestor's "JPEG first" would fail every
+                # uncompressed instance (dcmqrscp, too, answers in its order).
+                chosen = _choose_syntax(pc.transfer_syntaxes, ours, False)
         answers.append(PresentationContextAC(pc.context_id, ACCEPTANCE, chosen))
 
     accepted_classes = {pc.abstract_syntax for pc, ac in zip(rq.presentation_contexts, answers)

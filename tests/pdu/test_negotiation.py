@@ -238,6 +238,24 @@ def test_c_get_scp_accepts_requestor_scp_role_for_storage():
     assert ac2.user_information.role_selections == (RoleSelection(CT, False, True),)
 
 
+def test_a_context_only_we_send_on_takes_our_syntax_order():
+    """C-GET: the requestor is the storage SCP and prefers JPEG Lossless; we
+    send, compress nothing, and answer in our order (uncompressed first), as
+    dcmqrscp does. Where the requestor sends (or both may), its order stays."""
+    jpeg = "1.2.840.10008.1.2.4.70"
+    supported = {CT: (EXPLICIT, IMPLICIT, jpeg), MR: (EXPLICIT, IMPLICIT, jpeg)}
+    rq = _rq(contexts=((CT, (jpeg, EXPLICIT, IMPLICIT)), (MR, (jpeg, EXPLICIT))),
+             role_selections=[(CT, False, True), (MR, True, True)])
+    ac = ng.negotiate(rq, _policy(supported=supported, accept_scp_role={CT, MR}))
+    assert [pc.transfer_syntax for pc in ac.presentation_contexts] == [EXPLICIT, jpeg]
+    # Our own order decides there even when it puts JPEG first (a server holding JPEG files).
+    ac_jpeg = ng.negotiate(rq, _policy(supported={CT: (jpeg, EXPLICIT), MR: (EXPLICIT,)}, accept_scp_role={CT}))
+    assert ac_jpeg.presentation_contexts[0].transfer_syntax == jpeg
+    # Without a role item the requestor sends: its order.
+    plain = _rq(contexts=((CT, (jpeg, EXPLICIT)),))
+    assert ng.negotiate(plain, _policy(supported=supported)).presentation_contexts[0].transfer_syntax == jpeg
+
+
 def test_declined_only_role_rejects_the_context():
     rq = _rq(contexts=((CT, (IMPLICIT,)),), role_selections=[(CT, False, True)])
     ac = ng.negotiate(rq, _policy())  # we do not accept the requestor as SCP
