@@ -347,7 +347,13 @@ class Connection:
         self._fire("Evt11")
 
     def confirm_release(self, now: float | None = None) -> None:
-        """A-RELEASE response (Evt14): queue the A-RELEASE-RP."""
+        """A-RELEASE response (Evt14): queue the A-RELEASE-RP.
+
+        Nothing once the association is over: an A-ABORT (or the end of the
+        connection) read together with the A-RELEASE-RQ ended it before its
+        ReleaseRequest event was taken, and that event comes next."""
+        if self._ended:
+            return
         self._tick(now)
         self._fire("Evt14")
 

@@ -228,6 +228,20 @@ def test_release_requested_by_requestor():
     assert p.acc.state == "Sta1" and drain(p.acc) == [ev.ConnectionClosed()]
 
 
+def test_release_request_and_abort_in_one_read():
+    """A peer that sends A-RELEASE-RQ and at once A-ABORT (getscu after a
+    failed C-GET): both are read together, the abort ends the association, and
+    answering the ReleaseRequest taken first is a no-op, not an error."""
+    p = Pair()
+    p.associate()
+    p.acc.receive_data(encode_pdu(AReleaseRQ()) + encode_pdu(AAbort(0, 0)), now=1.0)
+    assert p.acc.next_event() == ev.ReleaseRequest()
+    assert p.acc.closed
+    p.acc.confirm_release(now=1.0)
+    assert not p.acc.data_to_send()
+    assert isinstance(p.acc.next_event(), ev.Abort)
+
+
 def test_release_requested_by_acceptor():
     p = Pair()
     p.associate()
