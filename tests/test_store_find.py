@@ -1,6 +1,7 @@
 """C-STORE and C-FIND between our Client and our Server on loopback (PS3.4 B, C; PS3.7 9.1.1, 9.1.2)."""
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -459,6 +460,25 @@ def test_find_handler_raising_is_a_failure_status():
         assert result.status == 0xC000
         with pytest.raises(DimseStatusError):
             list(assoc.find({"QueryRetrieveLevel": "STUDY"}))       # the association carries on
+
+
+def test_find_query_error_is_its_status_without_a_traceback(caplog):
+    """A QueryError is the query's fault, named by the handler: its status goes
+    back, and the log says so at INFO without a traceback (as C-MOVE/C-GET)."""
+    from dicomnet.errors import QueryError
+
+    class Picky:
+        def on_find(self, ctx, query):
+            raise QueryError("no such level here", 0xA900)
+
+    caplog.set_level(logging.DEBUG, logger="dicomnet")
+    with serve(Picky()) as srv, associate(srv) as assoc:
+        with pytest.raises(DimseStatusError) as info:
+            list(assoc.find({"QueryRetrieveLevel": "STUDY"}))
+        assert info.value.status == 0xA900 and "no such level here" in info.value.comment
+    records = [r for r in caplog.records if "no such level here" in r.getMessage() and r.levelno >= logging.INFO]
+    assert records and all(r.levelno == logging.INFO and r.exc_info is None for r in records)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_find_tolerates_group_0002_in_the_identifier():

@@ -60,7 +60,7 @@ from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.assembler import Message
 from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp, encode_command
 from dicomnet.dimse.scu import send_encoded
-from dicomnet.errors import ReadTimeout
+from dicomnet.errors import QueryError, ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
 from dicomnet.pdu import events as ev
 from dicomnet.transport.sync import SyncDriver
@@ -564,7 +564,11 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
         assert failed.__cause__ is not None
         raise failed.__cause__
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
-        log.exception("C-FIND handler failed")
+        if isinstance(exc, QueryError):
+            # The query's fault, named by the handler: no traceback (as C-MOVE and C-GET).
+            log.info("C-FIND %d: %s", message_id, exc)
+        else:
+            log.exception("C-FIND handler failed")
         try:
             sent += batch.flush()          # the matches before the fault go out first
         except _SendFailed as failed:
