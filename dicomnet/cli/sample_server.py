@@ -94,7 +94,7 @@ def _setup_logging(args: argparse.Namespace) -> logging.Logger:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sample-server`` until SIGINT/SIGTERM."""
-    from dicomnet.samples.server import SampleHandler, load_destinations, parse_destination
+    from dicomnet.samples.server import QR_SOP_CLASSES, SampleHandler, load_destinations, parse_destination
     from dicomnet.server import Server
 
     out = Output(args)
@@ -123,9 +123,13 @@ def run(args: argparse.Namespace) -> int:
                  extra={"fields": {"event": "destination", "ae_title": ae, "host": host, "port": port}})
     handler = SampleHandler(archive, destinations, log)
     try:
-        server = Server(args.aet, handler, contexts=storage_contexts(), destinations=destinations,
-                        read_timeout=args.timeout, write_timeout=args.timeout, artim_timeout=args.timeout,
-                        dimse_timeout=args.timeout, require_called_ae=False, logger=logging.getLogger("dicomnet"),
+        # Storage, Verification and the Q/R models the archive answers: a
+        # worklist or Patient/Study Only context is refused, not accepted and
+        # then failed on every query.
+        server = Server(args.aet, handler, contexts=storage_contexts(also=QR_SOP_CLASSES),
+                        destinations=destinations, read_timeout=args.timeout, write_timeout=args.timeout,
+                        artim_timeout=args.timeout, dimse_timeout=args.timeout, require_called_ae=False,
+                        logger=logging.getLogger("dicomnet"),
                         tls=tls_context(args, server_side=True), move_tls=move_tls_context(args),
                         move_async_operations=args.move_async_ops, busy_poll=busy_poll(args),
                         **server_limits(args))

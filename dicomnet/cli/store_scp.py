@@ -30,6 +30,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 from dicomnet.cli.common import EXIT_FAILURE, EXIT_OK, Output, busy_poll, tls_context
@@ -107,9 +108,14 @@ def safe_uid(value: Any) -> str | None:
     return text if is_valid_uid(text) else None
 
 
-def storage_contexts() -> dict[str, tuple[str, ...]]:
+_VERIFICATION = "1.2.840.10008.1.1"
+
+
+def storage_contexts(also: Collection[str] = ()) -> dict[str, tuple[str, ...]]:
     """Every storage SOP class with every transfer syntax we know (uncompressed
-    first); the other default classes (Verification, ...) as the server has them."""
+    first), and Verification; of the server's other default classes (the Q/R
+    models...) only those in ``also``: a context is accepted only for a
+    service that is served."""
     from dicomnet.pdu.negotiation import UNCOMPRESSED_TRANSFER_SYNTAXES, default_supported
     from dicomnet.types.sop_classes import is_storage_sop_class
     from dicomnet.types.transfer_syntax import all_transfer_syntaxes
@@ -118,7 +124,8 @@ def storage_contexts() -> dict[str, tuple[str, ...]]:
                    if not ts.retired and str(ts.uid) not in UNCOMPRESSED_TRANSFER_SYNTAXES)
     everything = UNCOMPRESSED_TRANSFER_SYNTAXES + others
     return {uid: (everything if is_storage_sop_class(uid) else tuple(syntaxes))
-            for uid, syntaxes in default_supported().items()}
+            for uid, syntaxes in default_supported().items()
+            if is_storage_sop_class(uid) or uid == _VERIFICATION or uid in also}
 
 
 class StoreSCPHandler:

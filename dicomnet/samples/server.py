@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from dicomnet.dicom.dataset import Dataset
     from dicomnet.interfaces.handlers import AssociationInfo, ServiceContext
 
-__all__ = ["SampleHandler", "JsonLogFormatter", "parse_destination", "load_destinations"]
+__all__ = ["SampleHandler", "JsonLogFormatter", "parse_destination", "load_destinations", "QR_SOP_CLASSES"]
 
 # Q/R FIND/MOVE/GET SOP classes -> the archive's information model.
 _MODELS = {
@@ -45,6 +45,8 @@ _MODELS = {
     "1.2.840.10008.5.1.4.1.2.2.1": "study", "1.2.840.10008.5.1.4.1.2.2.2": "study",
     "1.2.840.10008.5.1.4.1.2.2.3": "study",
 }
+#: The Q/R SOP classes the sample handler serves (Patient and Study Root FIND, MOVE, GET).
+QR_SOP_CLASSES: tuple[str, ...] = tuple(_MODELS)
 
 
 def _model(ctx: ServiceContext) -> str:

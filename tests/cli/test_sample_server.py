@@ -244,3 +244,27 @@ def test_move_with_an_async_operations_window(dest):
         assert expected <= {p.stem for p in Path(dest.folder).glob("*.dcm")}
     r = run("sample-server", "--port", "0", "--synthetic", "--move-async-ops", "-1")
     assert r.returncode != 0 and "move_async_operations" in r.stderr
+
+
+def test_only_the_served_query_models_are_accepted():
+    """The sample server accepts storage, Verification and the Patient/Study
+    Root models its archive answers; a worklist or Patient/Study Only context
+    is refused at negotiation rather than accepted and failed on every query.
+    store-scp, which answers no query, accepts no Q/R model."""
+    from dicomnet.cli.store_scp import storage_contexts
+    from dicomnet.pdu.items import ABSTRACT_SYNTAX_NOT_SUPPORTED
+    from dicomnet.samples.server import QR_SOP_CLASSES
+
+    ct, verification = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.1"
+    study_find, worklist = "1.2.840.10008.5.1.4.1.2.2.1", "1.2.840.10008.5.1.4.31"
+    ps_only = "1.2.840.10008.5.1.4.1.2.3.1"
+    sample = storage_contexts(also=QR_SOP_CLASSES)
+    assert {ct, verification, study_find} <= set(sample) and not {worklist, ps_only} & set(sample)
+    assert not set(QR_SOP_CLASSES) & set(storage_contexts())
+    with Server("SAMPLE", SampleHandler(Archive()), contexts=sample).start("127.0.0.1", 0) as srv:
+        with Client("SCU").associate("127.0.0.1", srv.port, "SAMPLE",
+                                     contexts=[verification, study_find, worklist, ps_only]) as assoc:
+            accepted = {ctx.abstract_syntax for ctx in assoc.negotiated.contexts.values()}
+            rejected = dict(assoc.negotiated.rejected)
+    assert accepted == {verification, study_find}
+    assert rejected == {5: ABSTRACT_SYNTAX_NOT_SUPPORTED, 7: ABSTRACT_SYNTAX_NOT_SUPPORTED}
