@@ -96,7 +96,9 @@ class Server:
     Verification, uncompressed), ``max_pdu`` (largest P-DATA-TF we receive),
     ``authenticate(UserIdentityRQ) -> bool | bytes`` (False rejects; bytes is
     the server response, sent for Kerberos, SAML and JWT identities when the
-    requestor asked for one), ``accept_scp_role`` and ``extended_negotiation`` as in
+    requestor asked for one; an association without a User Identity item is
+    not asked about, and accepted unless ``require_user_identity``),
+    ``accept_scp_role`` and ``extended_negotiation`` as in
     :class:`dicomnet.pdu.negotiation.AcceptorPolicy`. More than
     ``max_associations`` open at once are rejected (transient, local limit
     exceeded).
@@ -162,6 +164,7 @@ class Server:
         max_pdu: int = DEFAULT_MAX_PDU,
         contexts: Mapping[str, Sequence[str]] | Iterable[Any] | None = None,
         authenticate: Callable[[UserIdentityRQ], IdentityVerdict] | None = None,
+        require_user_identity: bool = False,
         accept_scp_role: Collection[str] | Callable[[str], bool] = (),
         extended_negotiation: Callable[[SOPClassExtendedNegotiation], bytes | None] | None = None,
         destinations: Mapping[str, tuple[str, int]] | None = None,
@@ -221,6 +224,7 @@ class Server:
             max_pdu=max_pdu,
             accept_scp_role=accept_scp_role,
             authenticate=authenticate,
+            require_user_identity=require_user_identity,
             extended_negotiation=extended_negotiation,
         )
         self.host: str | None = None

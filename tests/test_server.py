@@ -160,6 +160,23 @@ def test_authentication_refused_rejects():
         assert (info.value.result, info.value.source, info.value.reason) == (1, 2, 1)
 
 
+def test_require_user_identity_refuses_an_association_without_one():
+    """With require_user_identity an RQ without a User Identity item is an
+    authorization failure (PS3.7 D.3.3.7: permanent, service-provider ACSE);
+    one with an accepted identity goes through."""
+    with Server("SCP", authenticate=lambda item: item.primary_field == b"alice",
+                require_user_identity=True).start() as srv:
+        with pytest.raises(AssociationRejected) as info:
+            Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION])
+        assert (info.value.result, info.value.source, info.value.reason) == (1, 2, 1)
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION],
+                                user_identity=UserIdentityRQ(1, False, b"alice")) as assoc:
+            assert assoc.echo() == 0
+    with Server("SCP", authenticate=lambda item: False).start() as srv:   # not required: not asked
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=[VERIFICATION]) as assoc:
+            assert assoc.echo() == 0
+
+
 def test_passcode_is_never_logged(caplog):
     identity = UserIdentityRQ(UserIdentityRQ.USERNAME_PASSCODE, False, b"alice", b"hunter2-secret")
     caplog.set_level(logging.DEBUG, logger="dicomnet")
