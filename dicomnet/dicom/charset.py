@@ -241,6 +241,14 @@ def _plan(charsets: tuple[str, ...]) -> _Plan:
     first = (charsets[0] if charsets else "") or DEFAULT_CHARSET
     iso2022 = (len(charsets) > 1 or first.startswith("ISO 2022")) and first not in _STAND_ALONE
     g0, g1 = _TERM_SETS.get(first, (None, None))
+    if g0 is not None and g0.multibyte_g0:
+        # A 7-bit multi-byte set (ISO 2022 IR 87, IR 159) is only for values
+        # 2..n (PS3.3 C.12.1.1.2). As value 1 it is read as ISO 2022 IR 6
+        # plus that set, which escape sequences then invoke: values start in
+        # ASCII and return to it before each delimiter, as Orthanc writes them
+        # and pydicom reads them. (Starting in the two-byte set turned the
+        # ASCII and the delimiters of such values into kanji.)
+        g0 = _ASCII
     sets: list[_CodeSet] = []
     for term in charsets:
         for s in _TERM_SETS.get(term, (None, None)):
@@ -355,11 +363,8 @@ def _decode_iso2022(data: bytes, plan: _Plan, delims: bytes, vr: str) -> str:
             out.append(_decode_plain(piece, _segment_codec(g1), vr))
         else:
             out.append(_decode_plain(piece[:cut], _segment_codec(g1), vr))
-            g0, g1 = plan.g0, plan.g1
-            if g0.multibyte_g0:  # value 1 names a 7-bit multi-byte set (unusual)
-                out.append(_decode_plain(g0.escape + piece[cut:], g0.codec, vr))
-            else:
-                out.append(_decode_plain(piece[cut:], _segment_codec(g1), vr))
+            g0, g1 = plan.g0, plan.g1       # (never a multi-byte G0: see _plan)
+            out.append(_decode_plain(piece[cut:], _segment_codec(g1), vr))
     return "".join(out)
 
 

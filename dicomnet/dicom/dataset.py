@@ -199,6 +199,8 @@ class Dataset:
                 value = ds._charset_value()
                 if isinstance(value, str):
                     charsets = _parse_charsets_cached(value)
+                elif value is None:
+                    pass                        # an empty value: the default repertoire
                 elif isinstance(value, list) and all(isinstance(v, str) for v in value):
                     charsets = parse_charsets(value)
                 else:

@@ -140,6 +140,21 @@ def test_japanese_vector_decodes_and_encodes():
     assert decode_text(memoryview(H31_BYTES + b" "), charsets, "PN") == H31_TEXT
 
 
+def test_iso_2022_ir_87_alone_starts_in_ascii():
+    """Value 1 "ISO 2022 IR 87" alone (non-conformant: PS3.3 C.12.1.1.2 keeps
+    the multi-byte sets for values 2..n, but Orthanc's JapaneseKanji encoding
+    sends it) is read as ASCII plus JIS X 0208, as pydicom reads it: the same
+    bytes as the conformant "\\ISO 2022 IR 87", both ways. Starting in JIS X
+    0208 decoded "Yamada" and every delimiter as kanji."""
+    charsets = parse_charsets("ISO 2022 IR 87")
+    assert decode_text(H31_BYTES, charsets, "PN") == H31_TEXT
+    assert encode_text(H31_TEXT, charsets, "PN") == H31_BYTES
+    key = b"*\x1b$B;3ED\x1b(B*"                     # a C-FIND key for *山田*
+    assert decode_text(key, charsets, "PN") == "*山田*"
+    assert encode_text("*山田*", charsets, "PN") == key
+    assert encode_text("Yamada", charsets, "LO") == b"Yamada"
+
+
 def test_korean_vector_redesignates_g1_after_each_delimiter():
     charsets = parse_charsets("\\ISO 2022 IR 149")
     assert charsets == ("ISO_IR 6", "ISO 2022 IR 149")
@@ -395,3 +410,18 @@ def test_iso2022_round_trip_and_pydicom_agrees(charsets, alphabet, data):
         encoded, pydicom.charset.convert_encodings(list(charsets)), pydicom.valuerep.TEXT_VR_DELIMS
     )
     assert py == text
+
+
+def test_an_empty_specific_character_set_is_the_default_without_a_warning(caplog):
+    """``{"SpecificCharacterSet": None}`` in a query (asking for the peer's
+    value) is an empty element: the default repertoire, nothing to warn about."""
+    from dicomnet.dicom import Dataset, read_dataset
+    from dicomnet.dicom.writer import encode_dataset
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = None
+    ds.PatientName = "Doe^John"
+    with caplog.at_level("WARNING", logger="dicomnet"):
+        data = encode_dataset(ds, "1.2.840.10008.1.2.1")
+        assert str(read_dataset(data).PatientName) == "Doe^John"
+    assert not caplog.records
