@@ -13,7 +13,10 @@ Values by VR (the dictionary's group 0000 entries):
 * an element of group 0000 that the dictionary does not know is kept by
   :func:`decode_command` under its tag as 8 upper-case hex digits
   (``"00000999"``) with its raw value as ``bytes``, and :func:`encode_command`
-  writes such a key back verbatim.
+  writes such a key back verbatim;
+* elements of other groups after the command set (dcmtk-based peers append a
+  response's status detail, e.g. a Failed SOP Instance UID List) are left
+  out, with a log line: PS3.7 6.3.1 has no place for them.
 
 ``CommandGroupLength`` is computed by :func:`encode_command` (any value given is
 ignored) and checked, then dropped, by :func:`decode_command`, so
@@ -29,6 +32,7 @@ reference implementation here, so both give the same result and the same errors.
 from __future__ import annotations
 
 import enum
+import logging
 import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -60,6 +64,7 @@ __all__ = [
     "c_cancel_rq",
 ]
 
+_log = logging.getLogger("dicomnet")
 
 class CommandField(enum.IntEnum):
     """Command Field (0000,0100) values, PS3.7 Table E.1-1 / E.2-1."""
@@ -330,10 +335,20 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
     command = Command()
     previous = -1
     group_length: int | None = None
+    tail_at: int | None = None           # where elements of other groups begin
     for i in range(n):
         tag, _vr, flags, header, offset, length, _end = index.entry(i)
         if tag >> 16:
-            raise DicomParseError("element outside group 0000 in a command set", header, tag)
+            if i == 0:
+                raise DicomParseError("element outside group 0000 in a command set", header, tag)
+            # PS3.7 6.3.1 allows group 0000 only, but dcmtk-based peers (Orthanc)
+            # append a response's "status detail" -- e.g. (0008,0058) Failed SOP
+            # Instance UID List in a final C-GET-RSP without a data set. The
+            # command itself is whole before it: the rest is left out.
+            tail_at = header
+            _log.info("command set followed by elements outside group 0000, from (%04X,%04X) on; "
+                      "left out (PS3.7 6.3.1)", tag >> 16, tag & 0xFFFF)
+            break
         if flags:
             raise DicomParseError("undefined length in a command set", header, tag)
         if tag <= previous:
@@ -374,8 +389,9 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
         command[keyword] = value
     if group_length is None:
         raise DicomParseError("command set has no CommandGroupLength (0000,0000)", 0, 0)
-    after = index.stop - 12
-    if group_length != after:
+    after = (index.stop if tail_at is None else tail_at) - 12
+    # (With a tail, a group length that counts it too is taken as well.)
+    if group_length != after and not (tail_at is not None and group_length == index.stop - 12):
         raise DicomParseError(
             f"CommandGroupLength says {group_length} bytes, {after} follow it", 8, 0)
     if not isinstance(command.get("CommandField"), int):

@@ -202,7 +202,7 @@ def test_malformed_commands_raise_parse_errors() -> None:
     bad_len = bytearray(ECHO_RQ)
     bad_len[8] = 0x36
     _bad(bytes(bad_len), "CommandGroupLength says 54")
-    _bad(with_group_length(el(0, 0x0100, us(1)) + el(8, 0x0016, b"12")), "group 0000")
+    _bad(el(8, 0x0016, b"12") + ECHO_RQ, "group 0000")                # nothing of group 0000 first
     _bad(with_group_length(el(0, 0x0110, us(1)) + el(0, 0x0100, us(1))), "ascending")
     _bad(with_group_length(el(0, 0x0100, us(1)) + el(0, 0x0100, us(1))), "ascending")
     _bad(with_group_length(el(0, 0x0100, b"\x01\x00\x02")), "multiple of 2")
@@ -211,6 +211,25 @@ def test_malformed_commands_raise_parse_errors() -> None:
     _bad(with_group_length(el(0, 0x0100, us(1)) + undefined), None)
     _bad(with_group_length(el(0, 0x0100, us(1)) + el(0, 0x0600, b"\xff\xfe")), "non-ASCII")
     _bad(b"", "CommandGroupLength")
+
+
+def test_elements_after_the_command_set_are_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    """Orthanc (dcmtk) puts a final C-GET-RSP's status detail -- (0008,0000)
+    and the Failed SOP Instance UID List -- after the group 0000 elements, with
+    no data set. PS3.7 6.3.1 has no place for them; the command before them is
+    whole, so they are left out (and logged) instead of failing the message.
+    The group length may count them or not."""
+    cmd = C.c_get_rsp(3, "1.2.840.10008.5.1.4.1.2.2.3", 0xC000, 0, 0, 1, 0)
+    data = encode_command(cmd)
+    uid = b"1.2.3.4\x00"
+    tail = el(8, 0, struct.pack("<I", 8 + len(uid))) + el(8, 0x0058, uid)
+    caplog.set_level("INFO", logger="dicomnet")
+    assert decode_command(data + tail) == cmd
+    assert decode_command(with_group_length(data[12:] + tail)) == cmd
+    assert "outside group 0000, from (0008,0000) on" in caplog.text
+    wrong = bytearray(data + tail)
+    wrong[8] += 2
+    _bad(bytes(wrong), "CommandGroupLength says")
 
 
 @given(st.binary(max_size=200))
