@@ -16,7 +16,8 @@ Values by VR (the dictionary's group 0000 entries):
   writes such a key back verbatim;
 * elements of other groups after the command set (dcmtk-based peers append a
   response's status detail, e.g. a Failed SOP Instance UID List) are left
-  out, with a log line: PS3.7 6.3.1 has no place for them.
+  out of the mapping, with a log line (PS3.7 6.3.1 has no place for them),
+  and kept as bytes in ``Command.tail``.
 
 ``CommandGroupLength`` is computed by :func:`encode_command` (any value given is
 ignored) and checked, then dropped, by :func:`decode_command`, so
@@ -148,9 +149,15 @@ def _hex_key(tag: int) -> str:
 
 
 class Command(dict):  # type: ignore[type-arg]
-    """A DIMSE command set: keyword -> value (see the module docstring)."""
+    """A DIMSE command set: keyword -> value (see the module docstring).
 
-    __slots__ = ()
+    ``tail`` (set only when there was one; read it with ``getattr(command,
+    "tail", None)``): the bytes of elements outside group 0000 that a peer
+    sent after the command set, Implicit VR LE. Not part of the mapping
+    (equality, encoding). No ``__init__``: a command is made per message."""
+
+    __slots__ = ("tail",)
+    tail: bytes
 
     @property
     def command_field(self) -> CommandField | int | None:
@@ -396,6 +403,8 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
             f"CommandGroupLength says {group_length} bytes, {after} follow it", 8, 0)
     if not isinstance(command.get("CommandField"), int):
         raise DicomParseError("command set has no CommandField (0000,0100)", 0, 0x00000100)
+    if tail_at is not None:
+        command.tail = bytes(memoryview(data)[tail_at:index.stop])
     return command
 
 

@@ -167,6 +167,7 @@ class _Retrieve(ResponseStream):
         self.failed: int | None = None
         self.warning: int | None = None
         self.failed_instances: list[str] = []
+        self._tail_syntax: str | None = None    # the final Identifier came after the command set
 
     def result(self) -> int:
         """Read every remaining response; the final status (failure raises)."""
@@ -210,6 +211,11 @@ class _Retrieve(ResponseStream):
         if ("NumberOfRemainingSuboperations" not in command and not st.is_cancel(status)
                 and self.completed is not None):
             self.remaining = 0         # a final response other than Cancel leaves nothing remaining
+        tail = getattr(command, "tail", None)
+        if dataset is None and tail is not None:
+            # dcmtk-based SCPs (Orthanc) put the final response's Failed SOP
+            # Instance UID List after the command set instead of in a data set.
+            dataset, self._tail_syntax = tail, "1.2.840.10008.1.2"   # Implicit VR LE, as commands
         self._finish(status, command.get("ErrorComment"), dataset)
         if st.is_failure(status) and not self.cancelled:
             raise DimseStatusError(status, st.status_meaning(status, self._service), self._failure_text())
@@ -236,7 +242,7 @@ class _Retrieve(ResponseStream):
         if dataset is not None:
             # The final response's Identifier: the Failed SOP Instance UID List (PS3.4 C.4.2.1.4).
             try:
-                ident = read_dataset(dataset, transfer_syntax=self.context.transfer_syntax)
+                ident = read_dataset(dataset, transfer_syntax=self._tail_syntax or self.context.transfer_syntax)
                 value = ident.get("FailedSOPInstanceUIDList")
                 if value:
                     self.failed_instances = [str(v) for v in ([value] if isinstance(value, str) else value)]

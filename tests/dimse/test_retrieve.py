@@ -6,6 +6,7 @@ import pytest
 from dicomnet.dicom import write_file
 from dicomnet.dimse import retrieve, retrieve_scp
 from dicomnet.dimse.commands import c_move_rsp
+from dicomnet.errors import DimseStatusError
 from dicomnet.pdu.negotiation import build_associate_rq
 from dicomnet.samples.synthetic import generate
 from dicomnet.types.sop_classes import DEFAULT_ABSTRACT_SYNTAXES, is_storage_sop_class, storage_sop_classes
@@ -170,6 +171,23 @@ def test_move_result_drops_a_late_response_to_an_earlier_request():
     result = retrieve.MoveResult(assoc, _Ctx(), 5, None)
     assert result.result() == 0x0000 and result.completed == 2
     assert assoc.is_established
+
+
+def test_failed_list_after_the_command_set_is_read():
+    """Orthanc (dcmtk) puts a final response's Failed SOP Instance UID List
+    after the command set, with no data set: it reaches failed_instances."""
+    import struct
+
+    from dicomnet.dimse.commands import decode_command, encode_command
+
+    uid = b"1.2.3.4\x00"
+    tail = struct.pack("<HHII", 8, 0, 4, 8 + len(uid)) + struct.pack("<HHI", 8, 0x0058, len(uid)) + uid
+    final = decode_command(encode_command(c_move_rsp(5, None, 0xA702, 0, 0, 1, 0)) + tail)
+    assert final.tail == tail
+    result = retrieve.MoveResult(_FakeAssoc([_msg(final)]), _Ctx(), 5, None)
+    with pytest.raises(DimseStatusError):
+        result.result()
+    assert result.failed_instances == ["1.2.3.4"] and result.failed == 1
 
 
 def test_instance_info_file_meta_longer_than_the_first_read(tmp_path):

@@ -629,6 +629,8 @@ def test_client_gets_compressed_images_uncompressed(make_orthanc: Callable[..., 
             list(result)
         assert failed.value.status == 0xC000
         assert result.completed == 0 and result.failed == 1
+        # Orthanc sends the Failed SOP Instance UID List after the command set, not in a data set.
+        assert result.failed_instances == [str(rle.SOPInstanceUID)]
         assert assoc.echo() == 0
 
 
