@@ -102,6 +102,15 @@ def build_query(keys: list[tuple[int, str | None]], level: str | None, model: st
         if entry is None:
             raise KeyError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) is not in the dictionary")
         ds.set(tag, _value(entry.vrs[0], text))
+    # Command-line text is Unicode: a non-ASCII value, without a Specific
+    # Character Set given, goes as UTF-8 (ISO_IR 192), declared in the query.
+    if "SpecificCharacterSet" not in ds and any(not text.isascii() for _, text in keys if text):
+        ds.set("SpecificCharacterSet", "ISO_IR 192")
+    # Encoded here, so that a value that cannot be sent is a usage error
+    # before any connection (not reported as if the peer had caused it).
+    from dicomnet.dicom.writer import encode_dataset
+
+    encode_dataset(ds, "1.2.840.10008.1.2.1")
     return ds
 
 

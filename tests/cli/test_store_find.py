@@ -334,3 +334,18 @@ def test_store_async_ops_window(server, files):
     assert all(o["sop_instance_uid"] in server.handler.archive for o in lines[:-1])
     r = run("store", "127.0.0.1", str(server.port), str(files / "ct"), "--async-ops", "-1")
     assert r.returncode == 2 and "--async-ops" in r.stderr
+
+
+def test_find_non_ascii_keys_go_as_utf8_and_unencodable_ones_fail_before_connecting(server):
+    """A non-ASCII -k value with no Specific Character Set is sent as UTF-8,
+    declared (ISO_IR 192), and matched; one the given character set cannot
+    hold is a usage error (exit 2) before any connection -- even to a port
+    nobody listens on, where it used to be reported as the peer's fault."""
+    from dicomnet.cli.find import build_query, parse_keys
+
+    query = build_query(parse_keys(["PatientName=Müller*"]), None, "study")
+    assert query.SpecificCharacterSet == "ISO_IR 192" and str(query.PatientName) == "Müller*"
+    r = run("find", "127.0.0.1", str(server.port), "--json", "-k", "PatientName=Müller*")
+    assert r.returncode == 0, r.stderr
+    r = run("find", "127.0.0.1", str(_free_port()), "-k", "SpecificCharacterSet=ISO_IR 100", "-k", "PatientID=ж")
+    assert r.returncode == 2 and "cannot encode" in r.stderr and "Traceback" not in r.stderr
