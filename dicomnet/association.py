@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from types import TracebackType
 from collections.abc import Container
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .dimse.assembler import Message, MessageAssembler

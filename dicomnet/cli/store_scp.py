@@ -108,14 +108,12 @@ def safe_uid(value: Any) -> str | None:
     return text if is_valid_uid(text) else None
 
 
-_VERIFICATION = "1.2.840.10008.1.1"
-
-
 def storage_contexts(also: Collection[str] = ()) -> dict[str, tuple[str, ...]]:
     """Every storage SOP class with every transfer syntax we know (uncompressed
     first), and Verification; of the server's other default classes (the Q/R
     models...) only those in ``also``: a context is accepted only for a
     service that is served."""
+    from dicomnet.association import VERIFICATION
     from dicomnet.pdu.negotiation import UNCOMPRESSED_TRANSFER_SYNTAXES, default_supported
     from dicomnet.types.sop_classes import is_storage_sop_class
     from dicomnet.types.transfer_syntax import all_transfer_syntaxes
@@ -125,7 +123,7 @@ def storage_contexts(also: Collection[str] = ()) -> dict[str, tuple[str, ...]]:
     everything = UNCOMPRESSED_TRANSFER_SYNTAXES + others
     return {uid: (everything if is_storage_sop_class(uid) else tuple(syntaxes))
             for uid, syntaxes in default_supported().items()
-            if is_storage_sop_class(uid) or uid == _VERIFICATION or uid in also}
+            if is_storage_sop_class(uid) or uid == VERIFICATION or uid in also}
 
 
 class StoreSCPHandler:

@@ -67,6 +67,7 @@ __all__ = [
 
 _log = logging.getLogger("dicomnet")
 
+
 class CommandField(enum.IntEnum):
     """Command Field (0000,0100) values, PS3.7 Table E.1-1 / E.2-1."""
 
@@ -353,8 +354,6 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
             # Instance UID List in a final C-GET-RSP without a data set. The
             # command itself is whole before it: the rest is left out.
             tail_at = header
-            _log.info("command set followed by elements outside group 0000, from (%04X,%04X) on; "
-                      "left out (PS3.7 6.3.1)", tag >> 16, tag & 0xFFFF)
             break
         if flags:
             raise DicomParseError("undefined length in a command set", header, tag)
@@ -405,6 +404,8 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
         raise DicomParseError("command set has no CommandField (0000,0100)", 0, 0x00000100)
     if tail_at is not None:
         command.tail = bytes(memoryview(data)[tail_at:index.stop])
+        _log.info("command set followed by elements outside group 0000, from (%04X,%04X) on; "
+                  "left out (PS3.7 6.3.1)", *struct.unpack_from("<HH", command.tail))
     return command
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dicomnet.dicom.dataset import Dataset
-from dicomnet.dicom.reader import read_dataset
+from dicomnet.dicom.reader import IMPLICIT_VR_LE, read_dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.assembler import new_buffer
 from dicomnet.dimse.commands import Command, CommandField, c_get_rq, c_move_rq, c_store_rsp
@@ -167,7 +167,6 @@ class _Retrieve(ResponseStream):
         self.failed: int | None = None
         self.warning: int | None = None
         self.failed_instances: list[str] = []
-        self._tail_syntax: str | None = None    # the final Identifier came after the command set
 
     def result(self) -> int:
         """Read every remaining response; the final status (failure raises)."""
@@ -211,12 +210,13 @@ class _Retrieve(ResponseStream):
         if ("NumberOfRemainingSuboperations" not in command and not st.is_cancel(status)
                 and self.completed is not None):
             self.remaining = 0         # a final response other than Cancel leaves nothing remaining
+        syntax = self.context.transfer_syntax
         tail = getattr(command, "tail", None)
         if dataset is None and tail is not None:
             # dcmtk-based SCPs (Orthanc) put the final response's Failed SOP
             # Instance UID List after the command set instead of in a data set.
-            dataset, self._tail_syntax = tail, "1.2.840.10008.1.2"   # Implicit VR LE, as commands
-        self._finish(status, command.get("ErrorComment"), dataset)
+            dataset, syntax = tail, IMPLICIT_VR_LE      # as the command set is
+        self._finish(status, command.get("ErrorComment"), dataset, syntax)
         if st.is_failure(status) and not self.cancelled:
             raise DimseStatusError(status, st.status_meaning(status, self._service), self._failure_text())
         if st.is_warning(status):
@@ -235,14 +235,14 @@ class _Retrieve(ResponseStream):
             text = f"{text}; {extra}" if text else extra
         return text
 
-    def _finish(self, status: int, comment: str | None, dataset: Any) -> None:
+    def _finish(self, status: int, comment: str | None, dataset: Any, syntax: str) -> None:
         self.status = status
         self.error_comment = comment
         self._done = True
         if dataset is not None:
             # The final response's Identifier: the Failed SOP Instance UID List (PS3.4 C.4.2.1.4).
             try:
-                ident = read_dataset(dataset, transfer_syntax=self._tail_syntax or self.context.transfer_syntax)
+                ident = read_dataset(dataset, transfer_syntax=syntax)
                 value = ident.get("FailedSOPInstanceUIDList")
                 if value:
                     self.failed_instances = [str(v) for v in ([value] if isinstance(value, str) else value)]
@@ -342,8 +342,8 @@ class GetResult(_Retrieve):
         self.received += 1
         return item
 
-    def _finish(self, status: int, comment: str | None, dataset: Any) -> None:
-        super()._finish(status, comment, dataset)
+    def _finish(self, status: int, comment: str | None, dataset: Any, syntax: str) -> None:
+        super()._finish(status, comment, dataset, syntax)
         self._cleanup()
 
     def _cleanup(self) -> None:

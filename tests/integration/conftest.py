@@ -5,7 +5,8 @@ with ``orthanc.add_modality`` and don't assume an empty store -- call
 ``orthanc.clear()`` if you need one). Per test: ``make_orthanc``,
 ``make_storescp``, ``make_dcmqrscp``, ``make_pynetdicom_scp`` factories taking
 the constructor arguments of the classes in :mod:`.peers`, plus ``storescp``
-and ``pynetdicom_scp`` with defaults; ``testdata(name)`` is the path of a file
+and ``pynetdicom_scp`` with defaults, and ``our_server(ae, handler, **kw)``
+for dicomnet servers; ``testdata(name)`` is the path of a file
 from pydicom's wheel (offline). Everything started is stopped at the end.
 """
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dicomnet import Server
 
 from .peers import (  # noqa: F401  (the records are read by tests/conftest.py)
     PEERS_SKIPPED,
@@ -67,6 +70,24 @@ def make_dcmqrscp() -> Iterator[Callable[..., Dcmqrscp]]:
 @pytest.fixture
 def make_pynetdicom_scp() -> Iterator[Callable[..., PynetdicomSCP]]:
     yield from _factory(PynetdicomSCP)
+
+
+@pytest.fixture
+def our_server() -> Iterator[Callable[..., Server]]:
+    """``our_server(ae, handler, **kw)``: a dicomnet :class:`Server` on
+    127.0.0.1 (any free port; ``read_timeout`` 10 s unless given), shut down
+    at the end of the test."""
+    servers: list[Server] = []
+
+    def start(ae: str, handler: Any, **kw: Any) -> Server:
+        kw.setdefault("read_timeout", 10)
+        srv = Server(ae, handler, **kw).start("127.0.0.1", 0)
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.shutdown()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,20 +175,6 @@ def archive(tmp_path: Path) -> Archive:
 def qrscp(make_dcmqrscp: Callable[..., Dcmqrscp], archive: Archive) -> Dcmqrscp:
     """dcmqrscp (max PDU 16384) holding ``archive``."""
     return make_dcmqrscp(preload=archive.paths)
-
-
-@pytest.fixture
-def our_server() -> Iterator[Callable[[str, Any], Server]]:
-    servers: list[Server] = []
-
-    def start(ae: str, handler: Any) -> Server:
-        srv = Server(ae, handler, read_timeout=10).start(HOST, 0)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
 
 
 # ---------------------------------------------------------------- C-FIND

@@ -217,18 +217,9 @@ class Streamer(Recorder):
 
 
 @pytest.fixture
-def our_server() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(handler: Any, ae: str = "DICOMNET", **kw: Any) -> Server:
-        kw.setdefault("read_timeout", 10)
-        srv = Server(ae, handler, **kw).start(HOST, 0)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
+def our_server(our_server: Callable[..., Server]) -> Callable[..., Server]:
+    """The conftest's, handler first: ``our_server(handler, ae="DICOMNET", **kw)``."""
+    return lambda handler, ae="DICOMNET", **kw: our_server(ae, handler, **kw)
 
 
 # ================================================== storescu -> our Server

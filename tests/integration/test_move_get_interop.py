@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from dicomnet.client import Client
 from dicomnet.dicom import Dataset, read_dataset, read_file, write_file
@@ -92,21 +91,6 @@ class Sink:
     def on_store(self, ctx: Any, ds: Dataset) -> None:
         with self.lock:
             self.received.append((ctx.transfer_syntax, ds, ctx.command))
-
-
-@pytest.fixture
-def our_server() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(ae: str, handler: Any, **kw: Any) -> Server:
-        kw.setdefault("read_timeout", 10)
-        srv = Server(ae, handler, **kw).start("127.0.0.1", 0)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
 
 
 def upload(orthanc: Orthanc, files: list[tuple[Path, Dataset]]) -> None:

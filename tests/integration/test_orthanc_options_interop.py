@@ -279,21 +279,6 @@ class RecordingArchive(SampleHandler):
         return super().on_find(ctx, query)
 
 
-@pytest.fixture
-def our_server() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(ae: str, handler: Any, **kw: Any) -> Server:
-        kw.setdefault("read_timeout", 10)
-        srv = Server(ae, handler, **kw).start(HOST, 0)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-
-
 def mr_reference() -> np.ndarray:
     """The pixels of MR_small.dcm: what its RLE and JPEG-LS lossless copies decode to."""
     return read_file(pydicom_file("MR_small.dcm")).pixel_array

@@ -87,18 +87,9 @@ class Recorder:
 
 
 @pytest.fixture
-def our_server() -> Iterator[Callable[..., Server]]:
-    servers: list[Server] = []
-
-    def start(handler: Any, **kw: Any) -> Server:
-        kw.setdefault("read_timeout", 10)
-        srv = Server("DICOMNET", handler, **kw).start("127.0.0.1", 0)
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
+def our_server(our_server: Callable[..., Server]) -> Callable[..., Server]:
+    """The conftest's, with our AE title fixed: ``our_server(handler, **kw)``."""
+    return lambda handler, **kw: our_server("DICOMNET", handler, **kw)
 
 
 def lookup(orthanc: Orthanc, sop_instance_uid: str) -> str:
