@@ -6,6 +6,7 @@
   ``client.associate(...)`` or ``Server(...)`` call exists on the real
   signature; a constructor's number, flag or None is its default;
   and every keyword of those signatures is shown (a new option is documented).
+* Every option of every ``dicomnet`` subcommand is mentioned in ``docs/cli.md``.
 """
 from __future__ import annotations
 
@@ -110,3 +111,38 @@ def test_api_md_keywords_match_the_signatures(name: str, fn: Any) -> None:
         positional = {"ae_title", "handler"}
         missing = set(real) - shown - positional
         assert not missing, f"docs/api.md does not show {name}({', '.join(sorted(missing))})"
+
+
+CLI = ROOT / "docs" / "cli.md"
+
+
+def _subcommand_options() -> dict[str, list[tuple[str, ...]]]:
+    import argparse
+
+    from dicomnet.cli import build_parser
+
+    parser = build_parser()
+    options: dict[str, list[tuple[str, ...]]] = {}
+    for action in parser._actions:   # noqa: SLF001 - argparse keeps them nowhere public
+        if isinstance(action, argparse._SubParsersAction):   # noqa: SLF001
+            for name, sub in action.choices.items():
+                subs = [(name, sub)]
+                for inner in sub._actions:   # noqa: SLF001 - "bench store"
+                    if isinstance(inner, argparse._SubParsersAction):   # noqa: SLF001
+                        subs += [(f"{name} {n}", p) for n, p in inner.choices.items()]
+                for label, p in subs:
+                    options[label] = [tuple(a.option_strings) for a in p._actions   # noqa: SLF001
+                                      if a.option_strings and "--help" not in a.option_strings]
+    return options
+
+
+def test_cli_md_documents_every_option() -> None:
+    text = CLI.read_text(encoding="utf-8")
+    options = _subcommand_options()
+    assert {"echo", "store", "find", "move", "get", "store-scp", "sample-server", "dump"} <= set(options)
+    # An option counts as documented when one of its spellings (-k or --key) is.
+    missing = sorted(f"{command} {'/'.join(spellings)}" for command, opts in options.items()
+                     for spellings in opts
+                     if not any(re.search(r"(?<![\w-])" + re.escape(s) + r"(?![\w-])", text)
+                                for s in spellings))
+    assert not missing, f"docs/cli.md does not mention: {', '.join(missing)}"
