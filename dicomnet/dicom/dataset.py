@@ -187,6 +187,13 @@ class Dataset:
         return 0
 
     def _charsets(self) -> tuple[str, ...]:
+        """The character sets the elements read from the source bytes are in:
+        this level's (0008,0005) as read, else the enclosing data set's as
+        read (PS3.3 C.12.1.1.2), else the default repertoire. Assigning or
+        deleting (0008,0005) afterwards does not change it (the bytes stay
+        what they are); the writer encodes in the data set's *current*
+        character set (:meth:`_current_charsets`), transcoding text between
+        the two where they differ."""
         d = self.__dict__
         cached = d.get("_cs")
         if cached is not None:
@@ -195,27 +202,48 @@ class Dataset:
         charsets: tuple[str, ...] = _DEFAULT_CHARSETS
         while ds is not None:
             dd = ds.__dict__
-            if _SPECIFIC_CHARACTER_SET in dd["_raw"] or _SPECIFIC_CHARACTER_SET in dd["_vals"]:
-                value = ds._charset_value()
-                if isinstance(value, str):
-                    charsets = _parse_charsets_cached(value)
-                elif value is None:
-                    pass                        # an empty value: the default repertoire
-                elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-                    charsets = parse_charsets(value)
-                else:
-                    # Malformed data gave (0008,0005) a binary or SQ VR: keep the default
-                    # (stringifying a sequence's items would look their charset up again).
-                    log.warning("Specific Character Set is not text; using the default repertoire")
+            if ds is not self and dd.get("_cs") is not None:
+                charsets = dd["_cs"]                # resolved already: reuse it
                 break
-            parent = dd["_parent"]
-            if parent is not None and parent.__dict__.get("_cs") is not None:
-                charsets = parent.__dict__["_cs"]   # resolved already: reuse it
+            if _SPECIFIC_CHARACTER_SET in dd["_raw"]:
+                charsets = ds._parse_charset_value()
                 break
-            ds = parent
+            ds = dd["_parent"]      # the data set this item was read in
         d["_cs"] = charsets
         d["_codec"] = _FAST_CODECS.get(charsets, -1)
         return charsets
+
+    def _parse_charset_value(self) -> tuple[str, ...]:
+        value = self._charset_value()
+        if isinstance(value, str):
+            return _parse_charsets_cached(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return parse_charsets(value)
+        if value is not None:
+            # Malformed data gave (0008,0005) a binary or SQ VR: keep the default
+            # (stringifying a sequence's items would look their charset up again).
+            log.warning("Specific Character Set is not text; using the default repertoire")
+        return _DEFAULT_CHARSETS    # None (an empty value): the default repertoire
+
+    def _current_charsets(self) -> tuple[str, ...]:
+        """The character sets this data set's text is to be written in: its
+        (0008,0005) as it is now, else the enclosing data set's, else the
+        default repertoire. (An item inside a sequence being written takes
+        the character set of the data set being written instead: see
+        :mod:`dicomnet.dicom.writer`.)"""
+        ds: Dataset | None = self
+        while ds is not None:
+            if _SPECIFIC_CHARACTER_SET in ds:
+                return ds._parse_charset_value()
+            ds = ds.__dict__["_parent"]
+        return _DEFAULT_CHARSETS
+
+    def _pin_charsets(self, tag: int) -> None:
+        """Before (0008,0005) read from the source is replaced or deleted:
+        resolve the character set the source bytes are in, so they are still
+        decoded (and transcoded on writing) from it."""
+        if tag == _SPECIFIC_CHARACTER_SET and self._index is not None:
+            self._charsets()
 
     def _charset_value(self) -> Any:
         """The value of (0008,0005); one CS value in ASCII (the usual) straight from the index."""
@@ -363,6 +391,7 @@ class Dataset:
 
     def __delitem__(self, key: int | str | tuple[int, int]) -> None:
         tag = tag_of(key)
+        self._pin_charsets(tag)
         found = self._vals.pop(tag, _MISSING) is not _MISSING
         found = (self._raw.pop(tag, None) is not None) or found
         self._vrs.pop(tag, None)
@@ -430,10 +459,14 @@ class Dataset:
             for item in value:
                 if not isinstance(item, Dataset):
                     raise TypeError("sequence items must be Datasets")
-                item.__dict__["_parent"] = self
-        if tag == _SPECIFIC_CHARACTER_SET:
-            self.__dict__.pop("_cs", None)
-            self.__dict__.pop("_codec", None)
+                # An item read from bytes keeps the data set it was read in as
+                # its parent: its bytes are in that one's character set (and
+                # its implicit VRs follow that one's Bits Allocated). The
+                # writer encodes it in the character set of wherever it is
+                # written.
+                if item.__dict__["_index"] is None:
+                    item.__dict__["_parent"] = self
+        self._pin_charsets(tag)
         self._raw.pop(tag, None)
         self._vals[tag] = value
         self._vrs[tag] = vr

@@ -24,6 +24,9 @@ __all__ = ["encode_dataset", "encode_file_meta", "write_file"]
 
 _F_UNDEFINED, _F_SEQUENCE, _F_ENCAPSULATED = 1, 2, 8
 _UNDEFINED = 0xFFFFFFFF
+_SPECIFIC_CHARACTER_SET = 0x00080005
+#: The VRs whose text is in the Specific Character Set (PS3.5 6.1.2.3).
+_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 _ITEM, _ITEM_DELIM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
@@ -51,18 +54,33 @@ def _sequence_unchanged(ds: Dataset, tag: int) -> bool:
             and all(a is b and not b.is_modified() for a, b in zip(current, items)))
 
 
+def _needs_transcoding(raw: Any) -> bool:
+    """True when text bytes may read differently in another character set:
+    any byte past ASCII, or an ISO 2022 escape."""
+    data = bytes(raw)
+    return not data.isascii() or b"\x1b" in data
+
+
 def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool,
-                 tags: Iterable[int] | None = None) -> None:
+                 tags: Iterable[int] | None = None, charsets: tuple[str, ...] | None = None) -> None:
     """Append the elements of ``ds`` (only ``tags``, in their order, when
     given): those read and not changed as their bytes, the others encoded
-    from their values."""
+    from their values. Text is written in ``charsets`` -- the character set
+    of the data set being written, passed down into its sequence items (PS3.3
+    C.12.1.1.2) -- unless ``ds`` has a Specific Character Set of its own;
+    None: ``ds``'s own (or, for an item, its parent's). Text read in another
+    character set is transcoded."""
     index = ds._index
-    charsets = ds._charsets()
+    if charsets is None or _SPECIFIC_CHARACTER_SET in ds:
+        charsets = ds._current_charsets()
     if index is None:
         for tag in ds.tags() if tags is None else tags:
             _encode_assigned(ds, tag, out, implicit, little, charsets)
         return
     same = index.implicit == implicit and index.little == little
+    # The source's text is in the character set it was read in; where that
+    # differs, text elements (and the items of sequences) are re-encoded.
+    same_text = ds._charsets() == charsets
     source = memoryview(index.source).cast("B")
     for tag in ds.tags() if tags is None else tags:
         idx = ds._raw.get(tag)
@@ -70,13 +88,18 @@ def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool,
             _encode_assigned(ds, tag, out, implicit, little, charsets)
             continue
         flags = index.flags(idx)
-        if same and (not flags & _F_SEQUENCE or _sequence_unchanged(ds, tag)):
+        if (not same_text and not flags & _F_SEQUENCE and tag != _SPECIFIC_CHARACTER_SET
+                and ds._vr(tag) in _CHARSET_VRS and _needs_transcoding(index.raw(idx))):
+            _encode_assigned(ds, tag, out, implicit, little, charsets)   # decoded, then re-encoded
+            continue
+        if same and (not flags & _F_SEQUENCE or (same_text and _sequence_unchanged(ds, tag))):
             start, past = index.span(idx)
             out += source[start:past]
             continue
         vr = ds._vr(tag)
         if vr == "SQ":
-            _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little)
+            _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little,
+                             charsets)
         elif flags & _F_ENCAPSULATED:
             if not little or implicit:
                 raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
@@ -105,7 +128,7 @@ def _encode_assigned(ds: Dataset, tag: int, out: bytearray, implicit: bool, litt
     vr = ds._vr(tag)
     value = ds._value(tag)
     if vr == "SQ":
-        _encode_sequence(ds, tag, value, False, out, implicit, little)
+        _encode_sequence(ds, tag, value, False, out, implicit, little, charsets)
         return
     data = _values.encode_value(vr, value, charsets, little)
     out += _header(tag, vr, len(data), implicit, little)
@@ -113,7 +136,7 @@ def _encode_assigned(ds: Dataset, tag: int, out: bytearray, implicit: bool, litt
 
 
 def _encode_sequence(ds: Dataset, tag: int, items: Any, undefined: bool, out: bytearray,
-                     implicit: bool, little: bool) -> None:
+                     implicit: bool, little: bool, charsets: tuple[str, ...]) -> None:
     order = "<I" if little else ">I"
     out += _header(tag, "SQ", _UNDEFINED if undefined else 0, implicit, little)
     length_at = len(out) - 4
@@ -123,7 +146,7 @@ def _encode_sequence(ds: Dataset, tag: int, items: Any, undefined: bool, out: by
         out += struct.pack("<HHI" if little else ">HHI", 0xFFFE, 0xE000, _UNDEFINED if item_undefined else 0)
         item_length_at = len(out) - 4
         item_start = len(out)
-        _encode_into(item, out, implicit, little)
+        _encode_into(item, out, implicit, little, charsets=charsets)
         if item_undefined:
             out += _delimiter(_ITEM_DELIM, little)
         else:

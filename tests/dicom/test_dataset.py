@@ -93,7 +93,7 @@ def test_sequences_and_their_items():
     ds.OtherPatientIDsSequence = [item]
     seq = ds.OtherPatientIDsSequence
     assert isinstance(seq, Sequence) and seq[0] is item
-    assert item._parent is ds and item._charsets() == ("ISO_IR 100",)
+    assert item._parent is ds and item._current_charsets() == ("ISO_IR 100",)
     with pytest.raises(TypeError):
         ds.OtherPatientIDsSequence = ["not a dataset"]
     data = bytes(encode_dataset(ds, LE))

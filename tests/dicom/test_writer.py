@@ -319,3 +319,110 @@ def test_odd_length_numeric_from_implicit_vr_cannot_be_byte_swapped():
     ds = read_dataset(data, transfer_syntax=IMPLICIT)
     with pytest.raises(DicomParseError):
         encode_dataset(ds, BE)
+
+
+# ----------------------------------------------- character sets of sequence items
+# An item without its own Specific Character Set is in the one of the data set
+# it is in (PS3.3 C.12.1.1.2): where it is *written*, not where it was made.
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+SPS = "ScheduledProcedureStepSequence"
+
+
+def _step(physician: str) -> Dataset:
+    item = Dataset()
+    item.Modality = "CT"
+    item.ScheduledPerformingPhysicianName = physician
+    return item
+
+
+def _item_name(data, ts=EXPLICIT) -> bytes:
+    """The raw bytes of the first step item's physician name in ``data``."""
+    ds = read_dataset(bytes(data), transfer_syntax=ts)
+    item = ds[SPS].value[0]
+    return bytes(item._index.value_bytes(item._raw[0x00400006]))
+
+
+def test_an_appended_item_is_written_in_the_data_sets_character_set():
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ScheduledProcedureStepSequence = []
+    ds.ScheduledProcedureStepSequence.append(_step("Schäfer^Jürgen"))   # pydicom's way
+    assert _item_name(encode_dataset(ds, EXPLICIT)) == "Schäfer^Jürgen".encode("latin-1")
+
+
+def test_items_follow_a_changed_character_set_after_an_encoding():
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.ScheduledProcedureStepSequence = [_step("Schäfer^Jürgen")]
+    assert _item_name(encode_dataset(ds, EXPLICIT)) == "Schäfer^Jürgen".encode()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    assert _item_name(encode_dataset(ds, EXPLICIT)) == "Schäfer^Jürgen".encode("latin-1")
+
+
+def _latin1_entry(ts=EXPLICIT) -> Dataset:
+    src = Dataset()
+    src.SpecificCharacterSet = "ISO_IR 100"
+    src.PatientName = "Müller^Hans"
+    src.ScheduledProcedureStepSequence = [_step("Schäfer^Jürgen")]
+    return read_dataset(bytes(encode_dataset(src, ts)), transfer_syntax=ts)
+
+
+@pytest.mark.parametrize("ts", [EXPLICIT, IMPLICIT])
+def test_items_read_in_one_character_set_are_transcoded_into_another(ts):
+    entry = _latin1_entry(ts)
+    rsp = Dataset()
+    rsp.SpecificCharacterSet = "ISO_IR 192"
+    rsp.ScheduledProcedureStepSequence = entry.ScheduledProcedureStepSequence
+    assert _item_name(encode_dataset(rsp, ts), ts) == "Schäfer^Jürgen".encode()
+    # The entry the items came from is untouched: it still reads and writes as Latin-1.
+    assert entry[SPS].value[0].ScheduledPerformingPhysicianName == "Schäfer^Jürgen"
+    assert _item_name(encode_dataset(entry, ts), ts) == "Schäfer^Jürgen".encode("latin-1")
+
+
+def test_a_read_data_set_given_another_character_set_is_transcoded():
+    ds = _latin1_entry()
+    ds.SpecificCharacterSet = "ISO_IR 192"      # before any value was decoded
+    assert ds.PatientName == "Müller^Hans"        # the bytes are still read as Latin-1
+    data = bytes(encode_dataset(ds, EXPLICIT))
+    back = read_dataset(data, transfer_syntax=EXPLICIT)
+    assert back.SpecificCharacterSet == "ISO_IR 192"
+    assert back.PatientName == "Müller^Hans"
+    assert "Müller^Hans".encode() in data and "Schäfer^Jürgen".encode() in data
+    assert _item_name(data) == "Schäfer^Jürgen".encode()
+
+
+def test_deleting_the_character_set_keeps_the_values_as_read():
+    ds = _latin1_entry()
+    del ds.SpecificCharacterSet
+    assert ds.PatientName == "Müller^Hans"
+    assert ds[SPS].value[0].ScheduledPerformingPhysicianName == "Schäfer^Jürgen"
+    with pytest.raises(Exception, match="cannot encode"):   # no longer encodable: ASCII only
+        encode_dataset(ds, EXPLICIT)
+
+
+def test_iso_2022_text_is_transcoded_not_copied():
+    src = Dataset()
+    src.SpecificCharacterSet = ["", "ISO 2022 IR 87"]
+    src.PatientName = "Yamada^Tarou=山田^太郎"
+    src.ScheduledProcedureStepSequence = [_step("佐藤^花子")]
+    jis = read_dataset(bytes(encode_dataset(src, EXPLICIT)), transfer_syntax=EXPLICIT)
+    assert b"\x1b$B" in jis._index.value_bytes(jis._raw[0x00100010])
+    out = Dataset()
+    out.SpecificCharacterSet = "ISO_IR 192"
+    out.ScheduledProcedureStepSequence = jis.ScheduledProcedureStepSequence
+    out.PatientName = jis.PatientName
+    data = bytes(encode_dataset(out, EXPLICIT))
+    assert _item_name(data).rstrip(b" ") == "佐藤^花子".encode()
+    assert read_dataset(data, transfer_syntax=EXPLICIT).PatientName == "Yamada^Tarou=山田^太郎"
+
+
+def test_ascii_items_are_copied_as_read_across_character_sets():
+    entry = _latin1_entry()
+    item = entry[SPS].value[0]
+    rsp = Dataset()
+    rsp.SpecificCharacterSet = "ISO_IR 192"
+    rsp.ScheduledProcedureStepSequence = [item]
+    data = bytes(encode_dataset(rsp, EXPLICIT))
+    back = read_dataset(data, transfer_syntax=EXPLICIT)[SPS].value[0]
+    assert back.Modality == "CT" and back.ScheduledPerformingPhysicianName == "Schäfer^Jürgen"
