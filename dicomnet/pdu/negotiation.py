@@ -35,7 +35,7 @@ from .items import (
     UserIdentityRQ,
     UserInformation,
 )
-from .pdus import DICOM_APPLICATION_CONTEXT, AAssociateAC, AAssociateRJ, AAssociateRQ
+from .pdus import DICOM_APPLICATION_CONTEXT, AAssociateAC, AAssociateRJ, AAssociateRQ, validate_ae_title
 
 __all__ = [
     "DEFAULT_MAX_PDU",
@@ -260,12 +260,21 @@ def _choose_syntax(offered: Sequence[str], ours: Sequence[str], requestor_first:
     return next((ts for ts in ours if ts in offered), None)
 
 
+def _valid_ae(title: str) -> bool:
+    try:
+        validate_ae_title(title)
+    except PDUError:
+        return False
+    return True
+
+
 def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssociateRJ:
     """Answer ``rq`` under ``policy`` (PS3.8 9.3.3, 9.3.4; PS3.7 D.3.3).
 
     Rejections, all rejected-permanent (PS3.8 Table 9-21): protocol version
     (provider/ACSE, 2); application context name (user, 2); called AE title
-    (user, 7); calling AE title (user, 3); malformed context ids or no context
+    (user, 7) and a called or calling title the AE VR forbids (user, 7 or 3);
+    calling AE title not allowed (user, 3); malformed context ids or no context
     (provider/ACSE, 1); more contexts than ``max_contexts`` (provider/
     presentation, 2, local-limit-exceeded); user identity refused or missing
     when required (provider/ACSE, 1: PS3.7 D.3.3.7). Otherwise an
@@ -276,8 +285,13 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
         return rj
     if rq.application_context != DICOM_APPLICATION_CONTEXT:
         return _reject(_RJ.REASON_APPLICATION_CONTEXT_NOT_SUPPORTED)
-    if policy.require_called_ae and rq.called_ae.strip() != policy.ae_title.strip():
+    # A title the standard forbids (all spaces, a backslash, control
+    # characters: PS3.5 AE VR) cannot be echoed in an A-ASSOCIATE-AC either.
+    if not _valid_ae(rq.called_ae) or (policy.require_called_ae
+                                       and rq.called_ae.strip() != policy.ae_title.strip()):
         return _reject(_RJ.REASON_CALLED_AE_NOT_RECOGNIZED)
+    if not _valid_ae(rq.calling_ae):
+        return _reject(_RJ.REASON_CALLING_AE_NOT_RECOGNIZED)
     if policy.allowed_calling_aes is not None and rq.calling_ae.strip() not in {
         a.strip() for a in policy.allowed_calling_aes
     }:
