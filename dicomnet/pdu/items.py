@@ -213,6 +213,16 @@ class PresentationContextRQ:
         return _item(ITEM_PRESENTATION_CONTEXT_RQ, body)
 
 
+def _lenient_uid(raw: bytes | memoryview) -> str:
+    """A UID field as text, valid or not (non-ASCII bytes replaced): for
+    fields whose bad value refuses one thing, not the association."""
+    return bytes(raw).decode("ascii", "replace").rstrip("\0 ")
+
+
+def _is_uid(text: str) -> bool:
+    return 0 < len(text) <= 64 and _UID_CHARS.issuperset(text)
+
+
 def _decode_presentation_context_rq(value: memoryview) -> PresentationContextRQ:
     if len(value) < 4:
         raise PDUError(f"presentation context item (20H) is {len(value)} bytes, needs at least 4")
@@ -223,16 +233,30 @@ def _decode_presentation_context_rq(value: memoryview) -> PresentationContextRQ:
         if sub_type == ITEM_ABSTRACT_SYNTAX:
             if abstract is not None:
                 raise PDUError(f"presentation context {context_id} has two abstract syntax sub-items")
-            abstract = _decode_uid(sub, "abstract syntax")
+            abstract = _lenient_uid(sub)
         elif sub_type == ITEM_TRANSFER_SYNTAX:
-            transfer.append(_decode_uid(sub, "transfer syntax"))
+            transfer.append(_lenient_uid(sub))
         else:
-            raise PDUError(f"presentation context {context_id}: unexpected sub-item {sub_type:02X}H")
+            # PS3.8 9.3.1: items of unrecognised types are ignored and skipped
+            # (a recognised one out of place too, as dcmtk and pynetdicom do).
+            logger.debug("presentation context %d: skipping sub-item %02XH (%d bytes)",
+                         context_id, sub_type, len(sub))
     if abstract is None:
         raise PDUError(f"presentation context {context_id} has no abstract syntax sub-item")
     if not transfer:
         raise PDUError(f"presentation context {context_id} has no transfer syntax sub-item")
-    return PresentationContextRQ(context_id, abstract, tuple(transfer))
+    if _is_uid(abstract) and all(_is_uid(ts) for ts in transfer):
+        return PresentationContextRQ(context_id, abstract, tuple(transfer))
+    # A malformed UID refuses its context, not the association (as dcmtk and
+    # pynetdicom do): no abstract or transfer syntax we know can match it, so
+    # negotiation answers abstract-syntax- or transfer-syntaxes-not-supported.
+    logger.warning("presentation context %d proposes a malformed UID: %r with %r",
+                   context_id, abstract, transfer)
+    pc = object.__new__(PresentationContextRQ)
+    for name, field_value in (("context_id", context_id), ("abstract_syntax", abstract),
+                              ("transfer_syntaxes", tuple(transfer))):
+        object.__setattr__(pc, name, field_value)
+    return pc
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +320,10 @@ def _decode_presentation_context_ac(value: memoryview) -> PresentationContextAC:
     seen = False
     for sub_type, _, sub in iter_items(value[4:], f"presentation context {context_id}"):
         if sub_type != ITEM_TRANSFER_SYNTAX:
-            raise PDUError(f"presentation context {context_id}: unexpected sub-item {sub_type:02X}H")
+            # PS3.8 9.3.1: items of unrecognised types are ignored and skipped.
+            logger.debug("presentation context %d: skipping sub-item %02XH (%d bytes)",
+                         context_id, sub_type, len(sub))
+            continue
         if seen:
             raise PDUError(f"presentation context {context_id} has two transfer syntax sub-items")
         seen = True
@@ -603,17 +630,32 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
                 raise PDUError(f"maximum length sub-item must be 4 bytes, got {len(sub)}")
             once("max_length", sub_type, _L.unpack_from(sub, 0)[0])
         elif sub_type == SUB_IMPLEMENTATION_CLASS_UID:
-            once("implementation_class_uid", sub_type, _decode_uid(sub, "implementation class UID"))
+            # It only names the peer's software (PS3.7 D.3.3.2): a second one,
+            # or one that is not a UID, is logged and left out, not fatal.
+            uid = _lenient_uid(sub)
+            if "implementation_class_uid" in fields or "bad_implementation" in fields:
+                logger.info("user information holds a second implementation class UID %r: ignored", uid)
+            elif _is_uid(uid):
+                fields["implementation_class_uid"] = uid
+            else:
+                logger.info("the peer's implementation class UID %r is not a UID: ignored", uid)
+                fields["bad_implementation"] = uid
         elif sub_type == SUB_ASYNC_OPERATIONS_WINDOW:
             once("async_ops", sub_type, _decode_async_ops(sub))
         elif sub_type == SUB_ROLE_SELECTION:
             roles.append(_decode_role_selection(sub))
         elif sub_type == SUB_IMPLEMENTATION_VERSION_NAME:
-            try:
-                name = bytes(sub).decode("ascii").rstrip("\0 ")
-            except UnicodeDecodeError:
-                raise PDUError(f"implementation version name is not ASCII: {bytes(sub)!r}") from None
-            once("implementation_version_name", sub_type, name)
+            # Also only a name: one that is empty, too long or not printable
+            # ASCII is logged and left out.
+            name = bytes(sub).decode("ascii", "replace").rstrip("\0 ")
+            if "implementation_version_name" in fields or "bad_version" in fields:
+                logger.info("user information holds a second implementation version name %r: ignored", name)
+            elif 0 < len(name) <= 16 and name.isascii() and name.isprintable() and "\\" not in name:
+                fields["implementation_version_name"] = name
+            else:
+                logger.info("the peer's implementation version name %r is not 1..16 printable ASCII "
+                            "characters: ignored", name)
+                fields["bad_version"] = name
         elif sub_type == SUB_SOP_CLASS_EXTENDED:
             extended.append(_decode_sop_class_extended(sub))
         elif sub_type == SUB_SOP_CLASS_COMMON_EXTENDED:
@@ -625,6 +667,8 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
         else:
             # PS3.8 9.3.2.3 / 9.3.3.3: unrecognised sub-items are ignored.
             logger.debug("skipping user information sub-item %02XH (%d bytes)", sub_type, len(sub))
+    fields.pop("bad_implementation", None)
+    fields.pop("bad_version", None)
     return UserInformation(
         role_selections=tuple(roles),
         extended_negotiations=tuple(extended),

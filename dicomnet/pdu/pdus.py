@@ -464,7 +464,10 @@ def _decode_association(pdu_type: int, body: memoryview) -> AAssociateRQ | AAsso
     if app_context is None:
         raise PDUError(f"{name} has no application context item")
     if user_info is None:
-        raise PDUError(f"{name} has no user information item")
+        # Required (PS3.8 9.3.2), but an empty one lacks the same mandatory
+        # Maximum Length and is taken: so is none (as dcmtk and pynetdicom do).
+        logger.info("%s has no user information item: taken as an empty one", name)
+        user_info = UserInformation()
     cls = AAssociateRQ if is_rq else AAssociateAC
     return cls(
         _decode_ae(called_raw, "called AE title"),

@@ -187,8 +187,6 @@ MALFORMED_USER_INFO = {
     "item overruns": b"\x51\x00\x00\x08\x00\x00\x40\x00",
     "max length too short": b"\x51\x00\x00\x02\x40\x00",
     "max length too long": b"\x51\x00\x00\x05\x00\x00\x40\x00\x00",
-    "zero-length implementation UID": b"\x52\x00\x00\x00",
-    "non-ascii UID": b"\x52\x00\x00\x02\xc3\xa9",
     "async window short": b"\x53\x00\x00\x02\x00\x01",
     "role UID overruns": b"\x54\x00\x00\x04\x00\x09\x31\x00",
     "role bytes missing": b"\x54\x00\x00\x05\x00\x03\x31\x2e\x32",
@@ -207,7 +205,6 @@ MALFORMED_USER_INFO = {
     "identity primary overruns": b"\x58\x00\x00\x06\x01\x00\x00\x09\x00\x00",
     "identity secondary missing": b"\x58\x00\x00\x05\x01\x00\x00\x01a",
     "identity trailing bytes": b"\x58\x00\x00\x07\x01\x00\x00\x00\x00\x00\xff",
-    "version name non-ascii": b"\x55\x00\x00\x01\xff",
     "duplicate max length": b"\x51\x00\x00\x04\x00\x00\x40\x00" * 2,
 }
 
@@ -216,6 +213,32 @@ MALFORMED_USER_INFO = {
 def test_malformed_user_information_raises(value):
     with pytest.raises(PDUError):
         it._decode_user_information(memoryview(value), True)
+
+
+# Fields that only identify the peer's software (PS3.7 D.3.3.2) are left out
+# when malformed, not fatal (dcmtk and pynetdicom take them too).
+LENIENT_USER_INFO = {
+    "zero-length implementation UID": b"\x52\x00\x00\x00",
+    "non-ascii UID": b"\x52\x00\x00\x02\xc3\xa9",
+    "letters in the UID": b"\x52\x00\x00\x05\x31\x2e\x32\x2e\x41",
+    "version name non-ascii": b"\x55\x00\x00\x01\xff",
+    "version name empty": b"\x55\x00\x00\x00",
+    "version name too long": b"\x55\x00\x00\x11" + b"A" * 17,
+}
+
+
+@pytest.mark.parametrize("value", LENIENT_USER_INFO.values(), ids=LENIENT_USER_INFO.keys())
+def test_malformed_implementation_identification_is_left_out(value):
+    ui = it._decode_user_information(memoryview(b"\x51\x00\x00\x04\x00\x00\x40\x00" + value), True)
+    assert ui.max_length == 0x4000
+    assert ui.implementation_class_uid is None and ui.implementation_version_name is None
+
+
+def test_a_second_implementation_identification_is_ignored():
+    value = (b"\x52\x00\x00\x03\x31\x2e\x32" + b"\x52\x00\x00\x03\x31\x2e\x33"
+             + b"\x55\x00\x00\x02AB" + b"\x55\x00\x00\x02CD")
+    ui = it._decode_user_information(memoryview(value), True)
+    assert (ui.implementation_class_uid, ui.implementation_version_name) == ("1.2", "AB")
 
 
 def test_malformed_user_identity_ac_raises():
@@ -231,7 +254,6 @@ MALFORMED_PC_RQ = {
     "two abstract syntaxes": b"\x01\x00\x00\x00" + b"\x30\x00\x00\x03\x31\x2e\x32" * 2 + b"\x40\x00\x00\x01\x31",
     "unexpected sub-item": b"\x01\x00\x00\x00\x30\x00\x00\x01\x31\x41\x00\x00\x01\x31",
     "sub-item overruns": b"\x01\x00\x00\x00\x30\x00\x00\x09\x31",
-    "zero-length abstract syntax": b"\x01\x00\x00\x00\x30\x00\x00\x00\x40\x00\x00\x01\x31",
 }
 
 
@@ -239,6 +261,24 @@ MALFORMED_PC_RQ = {
 def test_malformed_presentation_context_rq_raises(value):
     with pytest.raises(PDUError):
         it._decode_presentation_context_rq(memoryview(value))
+
+
+def test_a_malformed_uid_in_a_presentation_context_is_kept_for_negotiation_to_refuse():
+    # Abstract syntax "1.2.A" (not a UID), transfer syntaxes "" and "1.2", and
+    # an unknown sub-item E0H, which is skipped (PS3.8 9.3.1).
+    value = (b"\x07\x00\x00\x00\x30\x00\x00\x05\x31\x2e\x32\x2e\x41" + b"\x40\x00\x00\x00"
+             + b"\xe0\x00\x00\x02ab" + b"\x40\x00\x00\x03\x31\x2e\x32")
+    pc = it._decode_presentation_context_rq(memoryview(value))
+    assert (pc.context_id, pc.abstract_syntax, pc.transfer_syntaxes) == (7, "1.2.A", ("", "1.2"))
+
+
+def test_unknown_sub_items_in_presentation_contexts_are_skipped():
+    rq = it._decode_presentation_context_rq(memoryview(
+        b"\x01\x00\x00\x00\x30\x00\x00\x03\x31\x2e\x32\xe0\x00\x00\x01z\x40\x00\x00\x01\x31"))
+    assert (rq.abstract_syntax, rq.transfer_syntaxes) == ("1.2", ("1",))
+    ac = it._decode_presentation_context_ac(memoryview(
+        b"\x01\x00\x00\x00\xe0\x00\x00\x01z\x40\x00\x00\x01\x31"))
+    assert (ac.result, ac.transfer_syntax) == (0, "1")
 
 
 MALFORMED_PC_AC = {

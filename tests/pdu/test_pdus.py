@@ -189,7 +189,6 @@ MALFORMED = {
     "RQ item truncated": (0x01, _rq_body()[:-1]),
     "RQ stray bytes": (0x01, _rq_body() + b"\x50\x00"),
     "RQ without application context": (0x01, _rq_body()[:68] + _rq_body()[93:]),
-    "RQ without user information": (0x01, _rq_body()[:-42]),
     "RQ two user informations": (0x01, _rq_body() + V.USER_INFORMATION_RQ_ITEM),
     "RQ two application contexts": (0x01, _rq_body()[:93] + V.APPLICATION_CONTEXT_ITEM + _rq_body()[93:]),
     "RQ zero-length application context": (0x01, _rq_body()[:68] + b"\x10\x00\x00\x00" + _rq_body()[93:]),
@@ -202,6 +201,13 @@ MALFORMED = {
 def test_malformed_pdus_raise_pdu_error(pdu_type, body):
     with pytest.raises(PDUError):
         decode_pdu(pdu_type, body)
+
+
+def test_rq_without_user_information_is_taken_as_an_empty_one():
+    # Required by PS3.8 9.3.2, but an empty one is taken, so none is too (dcmtk, pynetdicom).
+    rq = decode_pdu(0x01, _rq_body()[:-42])
+    assert rq.user_information == UserInformation()
+    assert rq.presentation_contexts
 
 
 def test_item_length_overrun_names_the_item():
