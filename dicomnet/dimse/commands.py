@@ -393,11 +393,13 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
             group_length = value
             continue
         command[keyword] = value
-    if group_length is None:
-        raise DicomParseError("command set has no CommandGroupLength (0000,0000)", 0, 0)
     after = (index.stop if tail_at is None else tail_at) - 12
+    if group_length is None:
+        # Required (PS3.7 E.1), but the last-fragment bit of its PDV already
+        # says where the command set ends: taken, as dcmtk and pynetdicom do.
+        _log.debug("command set without CommandGroupLength (0000,0000)")
     # (With a tail, a group length that counts it too is taken as well.)
-    if group_length != after and not (tail_at is not None and group_length == index.stop - 12):
+    elif group_length != after and not (tail_at is not None and group_length == index.stop - 12):
         raise DicomParseError(
             f"CommandGroupLength says {group_length} bytes, {after} follow it", 8, 0)
     if not isinstance(command.get("CommandField"), int):
