@@ -73,53 +73,70 @@ def _encode_into(ds: Dataset, out: bytearray, implicit: bool, little: bool,
     index = ds._index
     if charsets is None or _SPECIFIC_CHARACTER_SET in ds:
         charsets = ds._current_charsets()
-    if index is None:
-        for tag in ds.tags() if tags is None else tags:
-            _encode_assigned(ds, tag, out, implicit, little, charsets)
-        return
-    same = index.implicit == implicit and index.little == little
-    # The source's text is in the character set it was read in; where that
-    # differs, text elements (and the items of sequences) are re-encoded.
-    same_text = ds._charsets() == charsets
-    source = memoryview(index.source).cast("B")
+    same = same_text = False
+    source: Any = None
+    if index is not None:
+        same = index.implicit == implicit and index.little == little
+        # The source's text is in the character set it was read in; where that
+        # differs, text elements (and the items of sequences) are re-encoded.
+        same_text = ds._charsets() == charsets
+        source = memoryview(index.source).cast("B")
+    # A Group Length (gggg,0000) is rewritten to what its group now takes
+    # (PS3.5 7.2): transcoding or a changed value would leave the old one wrong.
+    group_at, group, content = -1, -1, 0
     for tag in ds.tags() if tags is None else tags:
-        idx = ds._raw.get(tag)
+        if group_at >= 0 and tag >> 16 != group:
+            struct.pack_into("<I" if little else ">I", out, group_at, len(out) - content)
+            group_at = -1
+        at = len(out)
+        idx = ds._raw.get(tag) if index is not None else None
         if idx is None or tag in ds._vrs:
             _encode_assigned(ds, tag, out, implicit, little, charsets)
-            continue
-        flags = index.flags(idx)
-        if (not same_text and not flags & _F_SEQUENCE and tag != _SPECIFIC_CHARACTER_SET
-                and ds._vr(tag) in _CHARSET_VRS and _needs_transcoding(index.raw(idx))):
-            _encode_assigned(ds, tag, out, implicit, little, charsets)   # decoded, then re-encoded
-            continue
-        if same and (not flags & _F_SEQUENCE or (same_text and _sequence_unchanged(ds, tag))):
-            start, past = index.span(idx)
-            out += source[start:past]
-            continue
-        vr = ds._vr(tag)
-        if vr == "SQ":
-            _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little,
-                             charsets)
-        elif flags & _F_ENCAPSULATED:
-            if not little or implicit:
-                raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
-            start, past = index.span(idx)
-            out += _header(tag, "OB", _UNDEFINED, implicit, little)
-            out += source[index.entry(idx)[4]:past]
-        elif flags & _F_SEQUENCE:
-            # UN of undefined length that the dictionary does not know: its
-            # content is Implicit VR LE items; keep it verbatim.
-            if not little:
-                raise DicomParseError("cannot write an undefined-length UN in big endian", tag=tag)
-            start, past = index.span(idx)
-            out += _header(tag, "UN", _UNDEFINED, implicit, little)
-            out += source[index.entry(idx)[4]:past]
         else:
-            raw = index.raw(idx)
-            if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
-                raw = _values.swap_bytes(raw, vr)
-            out += _header(tag, vr, len(raw), implicit, little)
-            out += raw
+            _encode_read(ds, tag, idx, out, implicit, little, charsets, same, same_text, source)
+        if not tag & 0xFFFF and tags is None and len(out) - at == 12:   # one 4-byte value
+            group_at, group, content = len(out) - 4, tag >> 16, len(out)
+    if group_at >= 0:
+        struct.pack_into("<I" if little else ">I", out, group_at, len(out) - content)
+
+
+def _encode_read(ds: Dataset, tag: int, idx: int, out: bytearray, implicit: bool, little: bool,
+                 charsets: tuple[str, ...], same: bool, same_text: bool, source: Any) -> None:
+    """An element read from the source: its bytes when they still hold, else re-encoded."""
+    index = ds._index
+    flags = index.flags(idx)
+    if (not same_text and not flags & _F_SEQUENCE and tag != _SPECIFIC_CHARACTER_SET
+            and ds._vr(tag) in _CHARSET_VRS and _needs_transcoding(index.raw(idx))):
+        _encode_assigned(ds, tag, out, implicit, little, charsets)   # decoded, then re-encoded
+        return
+    if same and (not flags & _F_SEQUENCE or (same_text and _sequence_unchanged(ds, tag))):
+        start, past = index.span(idx)
+        out += source[start:past]
+        return
+    vr = ds._vr(tag)
+    if vr == "SQ":
+        _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little,
+                         charsets)
+    elif flags & _F_ENCAPSULATED:
+        if not little or implicit:
+            raise DicomParseError("encapsulated Pixel Data needs Explicit VR Little Endian", tag=tag)
+        start, past = index.span(idx)
+        out += _header(tag, "OB", _UNDEFINED, implicit, little)
+        out += source[index.entry(idx)[4]:past]
+    elif flags & _F_SEQUENCE:
+        # UN of undefined length that the dictionary does not know: its
+        # content is Implicit VR LE items; keep it verbatim.
+        if not little:
+            raise DicomParseError("cannot write an undefined-length UN in big endian", tag=tag)
+        start, past = index.span(idx)
+        out += _header(tag, "UN", _UNDEFINED, implicit, little)
+        out += source[index.entry(idx)[4]:past]
+    else:
+        raw = index.raw(idx)
+        if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
+            raw = _values.swap_bytes(raw, vr)
+        out += _header(tag, vr, len(raw), implicit, little)
+        out += raw
 
 
 def _encode_assigned(ds: Dataset, tag: int, out: bytearray, implicit: bool, little: bool,

@@ -426,3 +426,47 @@ def test_ascii_items_are_copied_as_read_across_character_sets():
     data = bytes(encode_dataset(rsp, EXPLICIT))
     back = read_dataset(data, transfer_syntax=EXPLICIT)[SPS].value[0]
     assert back.Modality == "CT" and back.ScheduledPerformingPhysicianName == "Schäfer^Jürgen"
+
+
+# ------------------------------------------------------------- group lengths
+def _group_lengths_hold(data: bytes, ts: str) -> dict[int, tuple[int, int]]:
+    """group -> (Group Length value, bytes the rest of the group takes) in ``data``."""
+    ds = read_dataset(data, transfer_syntax=ts)
+    index = ds._index
+    found: dict[int, tuple[int, int]] = {}
+    for tag in ds.tags():
+        if not tag & 0xFFFF:
+            group = tag >> 16
+            members = [t for t in ds.tags() if t >> 16 == group and t != tag]
+            past = max(index.span(ds._raw[t])[1] for t in members)
+            found[group] = (ds[tag].value, past - index.span(ds._raw[tag])[1])
+    return found
+
+
+@pytest.mark.parametrize("modify", [False, True])
+@pytest.mark.parametrize("ts", [EXPLICIT, IMPLICIT, "1.2.840.10008.1.2.2"])
+def test_group_lengths_are_set_for_what_is_written(ts, modify):
+    src = Dataset()
+    src.set(0x00080000, 0, "UL")                          # deliberately wrong
+    src.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    src.ReferencedImageSequence = [Dataset()]
+    src.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3"
+    src.set(0x00100000, 4, "UL")
+    src.PatientName = "Doe^Jane"
+    src.PatientID = "12"
+    src.set(0x7FE00000, 0, "UL")
+    src.Rows = src.Columns = 2
+    src.BitsAllocated = 16
+    src.PixelData = numpy.arange(4, dtype="<u2").tobytes()
+    data = bytes(encode_dataset(src, EXPLICIT))
+    held = _group_lengths_hold(data, EXPLICIT)
+    assert set(held) == {0x0008, 0x0010, 0x7FE0}
+    assert all(value == length for value, length in held.values()), held
+    read = read_dataset(data, transfer_syntax=EXPLICIT)       # now re-encoded from the bytes
+    if modify:
+        read.PatientName = "Somebody-Else^With^A^Longer^Name"
+    out = bytes(encode_dataset(read, ts))
+    held = _group_lengths_hold(out, ts)
+    assert all(value == length for value, length in held.values()), held
+    if ts == EXPLICIT and not modify:
+        assert out == data                                   # unchanged: the same bytes
