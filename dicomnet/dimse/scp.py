@@ -295,6 +295,15 @@ class StoreSink:
         self._drop()
 
 
+class _Logged(Exception):
+    """A ``store_destination`` failure, logged already: the C-STORE answers it
+    without logging it again."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
 def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLane | None:
     """Prepare a new association: the handler's ``on_echo``, ``on_store`` and
     ``store_destination`` are looked up here, once per association (through
@@ -331,10 +340,10 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
         except ValueError as exc:
             # A deliberate refusal (e.g. a SOP Instance UID unfit to name a file): no traceback.
             server.logger.warning("store_destination refused the instance: %s", exc)
-            return StoreSink(ctx, None, exc)
+            return StoreSink(ctx, None, _Logged(exc))
         except Exception as exc:  # noqa: BLE001 - answered as a failure status
             server.logger.exception("store_destination handler failed")
-            return StoreSink(ctx, None, exc)
+            return StoreSink(ctx, None, _Logged(exc))
         if path is None:
             return None
         return StoreSink(ctx, path)
@@ -375,6 +384,10 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
             ds = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
             status = _check_status(on_store(ctx, ds), "on_store")
             del ds
+    except _Logged as logged:
+        # store_destination refused or failed: logged when it happened.
+        exc = logged.exc
+        status, comment = _failure_status(exc, store=True), error_comment(exc)
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
         log.exception("C-STORE of %s failed", command.get("AffectedSOPInstanceUID"))
         status, comment = _failure_status(exc, store=True), error_comment(exc)
