@@ -245,7 +245,10 @@ class Association:
 
         Waits at most ``timeout`` (default: the driver's read timeout); if the
         peer does not answer the association is aborted and ReadTimeout raised.
-        Messages still arriving meanwhile are dropped (logged).
+        A peer that closes the connection instead of answering has ended the
+        association all the same: logged as a warning, not raised. An A-ABORT
+        in answer raises :class:`AssociationAborted`. Messages still arriving
+        meanwhile are dropped (logged).
         """
         if self.is_closed:
             return
@@ -283,6 +286,12 @@ class Association:
                 self._log.debug("dropping P-DATA received while releasing")
             elif isinstance(event, ev.Abort):
                 self._driver.close()
+                if event.transport_lost:
+                    # Strictly an A-P-ABORT (PS3.8 Table 9-10, AA-4), but every
+                    # request was answered and closing is where a release ends:
+                    # some SCPs close instead of answering. Not an error.
+                    self._log.warning("%s closed the connection instead of sending A-RELEASE-RP", peer)
+                    return
                 raise AssociationAborted(event.source, event.reason, event.description)
             elif isinstance(event, ev.ConnectionClosed):
                 self._driver.close()

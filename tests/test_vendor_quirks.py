@@ -1263,11 +1263,12 @@ def test_store_rsp_without_affected_uids_and_its_status(scripted_scp, caplog, st
 
 
 # ----------------------------------------------------------- release quirks
-def test_scp_closing_instead_of_a_release_rp(scripted_scp):
+def test_scp_closing_instead_of_a_release_rp(scripted_scp, caplog):
     """The SCP answers A-RELEASE-RQ by closing the connection. PS3.8 Table
-    9-10: the transport closing in Sta7 is AA-4, an A-P-ABORT indication, so
-    release() reports AssociationAborted -- at once, not after a timeout --
-    and everything before it was answered."""
+    9-10 makes the transport closing in Sta7 an A-P-ABORT (AA-4), but every
+    request was answered and the association is over either way: release()
+    returns at once with a warning (as pynetdicom's does), so a ``with``
+    block whose work all succeeded does not raise on its way out."""
     seen = Seen()
 
     def script(peer: Peer) -> None:
@@ -1275,14 +1276,14 @@ def test_scp_closing_instead_of_a_release_rp(scripted_scp):
         serve_messages(peer, seen, on_release=lambda p: "closed on release")
 
     scp = scripted_scp(script)
-    assoc = client().associate("127.0.0.1", scp.port, "QUIRKSCP", contexts=CLIENT_CONTEXTS)
-    assert assoc.echo() == 0x0000
     t0 = time.monotonic()
-    with pytest.raises(AssociationAborted) as info:
-        assoc.release()
-    assert info.value.source == 2          # A-P-ABORT: the service-provider's, not the peer's
+    with caplog.at_level(logging.WARNING, logger="dicomnet"):
+        with client().associate("127.0.0.1", scp.port, "QUIRKSCP", contexts=CLIENT_CONTEXTS) as assoc:
+            assert assoc.echo() == 0x0000
+            t0 = time.monotonic()
     assert time.monotonic() - t0 < 1.5
     assert assoc.is_closed
+    assert "closed the connection instead of sending A-RELEASE-RP" in caplog.text
     assoc.release()                    # nothing left to do: no error
     scp.join()
     assert seen.end == "closed on release"

@@ -593,7 +593,7 @@ class Connection:
 
     def _AA_4(self, event: str) -> None:
         # A-P-ABORT: the transport went away under the association.
-        self._events.append(ev.Abort(_PROVIDER, AAbort.REASON_NOT_SPECIFIED, local=True))
+        self._events.append(ev.Abort(_PROVIDER, AAbort.REASON_NOT_SPECIFIED, local=True, transport_lost=True))
 
     def _AA_5(self, event: str) -> None:
         pass

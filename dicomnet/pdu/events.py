@@ -83,12 +83,14 @@ class Abort:
     ``source`` 0 is the peer's service-user, 2 the service-provider (either
     end's Upper Layer); ``reason`` matters only for source 2. ``local`` is True
     when this end's Upper Layer aborted (an unexpected or invalid PDU, a lost
-    transport, an expired timer) rather than the peer.
+    transport, an expired timer) rather than the peer; ``transport_lost``
+    when the cause was the connection closing under the association (AA-4).
     """
 
     source: int
     reason: int
     local: bool = False
+    transport_lost: bool = False
 
     @property
     def description(self) -> str:

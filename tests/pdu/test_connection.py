@@ -369,7 +369,7 @@ def test_transport_lost_mid_association():
     p = Pair()
     p.associate()
     p.req.connection_lost()
-    assert drain(p.req) == [ev.Abort(2, 0, local=True), ev.ConnectionClosed()]  # AA-4
+    assert drain(p.req) == [ev.Abort(2, 0, local=True, transport_lost=True), ev.ConnectionClosed()]  # AA-4
     assert p.req.state == "Sta1"
 
 
