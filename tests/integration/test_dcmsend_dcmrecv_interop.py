@@ -90,11 +90,11 @@ from dicomnet import Client, Dataset
 from dicomnet.dicom import read_dataset, read_file, write_file
 from dicomnet.errors import NoPresentationContext
 from dicomnet.pdu.items import ABSTRACT_SYNTAX_NOT_SUPPORTED, ACCEPTANCE
-from dicomnet.samples.synthetic import generate
 from dicomnet.server import Server
 from dicomnet.types.sop_classes import storage_sop_classes
 from dicomnet.types.uids import is_valid_uid
 
+from .files import dataset_bytes, make_series
 from .peers import (
     HOST,
     START_TIMEOUT,
@@ -129,29 +129,6 @@ NOT_ACCEPTED = "<no acceptable presentation context>"
 
 
 # ---------------------------------------------------------------- helpers
-def make_series(folder: Path, instances: int = 3, rows: int = 64, cols: int = 64,
-                modality: str = "CT", suffix: str = ".dcm") -> list[tuple[Path, Dataset]]:
-    """A fresh synthetic series as Explicit VR LE files (fresh UIDs), each with
-    a nested sequence of defined length; (path, dataset read back) each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ds in generate(patients=1, studies=1, series=1, instances=instances, rows=rows, cols=cols,
-                       modality=modality, seed=random.getrandbits(48)):
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = CT
-        reference.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.7"
-        code = Dataset()
-        code.CodeValue = "CTCHEST"
-        code.CodingSchemeDesignator = "99DNET"
-        code.CodeMeaning = "CT of the chest"
-        code.ReferencedImageSequence = [reference]
-        ds.ProcedureCodeSequence = [code]
-        path = folder / f"{ds.SOPInstanceUID}{suffix}"
-        write_file(path, ds, EXPLICIT)
-        out.append((path, read_file(path)))
-    return out
-
-
 def tiny(path: Path, sop_class: str, sop_instance: str, ts: str = EXPLICIT) -> Path:
     """A minimal instance (no pixel data) of any SOP class."""
     ds = Dataset()
@@ -166,13 +143,6 @@ def tiny(path: Path, sop_class: str, sop_instance: str, ts: str = EXPLICIT) -> P
 
 def uid(ds: Dataset) -> str:
     return str(ds.SOPInstanceUID)
-
-
-def dataset_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The data set of a Part 10 file exactly as stored (after its File Meta)."""
-    raw = Path(path).read_bytes()
-    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00", path   # (0002,0000) first
-    return raw[144 + int.from_bytes(raw[140:144], "little"):]
 
 
 def dcmtk_encoded(src: Path, out: Path, *options: str) -> bytes:

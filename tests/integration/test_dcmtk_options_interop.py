@@ -53,6 +53,8 @@ from dicomnet.samples.server import SampleHandler
 from dicomnet.samples.synthetic import generate
 from dicomnet.server import Server
 
+from .files import dataset_bytes
+from .files import make_series as make_study
 from .peers import (
     HOST,
     PeerError,
@@ -89,35 +91,6 @@ DCMDUMP_NAMES = {
 
 
 # ---------------------------------------------------------------- helpers
-def make_study(folder: Path, instances: int = 3, rows: int = 64, cols: int = 64) -> list[tuple[Path, Dataset]]:
-    """A fresh synthetic CT series as Explicit VR LE files (random seed: fresh
-    UIDs), each with a nested sequence; (path, dataset read back) each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ds in generate(patients=1, studies=1, series=1, instances=instances, rows=rows, cols=cols,
-                       seed=random.getrandbits(48)):
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = CT
-        reference.ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.2.1125.7"
-        code = Dataset()
-        code.CodeValue = "CTCHEST"
-        code.CodingSchemeDesignator = "99DNET"
-        code.CodeMeaning = "CT of the chest"
-        code.ReferencedImageSequence = [reference]
-        ds.ProcedureCodeSequence = [code]
-        path = folder / f"{ds.SOPInstanceUID}.dcm"
-        write_file(path, ds, EXPLICIT)
-        out.append((path, read_file(path)))
-    return out
-
-
-def dataset_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The data set of a Part 10 file exactly as stored (after its File Meta)."""
-    raw = Path(path).read_bytes()
-    assert raw[128:132] == b"DICM" and raw[132:136] == b"\x02\x00\x00\x00", path   # (0002,0000) first
-    return raw[144 + int.from_bytes(raw[140:144], "little"):]
-
-
 def wire_bytes(ts: str, data: bytes) -> tuple[str, bytes]:
     """(syntax, bytes) with a deflated data set inflated: Explicit VR LE then."""
     if ts == DEFLATED:
