@@ -207,6 +207,9 @@ class PresentationContextRQ:
     def _encode(self) -> bytes:
         if not self.transfer_syntaxes:
             raise PDUError(f"presentation context {self.context_id} offers no transfer syntax")
+        if not (_is_uid(self.abstract_syntax) and all(_is_uid(ts) for ts in self.transfer_syntaxes)):
+            # Only a decoded one can hold them (see _decode_presentation_context_rq).
+            raise PDUError(f"presentation context {self.context_id} holds a malformed UID")
         # Table 9-13: id, reserved, reserved (result in AC), reserved; then sub-items.
         body = bytes((self.context_id, 0, 0, 0)) + _uid_item(ITEM_ABSTRACT_SYNTAX, self.abstract_syntax)
         body += b"".join(_uid_item(ITEM_TRANSFER_SYNTAX, ts) for ts in self.transfer_syntaxes)

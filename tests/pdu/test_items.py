@@ -270,6 +270,8 @@ def test_a_malformed_uid_in_a_presentation_context_is_kept_for_negotiation_to_re
              + b"\xe0\x00\x00\x02ab" + b"\x40\x00\x00\x03\x31\x2e\x32")
     pc = it._decode_presentation_context_rq(memoryview(value))
     assert (pc.context_id, pc.abstract_syntax, pc.transfer_syntaxes) == (7, "1.2.A", ("", "1.2"))
+    with pytest.raises(PDUError, match="malformed UID"):
+        pc._encode()                     # never sent on
 
 
 def test_unknown_sub_items_in_presentation_contexts_are_skipped():
