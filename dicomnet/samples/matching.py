@@ -128,6 +128,27 @@ def required_unique_keys(model: str, level: str, *, retrieve: bool = False) -> t
     return tuple(UNIQUE_KEYS[name] for name in above)
 
 
+# The Required Keys of each level (PS3.4 C.6.1.1 Patient Root, C.6.2.1 Study
+# Root): an entity whose Required Key is of zero length matches any value
+# of it -- "the value is considered unknown and all matching against the
+# zero length Required Key shall be considered a successful match" (C.2.2.1.2).
+_STUDY_REQUIRED = (0x00080020, 0x00080030, 0x00080050, 0x00200010)   # date, time, accession, study ID
+_REQUIRED_KEYS: dict[tuple[str, str], frozenset[int]] = {
+    ("PATIENT", "PATIENT"): frozenset({0x00100010}),                  # Patient's Name
+    ("PATIENT", "STUDY"): frozenset(_STUDY_REQUIRED),
+    ("STUDY", "STUDY"): frozenset((*_STUDY_REQUIRED, 0x00100010, 0x00100020)),   # + name, Patient ID
+    ("PATIENT", "SERIES"): frozenset({0x00080060, 0x00200011}),       # Modality, Series Number
+    ("STUDY", "SERIES"): frozenset({0x00080060, 0x00200011}),
+    ("PATIENT", "IMAGE"): frozenset({0x00200013}),                    # Instance Number
+    ("STUDY", "IMAGE"): frozenset({0x00200013}),
+}
+
+
+def required_keys(model: str, level: str) -> frozenset[int]:
+    """The Required Keys of ``level`` in ``model`` (C.6.1.1, C.6.2.1)."""
+    return _REQUIRED_KEYS.get((model_levels(model)[0], level), frozenset())
+
+
 def _as_strings(value: Any) -> list[str]:
     """A decoded value as its list of string values (empty: [])."""
     if value is None or value == "":
@@ -303,17 +324,21 @@ def _number_test(key: str) -> Callable[[str], bool]:
 
 # ------------------------------------------------------------ compiled query
 class _Key:
-    """One non-universal key: matches when any of its tests accepts any record value."""
+    """One non-universal key: matches when any of its tests accepts any record
+    value; a record without a value (zero length or absent) matches when
+    ``on_empty`` (an unknown Required Key, or a wild card such as ``**`` that
+    matches a zero-length value, C.2.2.2.4)."""
 
-    __slots__ = ("tag", "vr", "tests", "empty_only", "sub")
+    __slots__ = ("tag", "vr", "tests", "empty_only", "sub", "on_empty")
 
     def __init__(self, tag: int, vr: str, tests: list[Callable[[str], bool]], empty_only: bool = False,
-                 sub: CompiledQuery | None = None) -> None:
+                 sub: CompiledQuery | None = None, on_empty: bool = False) -> None:
         self.tag = tag
         self.vr = vr
         self.tests = tests
         self.empty_only = empty_only
         self.sub = sub
+        self.on_empty = on_empty
 
     def matches(self, record: Record) -> bool:
         found = record.get(self.tag)
@@ -323,6 +348,8 @@ class _Key:
         if self.sub is not None:
             return isinstance(value, list) and any(self.sub.matches(_record_of(item)) for item in value)
         values = _as_strings(value)
+        if not values:
+            return self.on_empty
         for v in values:
             for test in self.tests:
                 if test(v):
@@ -437,12 +464,15 @@ def _compile(query: Dataset, level: str | None, model: str | None, unique_above:
             continue  # never matched (C.2.2.2), or not part of an Identifier
         values[tag] = (elem.VR, elem.value)
     paired: set[int] = set()
+    required = required_keys(model, level) if model is not None and level is not None else frozenset()
     if combined:
         for date_tag, time_tag in _DATE_TIME_PAIRS.items():
             if date_tag in values and time_tag in values:
                 test = _combined_test(values[date_tag][1], values[time_tag][1])
                 if test is not None:
-                    keys.append(test(date_tag, time_tag))
+                    combined_key = test(date_tag, time_tag)
+                    combined_key.on_empty = date_tag in required
+                    keys.append(combined_key)
                     paired.update((date_tag, time_tag))
     for tag, (vr, value) in values.items():
         if vr == "SQ":
@@ -465,7 +495,9 @@ def _compile(query: Dataset, level: str | None, model: str | None, unique_above:
             tests = [_uid_list_test(frozenset(s.strip("\0 ") for s in strings))]  # C.2.2.2.2
         else:
             tests = [_text_test(vr, s, pn_insensitive) for s in strings]
-        keys.append(_Key(tag, vr, tests))
+        # (A range test is never tried on "": an open range would take it.)
+        on_empty = tag in required or (vr not in _RANGE_VRS and any(test("") for test in tests))
+        keys.append(_Key(tag, vr, tests, on_empty=on_empty))
     # Cheap, selective keys first: UIDs and IDs before wildcards and ranges.
     keys.sort(key=lambda k: 0 if k.vr == "UI" else 1 if k.tag == PATIENT_ID else 2)
     return CompiledQuery(keys, requested, level, model, unique_above)
@@ -488,7 +520,7 @@ class _CombinedKey(_Key):
         date = _as_strings(d[1] if d else None)
         time = _as_strings(t[1] if t else None)
         if not date:
-            return False
+            return self.on_empty
         value = _norm_da(date[0]) + _norm_tm(time[0] if time else "", False)
         return (not self.lo or value >= self.lo) and (not self.hi or value <= self.hi)
 

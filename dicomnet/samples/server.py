@@ -49,6 +49,9 @@ _MODELS = {
 QR_SOP_CLASSES: tuple[str, ...] = tuple(_MODELS)
 
 
+_RETRIEVE_AE_TITLE = 0x00080054
+
+
 def _model(ctx: ServiceContext) -> str:
     """The information model of the request (0x0122 from the server if unknown)."""
     from dicomnet.errors import QueryError
@@ -146,10 +149,15 @@ class SampleHandler:
     def _find_results(self, ctx: ServiceContext, matches: Iterator[Dataset], model: str, level: str,
                       started: float) -> Iterator[Dataset]:
         sent = 0
+        # Each response names where its entity can be retrieved from: us
+        # (Retrieve AE Title, PS3.4 C.4.1.1.3.2), as the peer called us.
+        retrieve_ae = str(ctx.called_ae or "").strip() or None
         try:
             for ds in matches:
                 if ctx.cancelled:
                     break
+                if retrieve_ae is not None:
+                    ds.set(_RETRIEVE_AE_TITLE, retrieve_ae, "AE")
                 sent += 1
                 yield ds
         finally:        # also when the server closes the generator after a C-CANCEL

@@ -78,6 +78,8 @@ def test_echo_and_find_at_every_level_in_both_models(sample):
     images = _find(sample, "--level", "IMAGE", "-k", f"StudyInstanceUID={study.uid}",
                    "-k", f"SeriesInstanceUID={one.uid}")
     assert sorted(_value(m, "00080018") for m in images) == sorted(one.children)
+    # Every answer names where to retrieve from: the AE title we were called by (C.4.1.1.3.2).
+    assert {_value(m, "00080054") for m in patients + studies + series + images} == {"SAMPLE"}
     r = run("find", "127.0.0.1", str(sample.port), "--model", "patient", "--level", "SERIES")
     assert r.returncode == 1                               # no Patient ID / Study UID given
 

@@ -338,3 +338,43 @@ def test_nested_identifier_names_the_character_set_once_at_the_top():
     ident = compile_query(query(ProcedureCodeSequence=[_item(CodeValue="X1", CodeMeaning="")])).identifier(rec)
     assert "SpecificCharacterSet" in ident
     assert "SpecificCharacterSet" not in ident.ProcedureCodeSequence[0]
+
+
+# ------------------------------------------------ C.2.2.1.2 unknown Required Keys
+@pytest.mark.parametrize(("model", "level", "keyword", "key"), [
+    ("study", "STUDY", "AccessionNumber", "ACC-001"),
+    ("study", "STUDY", "StudyID", "1*"),
+    ("study", "STUDY", "PatientName", "Smith^John"),
+    ("study", "STUDY", "StudyDate", "20200101-20201231"),
+    ("study", "STUDY", "StudyTime", "0000-1200"),
+    ("patient", "PATIENT", "PatientName", "Doe*"),
+    ("study", "SERIES", "SeriesNumber", "7"),
+    ("study", "SERIES", "Modality", "CT"),
+    ("patient", "IMAGE", "InstanceNumber", "3"),
+])
+def test_an_unknown_required_key_matches_any_value(model, level, keyword, key):
+    """"If a C-FIND SCP manages an entity with a Required Key of zero length, the
+    value is considered unknown and all matching against the zero length Required
+    Key shall be considered a successful match" (PS3.4 C.2.2.1.2)."""
+    unique = {"PATIENT": {}, "STUDY": {"PatientID": "1"} if model == "patient" else {},
+              "SERIES": {"StudyInstanceUID": "1.2"}, "IMAGE": {"PatientID": "1", "StudyInstanceUID": "1.2",
+                                                               "SeriesInstanceUID": "1.2.3"}}[level]
+    q = query(QueryRetrieveLevel=level, **unique, **{keyword: key})
+    assert matches(q, record(**unique), model=model)                    # absent
+    assert matches(q, record(**unique, **{keyword: ""}), model=model)   # zero length
+    assert not matches(query(**{keyword: key}), record(**{keyword: ""}))   # no model: a plain key list
+
+
+def test_an_unknown_optional_key_matches_no_value():
+    q = query(QueryRetrieveLevel="STUDY", StudyDescription="CT*")
+    assert not matches(q, record(StudyDescription=""), model="study")
+    assert not matches(q, record(), model="study")
+
+
+@pytest.mark.parametrize(("key", "empty_matches"), [("**", True), ("***", True), ("*?*", False), ("*A*", False)])
+def test_a_wild_card_matching_the_empty_string_matches_zero_length_values(key, empty_matches):
+    """"*" matches any sequence of characters, "including a zero length value" (C.2.2.2.4)."""
+    q = query(QueryRetrieveLevel="STUDY", StudyDescription=key)
+    assert matches(q, record(StudyDescription=""), model="study") == empty_matches
+    assert matches(q, record(), model="study") == empty_matches
+    assert matches(q, record(StudyDescription="A"), model="study")
