@@ -176,10 +176,12 @@ def format_is(value: int) -> str:
     stored instance -- must be writable too. So is it with pydicom and
     dcmtk, which keep the text.
     """
-    value = int(value)
-    text = str(value)
+    number = int(value)
+    if not isinstance(value, int) and number != value:
+        raise ValueError(f"{value!r} is not an integer: an IS value cannot hold it")
+    text = str(number)
     if len(text) > _IS_CHARS:
-        raise ValueError(f"{value} does not fit in the {_IS_CHARS} characters of an IS value")
+        raise ValueError(f"{number} does not fit in the {_IS_CHARS} characters of an IS value")
     return text
 
 
@@ -210,7 +212,8 @@ def format_ds(value: float) -> str:
     for digits in range(16, 0, -1):
         candidates = (_compact(f"{value:.{digits}g}"), _compact(f"{value:.{digits - 1}e}"))
         text = min(candidates, key=len)
-        if len(text) <= 16:
+        # Rounding up may pass the largest double: 1.7976931349e308 reads back as inf.
+        if len(text) <= 16 and math.isfinite(float(text)):
             return text
     raise ValueError(f"{value} cannot be represented as DS")  # pragma: no cover
 

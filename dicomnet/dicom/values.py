@@ -87,6 +87,44 @@ def _text_one(vr: str, v: Any) -> str:
     return str(v)
 
 
+def _as_array(vr: str, value: Any) -> Any:
+    """Python numbers as an array, without a detour through float64 (which
+    would round 64-bit integers: 2**64-1 is not a float64)."""
+    kind = numpy.dtype(_DTYPE[vr]).kind
+    if kind in "iu":
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if all(isinstance(v, (int, numpy.integer)) and not isinstance(v, bool) for v in values):
+            ints = [int(v) for v in values]
+            # object dtype: exact, and checked against the VR's range below
+            arr = numpy.array(ints, dtype=object)
+            return arr if isinstance(value, (list, tuple)) else arr.reshape(())
+    return numpy.asarray(value)
+
+
+def _check_range(vr: str, arr: Any, dtype: Any) -> bool:
+    """Refuse integers a VR cannot hold (numpy would wrap them silently:
+    US 70000 written as 4464). True when ``arr`` holds negative values for an
+    OB/OW/OL/OV (taken as two's complement: those VRs have no sign)."""
+    if dtype.kind not in "iu" or arr.size == 0:
+        return False
+    if arr.dtype.kind in "iu" and numpy.can_cast(arr.dtype, dtype, casting="safe"):
+        return False    # (a pixel array already of the VR's width: nothing to check)
+    info = numpy.iinfo(dtype)
+    low_limit = -(info.max + 1) // 2 if vr in BULK_VRS and dtype.kind == "u" else info.min
+    if arr.dtype.kind in "iuO":
+        low, high = arr.min(), arr.max()
+        if low < low_limit or high > info.max:
+            bad = low if low < low_limit else high
+            raise ValueError(f"{bad} does not fit a {vr} value ({low_limit}..{info.max})")
+        return bool(low < 0 and dtype.kind == "u")
+    if arr.dtype.kind == "f":
+        if not (numpy.isfinite(arr).all() and (arr >= low_limit).all() and (arr <= info.max).all()
+                and (arr == numpy.round(arr)).all()):
+            raise ValueError(f"{arr.ravel().tolist()[:8]} are not {vr} values (integers {low_limit}..{info.max})")
+        return bool((arr < 0).any() and dtype.kind == "u")
+    return False
+
+
 def encode_value(vr: str, value: Any, charsets: tuple[str, ...], little: bool) -> bytes:
     """Encode a Python value as the bytes of one element (padded to even length).
 
@@ -110,12 +148,17 @@ def encode_value(vr: str, value: Any, charsets: tuple[str, ...], little: bool) -
                 # Raw bytes are taken to be little endian (how Python code builds them).
                 data = swap_bytes(data, vr)
         else:
-            arr = numpy.asarray(value)
-            if vr in BULK_VRS and arr.dtype.itemsize != _ITEM_SIZE[vr]:
+            given = isinstance(value, numpy.ndarray)
+            arr = value if given else _as_array(vr, value)
+            if given and vr in BULK_VRS and arr.dtype.itemsize != _ITEM_SIZE[vr]:
                 # e.g. a uint16 pixel array stored as OW: keep the array's own width.
                 dtype = numpy.dtype(order + arr.dtype.str[1:])
             else:
                 dtype = numpy.dtype(order + _DTYPE[vr])
+                if _check_range(vr, arr, dtype):
+                    # OB/OW/OL/OV hold words of no sign: signed values as two's complement.
+                    modulus = 1 << (8 * dtype.itemsize)
+                    arr = numpy.array([int(v) % modulus for v in arr.ravel().tolist()], dtype=dtype)
             data = numpy.ascontiguousarray(arr, dtype=dtype).tobytes()
         if len(data) % 2:
             data += b"\x00"
