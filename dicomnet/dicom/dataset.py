@@ -153,10 +153,14 @@ class Dataset:
         vrs = entry.vrs
         if len(vrs) == 1:
             vr = vrs[0]
-        elif tag == _PIXEL_DATA or "OW" in vrs:
-            vr = "OB" if flags & _F_ENCAPSULATED else ("OW" if self._bits_allocated() > 8 else "OB")
-            if "OW" not in vrs:
-                vr = vrs[0]
+        elif flags & _F_ENCAPSULATED:
+            vr = "OB"
+        elif tag == _PIXEL_DATA or tag == 0x54001010 or tag & 0xFF00FFFF == 0x60003000:
+            # Pixel, Waveform and Overlay Data without a VR on the wire are OW
+            # (PS3.5 A.1 and 8.1.2), whatever Bits Allocated says.
+            vr = "OW"
+        elif "OW" in vrs:
+            vr = "OW" if self._bits_allocated() > 8 else "OB"
         elif "SS" in vrs:
             vr = "SS" if self._pixel_representation() == 1 else "US"
         else:
