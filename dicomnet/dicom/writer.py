@@ -135,6 +135,10 @@ def _encode_read(ds: Dataset, tag: int, idx: int, out: bytearray, implicit: bool
         raw = index.raw(idx)
         if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
             raw = _values.swap_bytes(raw, vr)
+        if len(raw) % 2:
+            # An odd length read from the source (PS3.5 7.1.1 forbids it): a new
+            # header gets the padded value, as dcmtk writes it.
+            raw = bytes(raw) + (b" " if vr in _values.TEXT_VRS and vr != "UI" else b"\x00")
         out += _header(tag, vr, len(raw), implicit, little)
         out += raw
 
