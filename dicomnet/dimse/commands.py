@@ -329,8 +329,8 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
 
     Raises :class:`~dicomnet.errors.DicomParseError` for malformed data: a bad
     element header or length, an element outside group 0000, tags out of
-    ascending order, a missing or wrong CommandGroupLength, a missing
-    CommandField, or a value that does not fit its VR.
+    ascending order, a wrong CommandGroupLength (a missing one is taken), a
+    missing CommandField, or a value that does not fit its VR.
     """
     return _CODEC.decode(data)  # type: ignore[no-any-return]
 
@@ -362,7 +362,9 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
         previous = tag
         spec = _KEYWORD_BY_TAG.get(tag)
         if spec is None:
-            command[_hex_key(tag)] = index.value_bytes(i)
+            raw = index.value_bytes(i)
+            # Kept as it would be sent on: an odd length (PS3.5 7.1.1) padded.
+            command[_hex_key(tag)] = raw + b"\0" if len(raw) % 2 else raw
             continue
         keyword, vr = spec
         if vr in _TEXT_VRS:

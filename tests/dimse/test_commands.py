@@ -335,3 +335,13 @@ def test_repeated_command_bytes_decode_to_independent_copies():
     assert second is not first and type(second) is Command
     other = decode_command(encode_command(C.c_find_rsp(9, "1.2.840.10008.5.1.4.1.2.2.1", 0xFF01)))
     assert other["Status"] == 0xFF01
+
+
+def test_an_unknown_element_of_odd_length_is_kept_padded():
+    """As it would be sent on (PS3.5 7.1.1): decoding what we encode gives it back
+    (found by the command fuzzer once a missing group length was taken)."""
+    body = struct.pack("<HHI", 0, 0x100, 2) + struct.pack("<H", 0x30) + struct.pack("<HHI", 0, 0x227, 3) + b"abc"
+    for raw in (body, struct.pack("<HHII", 0, 0, 4, len(body)) + body):
+        command = decode_command(raw)
+        assert command["00000227"] == b"abc\0"
+        assert decode_command(encode_command(command)) == command
