@@ -17,6 +17,7 @@ at all" into a failed CI run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -33,7 +34,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar, cast
@@ -873,3 +874,34 @@ class PynetdicomSCP(_Process):
             self._proc.join(timeout=5)
             self._proc = None
         super().stop()
+
+
+@contextlib.contextmanager
+def dicomnet_cli_server(args: Sequence[str], log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``python -m dicomnet <args> --bind 127.0.0.1 --port 0 --json`` (a
+    ``store-scp`` or ``sample-server``); yields (process, port) once its
+    "listening" record is out. Its output goes to ``log`` (a pipe left unread
+    could block it); SIGTERM at the end, SIGKILL if it does not exit."""
+    argv = [sys.executable, "-m", "dicomnet", *args, "--bind", HOST, "--port", "0", "--json"]
+    with open(log, "w") as sink:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONIOENCODING="utf-8"), preexec_fn=_die_with_parent)
+    try:
+        deadline = time.monotonic() + 30
+        port = 0
+        while not port:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise PeerError(f"dicomnet {args[0]} did not start:\n{log.read_text()}")
+            for line in log.read_text().splitlines():
+                if line.startswith("{") and json.loads(line).get("event") == "listening":
+                    port = int(json.loads(line)["port"])
+            time.sleep(0.02)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -101,8 +101,8 @@ from .peers import (
     PeerError,
     ToolResult,
     _answers_echo,
-    _die_with_parent,
     _Process,
+    dicomnet_cli_server,
     echoscu,
     free_port,
     require,
@@ -732,33 +732,10 @@ def test_store_destination_refusal_is_logged_without_traceback(our_server: Calla
 
 @contextmanager
 def store_scp_cli(out_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """``dicomnet store-scp --out out_dir --port 0 --json`` on 127.0.0.1; yields
-    (process, port) once its "listening" record is out. Its output goes to
-    ``log`` (a pipe left unread could block it); stopped with SIGTERM."""
-    argv = [sys.executable, "-m", "dicomnet", "store-scp", "--aet", "DICOMNET", "--bind", HOST, "--port", "0",
-            "--out", str(out_dir), "--json", "--timeout", "10"]
-    with open(log, "w") as sink:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONIOENCODING="utf-8"), preexec_fn=_die_with_parent)
-    try:
-        deadline = time.monotonic() + 30
-        port = 0
-        while not port:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise PeerError(f"dicomnet store-scp did not start:\n{log.read_text()}")
-            for line in log.read_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == "listening":
-                    port = int(json.loads(line)["port"])
-            time.sleep(0.02)
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """``dicomnet store-scp --out out_dir`` on 127.0.0.1: yields (process, port)."""
+    with dicomnet_cli_server(["store-scp", "--aet", "DICOMNET", "--out", str(out_dir), "--timeout", "10"],
+                             log) as running:
+        yield running
 
 
 def test_dcmsend_and_termscu_to_dicomnet_store_scp(tmp_path: Path, testdata: Callable[[str], str],

@@ -25,14 +25,10 @@ dcmtk 3.6.7 quirks these tests live with (not dicomnet's doing):
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -57,9 +53,8 @@ from .files import dataset_bytes
 from .files import make_series as make_study
 from .peers import (
     HOST,
-    PeerError,
     ToolResult,
-    _die_with_parent,
+    dicomnet_cli_server,
     echoscu,
     findscu,
     free_port,
@@ -797,31 +792,10 @@ def test_stored_by_storescu_then_found_and_got(our_server: Callable[..., Server]
 # ============================================ dcmtk -> `dicomnet sample-server`
 @contextmanager
 def sample_server_cli(folder: Path, log: Path) -> Iterator[int]:
-    """``dicomnet sample-server --dicom folder`` on a free port; yields the port.
-    Its JSON log goes to ``log`` (a pipe left unread could block the server)."""
-    argv = [sys.executable, "-m", "dicomnet", "sample-server", "--aet", "SAMPLE", "--dicom", str(folder),
-            "--bind", HOST, "--port", "0", "--json", "--timeout", "10"]
-    with open(log, "w") as sink:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONIOENCODING="utf-8"), preexec_fn=_die_with_parent)
-    try:
-        deadline = time.monotonic() + 30
-        port = 0
-        while not port:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise PeerError(f"dicomnet sample-server did not start:\n{log.read_text()}")
-            for line in log.read_text().splitlines():
-                if line.startswith("{") and json.loads(line).get("event") == "listening":
-                    port = int(json.loads(line)["port"])
-            time.sleep(0.02)
+    """``dicomnet sample-server --dicom folder`` on a free port; yields the port."""
+    with dicomnet_cli_server(["sample-server", "--aet", "SAMPLE", "--dicom", str(folder), "--timeout", "10"],
+                             log) as (_, port):
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
