@@ -44,6 +44,7 @@ A handler that raises: :class:`~dicomnet.errors.QueryError` -> its status
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from dicomnet.interfaces.handlers import AssociationInfo, ServiceContext
     from dicomnet.server import Server
 
-__all__ = ["handle_move", "handle_get", "move_contexts", "instance_info"]
+__all__ = ["handle_move", "handle_get", "move_contexts", "instance_info", "InstancePath"]
 
 _EXPLICIT = "1.2.840.10008.1.2.1"
 _IMPLICIT = "1.2.840.10008.1.2"
@@ -84,9 +85,24 @@ _HEAD = 8192            # bytes read to find a file's File Meta (instance_info)
 
 
 # ------------------------------------------------------------ the instances
+class InstancePath(str):
+    """A Part 10 file's path that also names its SOP Instance UID (what an
+    archive's index knows): if the file cannot be read when its sub-operation
+    comes, the failure is still named in the Failed SOP Instance UID List
+    (PS3.4 C.4.2.1.4.2, C.4.3.1.3.2). Anything that takes a path takes it."""
+
+    sop_instance_uid: str | None
+
+    def __new__(cls, path: str | os.PathLike[str], sop_instance_uid: str | None = None) -> InstancePath:
+        self = super().__new__(cls, os.fspath(path))
+        self.sop_instance_uid = sop_instance_uid
+        return self
+
+
 def instance_info(item: Any) -> tuple[str | None, str | None, str | None]:
     """(SOP Class UID, SOP Instance UID, transfer syntax) of a Dataset or a
-    Part 10 file (only its File Meta is read); None where unknown."""
+    Part 10 file (only its File Meta is read); None where unknown (an
+    :class:`InstancePath` that cannot be read still gives its UID)."""
     if isinstance(item, Dataset):
         meta = item.file_meta
         sop_class = item.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
@@ -99,10 +115,10 @@ def instance_info(item: Any) -> tuple[str | None, str | None, str | None]:
     try:
         mapping, _, meta = _read_meta(item)
     except (OSError, ValueError, TypeError, DicomNetError):
-        return None, None, None
+        return None, getattr(item, "sop_instance_uid", None), None
     try:
         if meta is None:
-            return None, None, None
+            return None, getattr(item, "sop_instance_uid", None), None
         return (_meta_text(meta, 0x00020002), _meta_text(meta, 0x00020003), _meta_text(meta, 0x00020010))
     finally:
         meta = None

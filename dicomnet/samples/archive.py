@@ -27,6 +27,7 @@ from typing import Any
 
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import read_file
+from dicomnet.dimse.retrieve_scp import InstancePath
 from dicomnet.errors import DicomNetError, DicomParseError, QueryError
 from dicomnet.samples.matching import (
     LEVELS,
@@ -305,7 +306,10 @@ class Archive:
             while stack:
                 entity = stack.pop()
                 if entity.level == "IMAGE":
-                    out.append(entity.source)
+                    source = entity.source
+                    # A path names its instance too: a file gone since it was
+                    # indexed is still listed among the failed ones.
+                    out.append(source if isinstance(source, Dataset) else InstancePath(source, entity.uid))
                 else:
                     stack.extend(reversed(list(entity.children.values())))
         return out

@@ -232,3 +232,12 @@ def test_file_meta_heads_read_in_c_agree_with_the_general_reader(monkeypatch):
     general = [retrieve_scp._head_info(p) for p in paths]
     assert fast == general
     assert sum(info is not None for info in fast) >= len(paths) // 2
+
+
+def test_an_instance_path_names_its_uid_when_the_file_cannot_be_read(tmp_path):
+    from dicomnet.dimse.retrieve_scp import InstancePath, instance_info
+
+    gone = InstancePath(tmp_path / "gone.dcm", "1.2.3.4")
+    assert gone == str(tmp_path / "gone.dcm")
+    assert instance_info(gone) == (None, "1.2.3.4", None)
+    assert instance_info(str(tmp_path / "gone.dcm")) == (None, None, None)
