@@ -21,6 +21,11 @@ repertoire, are read as Latin-1, which is what pydicom does) and a warning is
 logged once per kind of problem.  Encoding raises
 :class:`dicomnet.errors.DicomEncodeError` for text the character sets cannot
 represent.
+
+Known gap: the 7-bit half of ``ISO_IR 13`` / ``ESC ( J`` is JIS X 0201-Roman,
+where 05/12 is YEN SIGN and 07/14 OVERLINE; they are read (and ``\\`` and
+``~`` written) as in ASCII, as pydicom does (tests/dicom/test_dcmtk_charsets.py
+holds the failing cases).
 """
 from __future__ import annotations
 
@@ -488,6 +493,9 @@ def _encode_iso2022(value: str, plan: _Plan, vr: str) -> bytes:
         if encoded is None:
             raise DicomEncodeError(f"cannot encode {char!r} of a {vr} value with {plan.sets and [s.name for s in plan.sets]}")
         out += encoded
+    # PS3.5 6.1.2.5.3: value 1's sets are active again before the value ends.
     if g0 is not plan.g0:
         out += plan.g0.escape
+    if g1 is not plan.g1 and plan.g1 is not None:
+        out += plan.g1.escape
     return bytes(out)
