@@ -212,11 +212,23 @@ def parse_charsets(value: str | list[str] | tuple[str, ...] | None) -> tuple[str
     return tuple(terms)
 
 
+_PROBE = "AZaz09^=\\ .-"
+
+
+@lru_cache(maxsize=64)
 def _fallback_codec(term: str) -> str:
+    """A Python codec named like an unknown term (e.g. a misspelt "UTF-8"),
+    if it is a text encoding that keeps ASCII as ASCII; else Latin-1. (A term
+    from a file must not pick "uu", "zlib", "utf-16", "idna" or "unicode_escape".)"""
     try:
-        return codecs.lookup(term).name
-    except (LookupError, ValueError):  # ValueError: a NUL in the name
-        return "latin_1"
+        info = codecs.lookup(term)
+        if (getattr(info, "_is_text_encoding", False) and "escape" not in info.name and info.name != "idna"
+                and _PROBE.encode(info.name) == _PROBE.encode("ascii")
+                and _PROBE.encode("ascii").decode(info.name) == _PROBE):
+            return info.name
+    except (LookupError, ValueError, UnicodeError):  # ValueError: a NUL in the name
+        pass
+    return "latin_1"
 
 
 def python_codec(term: str) -> str:

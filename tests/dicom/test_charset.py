@@ -425,3 +425,21 @@ def test_an_empty_specific_character_set_is_the_default_without_a_warning(caplog
         data = encode_dataset(ds, "1.2.840.10008.1.2.1")
         assert str(read_dataset(data).PatientName) == "Doe^John"
     assert not caplog.records
+
+
+@pytest.mark.parametrize("term", ["uu", "UU", "base64", "zlib", "hex", "rot13", "utf-16", "utf_32", "idna",
+                                  "unicode_escape", "raw_unicode_escape", "undefined", "punycode", "utf-7"])
+def test_an_unknown_term_never_picks_a_codec_that_is_not_ascii_text(term):
+    """An unknown term falls back to a Python codec of that name only when it is
+    a text encoding that keeps ASCII as it is (found by the data set fuzzer: a
+    Specific Character Set of "UU" picked the uu codec, and decoding raised
+    LookupError); else Latin-1."""
+    from dicomnet.dicom.charset import decode_text, parse_charsets
+
+    assert decode_text(b"Doe^Jane\xe9", parse_charsets(term), "PN") == "Doe^Jane\xe9"
+
+
+def test_a_misspelt_term_naming_a_text_codec_still_works():
+    from dicomnet.dicom.charset import decode_text, parse_charsets
+
+    assert decode_text("Müller".encode(), parse_charsets("UTF8"), "PN") == "Müller"
