@@ -18,7 +18,8 @@ from dicomnet._version import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_N
 from dicomnet.dicom import values as _values
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import EXPLICIT_VR_LE, _ts_flags
-from dicomnet.errors import DicomParseError
+from dicomnet.dicom.dictionary import keyword_of
+from dicomnet.errors import DicomEncodeError, DicomParseError
 
 __all__ = ["encode_dataset", "encode_file_meta", "write_file"]
 
@@ -151,7 +152,12 @@ def _encode_assigned(ds: Dataset, tag: int, out: bytearray, implicit: bool, litt
     if vr == "SQ":
         _encode_sequence(ds, tag, value, False, out, implicit, little, charsets)
         return
-    data = _values.encode_value(vr, value, charsets, little)
+    try:
+        data = _values.encode_value(vr, value, charsets, little)
+    except ValueError as exc:      # DicomEncodeError too: say which element
+        name = keyword_of(tag)
+        where = f"({tag >> 16:04X},{tag & 0xFFFF:04X})" + (f" {name}" if name else "")
+        raise DicomEncodeError(f"{where}: {exc}") from exc
     out += _header(tag, vr, len(data), implicit, little)
     out += data
 

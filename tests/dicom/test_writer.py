@@ -470,3 +470,18 @@ def test_group_lengths_are_set_for_what_is_written(ts, modify):
     assert all(value == length for value, length in held.values()), held
     if ts == EXPLICIT and not modify:
         assert out == data                                   # unchanged: the same bytes
+
+
+def test_an_unencodable_value_is_named_by_its_element():
+    from dicomnet.errors import DicomEncodeError
+
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.PatientName = "山田"
+    with pytest.raises(DicomEncodeError, match=r"^\(0010,0010\) PatientName: cannot encode"):
+        encode_dataset(ds, EXPLICIT)
+    ds = Dataset()
+    ds.ReferencedImageSequence = [Dataset()]
+    ds.ReferencedImageSequence[0].set(0x00280010, 70000, "US")
+    with pytest.raises(DicomEncodeError, match=r"^\(0028,0010\) Rows: 70000 does not fit a US value"):
+        encode_dataset(ds, EXPLICIT)
