@@ -26,8 +26,7 @@ __all__ = ["encode_dataset", "encode_file_meta", "write_file"]
 _F_UNDEFINED, _F_SEQUENCE, _F_ENCAPSULATED = 1, 2, 8
 _UNDEFINED = 0xFFFFFFFF
 _SPECIFIC_CHARACTER_SET = 0x00080005
-#: The VRs whose text is in the Specific Character Set (PS3.5 6.1.2.3).
-_CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
+_CHARSET_VRS = _values._CHARSET_VRS   # the VRs whose text is in the Specific Character Set
 _ITEM, _ITEM_DELIM, _SEQ_DELIM = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 

@@ -627,6 +627,7 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
             raise PDUError(f"user information holds two {sub_type:02X}H sub-items")
         fields[key] = decoded
 
+    named: set[int] = set()     # implementation UID / version name sub-items seen, valid or not
     for sub_type, _, sub in iter_items(value, "user information item"):
         if sub_type == SUB_MAXIMUM_LENGTH:
             if len(sub) != 4:
@@ -636,13 +637,13 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
             # It only names the peer's software (PS3.7 D.3.3.2): a second one,
             # or one that is not a UID, is logged and left out, not fatal.
             uid = _lenient_uid(sub)
-            if "implementation_class_uid" in fields or "bad_implementation" in fields:
+            if sub_type in named:
                 logger.info("user information holds a second implementation class UID %r: ignored", uid)
             elif _is_uid(uid):
                 fields["implementation_class_uid"] = uid
             else:
                 logger.info("the peer's implementation class UID %r is not a UID: ignored", uid)
-                fields["bad_implementation"] = uid
+            named.add(sub_type)
         elif sub_type == SUB_ASYNC_OPERATIONS_WINDOW:
             once("async_ops", sub_type, _decode_async_ops(sub))
         elif sub_type == SUB_ROLE_SELECTION:
@@ -651,14 +652,14 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
             # Also only a name: one that is empty, too long or not printable
             # ASCII is logged and left out.
             name = bytes(sub).decode("ascii", "replace").rstrip("\0 ")
-            if "implementation_version_name" in fields or "bad_version" in fields:
+            if sub_type in named:
                 logger.info("user information holds a second implementation version name %r: ignored", name)
             elif 0 < len(name) <= 16 and name.isascii() and name.isprintable() and "\\" not in name:
                 fields["implementation_version_name"] = name
             else:
                 logger.info("the peer's implementation version name %r is not 1..16 printable ASCII "
                             "characters: ignored", name)
-                fields["bad_version"] = name
+            named.add(sub_type)
         elif sub_type == SUB_SOP_CLASS_EXTENDED:
             extended.append(_decode_sop_class_extended(sub))
         elif sub_type == SUB_SOP_CLASS_COMMON_EXTENDED:
@@ -670,8 +671,6 @@ def _decode_user_information(value: memoryview, is_request: bool) -> UserInforma
         else:
             # PS3.8 9.3.2.3 / 9.3.3.3: unrecognised sub-items are ignored.
             logger.debug("skipping user information sub-item %02XH (%d bytes)", sub_type, len(sub))
-    fields.pop("bad_implementation", None)
-    fields.pop("bad_version", None)
     return UserInformation(
         role_selections=tuple(roles),
         extended_negotiations=tuple(extended),
