@@ -22,10 +22,13 @@ logged once per kind of problem.  Encoding raises
 :class:`dicomnet.errors.DicomEncodeError` for text the character sets cannot
 represent.
 
-Known gap: the 7-bit half of ``ISO_IR 13`` / ``ESC ( J`` is JIS X 0201-Roman,
-where 05/12 is YEN SIGN and 07/14 OVERLINE; they are read (and ``\\`` and
-``~`` written) as in ASCII, as pydicom does (tests/dicom/test_dcmtk_charsets.py
-holds the failing cases).
+JIS X 0201-Roman: the G0 set of ``ISO_IR 13`` and of ``ISO 2022 IR 13``
+(``ESC ( J``) is ISO-IR 14, where 05/12 is YEN SIGN and 07/14 OVERLINE (PS3.3
+Tables C.12-2, C.12-3). They are read as "¥" and "‾", as dcmtk reads them
+(pydicom reads ``\\`` and ``~``), except that 05/12 still separates the values
+of a multi-valued VR. Text holding ``\\`` (in ST, LT, UT) or ``~``, which the
+set lacks, is refused unless ISO 2022 IR 6 is among the sets to switch to, and
+so is "¥" in a multi-valued VR, where it would read back as a separator.
 """
 from __future__ import annotations
 
@@ -58,6 +61,9 @@ _SINGLE_VALUED = frozenset({"ST", "LT", "UT", "UR"})
 
 _ESC = 0x1B
 _ESC_B = b"\x1b"
+
+# JIS X 0201-Roman (ISO-IR 14) differs from ASCII at 05/12 and 07/14.
+_ROMAN_BYTES = {"\u00a5": b"\\", "\u203e": b"~"}  # YEN SIGN, OVERLINE
 
 
 @dataclass(frozen=True)
@@ -325,10 +331,24 @@ def decode_text(raw: bytes | bytearray | memoryview, charsets: tuple[str, ...], 
     if not plan.iso2022 or _ESC_B not in data:
         # Fast path: one decode, one strip.
         try:
-            return data.decode(plan.codec).rstrip("\x00 ")
+            text = data.decode(plan.codec).rstrip("\x00 ")
         except UnicodeDecodeError:
-            return _decode_plain(data, plan.codec, vr).rstrip("\x00 ")
+            text = _decode_plain(data, plan.codec, vr).rstrip("\x00 ")
+        return _from_roman(text, vr) if plan.g0 is _ROMAN else text
     return _decode_iso2022(data, plan, _delimiters(vr), vr).rstrip("\x00 ")
+
+
+def _from_roman(text: str, vr: str) -> str:
+    """Text decoded as ASCII from JIS X 0201-Roman bytes: 07/14 is OVERLINE, and
+    05/12 YEN SIGN where it does not separate values (ST, LT, UT)."""
+    if vr in _SINGLE_VALUED:
+        text = text.replace("\\", "\u00a5")
+    return text.replace("~", "\u203e")
+
+
+def _decode_segment(data: bytes, g0: _CodeSet, g1: _CodeSet | None, vr: str) -> str:
+    text = _decode_plain(data, _segment_codec(g1), vr)
+    return _from_roman(text, vr) if g0 is _ROMAN else text
 
 
 def _segment_codec(g1: _CodeSet | None) -> str:
@@ -377,11 +397,11 @@ def _decode_iso2022(data: bytes, plan: _Plan, delims: bytes, vr: str) -> str:
         # ASCII-like G0: the first delimiter makes the initial sets active again.
         cut = _first_delimiter(piece, delims)
         if cut < 0:
-            out.append(_decode_plain(piece, _segment_codec(g1), vr))
+            out.append(_decode_segment(piece, g0, g1, vr))
         else:
-            out.append(_decode_plain(piece[:cut], _segment_codec(g1), vr))
+            out.append(_decode_segment(piece[:cut], g0, g1, vr))
             g0, g1 = plan.g0, plan.g1       # (never a multi-byte G0: see _plan)
-            out.append(_decode_plain(piece[cut:], _segment_codec(g1), vr))
+            out.append(_decode_segment(piece[cut:], g0, g1, vr))
     return "".join(out)
 
 
@@ -410,14 +430,30 @@ def encode_text(value: str, charsets: tuple[str, ...], vr: str) -> bytes:
         return _encode_plain(value, "ascii", vr)
     plan = _plan(charsets) if charsets else _plan((DEFAULT_CHARSET,))
     if not plan.iso2022:
+        if plan.g0 is _ROMAN:
+            _check_roman(value, vr)
         encoded = _encode_plain(value, plan.codec, vr)
         if plan.codec == "shift_jis" and len(encoded) != len(value):
             # ISO_IR 13 is JIS X 0201 only: one byte per character, no kanji
             raise DicomEncodeError(f"{value!r} has characters outside JIS X 0201 (ISO_IR 13)")
         return encoded
-    if value.isascii() and not plan.g0.multibyte_g0:
+    if value.isascii() and plan.g0 is _ASCII:
         return value.encode("ascii")
     return _encode_iso2022(value, plan, vr)
+
+
+def _check_roman(value: str, vr: str) -> None:
+    """Refuse what JIS X 0201-Roman cannot hold (ISO_IR 13 allows no switching)."""
+    if "~" in value:
+        raise DicomEncodeError(f"cannot encode '~' of a {vr} value in JIS X 0201-Roman (ISO_IR 13), "
+                               "where 07/14 is OVERLINE")
+    if vr in _SINGLE_VALUED:
+        if "\\" in value:
+            raise DicomEncodeError(f"cannot encode '\\' of a {vr} value in JIS X 0201-Roman (ISO_IR 13), "
+                                   "where 05/12 is YEN SIGN")
+    elif "\u00a5" in value:
+        raise DicomEncodeError(f"cannot encode '\u00a5' of a {vr} value in JIS X 0201-Roman (ISO_IR 13): "
+                               "05/12 separates its values")
 
 
 def _encode_plain(value: str, codec: str, vr: str) -> bytes:
@@ -454,6 +490,11 @@ def _encode_in_set(char: str, code_set: _CodeSet) -> bytes | None:
     return None
 
 
+def _roman_fits(char: str, vr: str) -> bool:
+    # YEN SIGN is the byte that separates values: only in single-valued VRs
+    return char != "\u00a5" or vr in _SINGLE_VALUED
+
+
 def _encode_iso2022(value: str, plan: _Plan, vr: str) -> bytes:
     out = bytearray()
     delims = _delimiters(vr).decode("ascii")
@@ -472,7 +513,14 @@ def _encode_iso2022(value: str, plan: _Plan, vr: str) -> bytes:
             out += char.encode("ascii")
             continue
         if ord(char) < 0x80:
-            if g0.multibyte_g0:
+            if char in "\\~" and (g0 is _ROMAN or (g0.multibyte_g0 and ascii_g0 is _ROMAN)):
+                # JIS X 0201-Roman has YEN SIGN and OVERLINE there: switch to ASCII
+                if _ASCII not in plan.sets:
+                    raise DicomEncodeError(f"cannot encode {char!r} of a {vr} value: JIS X 0201-Roman "
+                                           "lacks it and ISO 2022 IR 6 is not among the character sets")
+                out += _ASCII.escape
+                g0 = _ASCII
+            elif g0.multibyte_g0:
                 out += ascii_g0.escape
                 g0 = ascii_g0
             out += char.encode("ascii")
@@ -485,6 +533,8 @@ def _encode_iso2022(value: str, plan: _Plan, vr: str) -> bytes:
                 g0 = ascii_g0
         if encoded is None and g0.multibyte_g0:
             encoded = _encode_in_set(char, g0)
+        if encoded is None and g0 is _ROMAN and char in _ROMAN_BYTES and _roman_fits(char, vr):
+            encoded = _ROMAN_BYTES[char]
         if encoded is None:
             for code_set in plan.sets:
                 if code_set.g0 and not code_set.multibyte_g0:
@@ -502,6 +552,13 @@ def _encode_iso2022(value: str, plan: _Plan, vr: str) -> bytes:
                             out += ascii_g0.escape
                             g0 = ascii_g0
                     break
+        if encoded is None and char in _ROMAN_BYTES and _ROMAN in plan.sets:
+            if not _roman_fits(char, vr):
+                raise DicomEncodeError(f"cannot encode {char!r} of a {vr} value: in JIS X 0201-Roman "
+                                       "05/12 would read back as a value separator")
+            out += _ROMAN.escape
+            g0 = _ROMAN
+            encoded = _ROMAN_BYTES[char]
         if encoded is None:
             raise DicomEncodeError(f"cannot encode {char!r} of a {vr} value with {plan.sets and [s.name for s in plan.sets]}")
         out += encoded

@@ -387,7 +387,8 @@ def test_encode_switches_single_byte_sets():
 
 _ROUND_TRIP_CASES = [
     (("ISO_IR 6", "ISO 2022 IR 87"), "ab^=\\ 山田太郎やまだたろう"),
-    (("ISO 2022 IR 13", "ISO 2022 IR 87"), "ab^=\\ ﾔﾏﾀﾞ山田やまだ"),
+    # no "\\": in an LT under JIS X 0201-Roman it is refused (see the Roman tests below)
+    (("ISO 2022 IR 13", "ISO 2022 IR 87"), "ab^= ﾔﾏﾀﾞ山田やまだ"),
     (("ISO_IR 6", "ISO 2022 IR 149"), "ab^=\\ 홍길동洪吉洞"),
     (("ISO_IR 6", "ISO 2022 IR 58"), "ab^=\\ 王小东张"),
     (("ISO 2022 IR 100", "ISO 2022 IR 126", "ISO 2022 IR 144"), "ab^=\\ éàΑλφЖил"),
@@ -410,6 +411,46 @@ def test_iso2022_round_trip_and_pydicom_agrees(charsets, alphabet, data):
         encoded, pydicom.charset.convert_encodings(list(charsets)), pydicom.valuerep.TEXT_VR_DELIMS
     )
     assert py == text
+
+
+@pytest.mark.parametrize(("charsets", "vr", "raw", "text"), [
+    (("ISO_IR 13",), "LT", b"\\100 ~\xb1", "\u00a5100 \u203e\uff71"),
+    (("ISO_IR 13",), "LO", b"a\\b~", "a\\b\u203e"),            # 05/12 still separates values
+    (("ISO_IR 13",), "PN", b"\xd4\xcf^\xc0\xdb=a", "ﾔﾏ^ﾀﾛ=a"),
+    (("ISO 2022 IR 13", "ISO 2022 IR 87"), "ST", b"\\\x1b$B;3\x1b(J\\", "\u00a5山\u00a5"),
+    (("ISO_IR 6", "ISO 2022 IR 13"), "LT", b"\\\x1b(J\\~\x1b(B~", "\\\u00a5\u203e~"),
+    (("ISO_IR 6", "ISO 2022 IR 13"), "LO", b"\x1b(J~\\~", "\u203e\\~"),  # the separator restores ASCII
+])
+def test_jis_x_0201_roman(charsets, vr, raw, text):
+    """PS3.3 Tables C.12-2/C.12-3: the G0 set of ISO_IR 13 and ESC ( J is JIS X
+    0201-Roman (ISO-IR 14): 05/12 is YEN SIGN (but separates values where a VR
+    has several), 07/14 OVERLINE. Both ways."""
+    assert decode_text(raw, charsets, vr) == text
+    assert decode_text(encode_text(text, charsets, vr), charsets, vr) == text
+
+
+@pytest.mark.parametrize(("charsets", "vr", "text", "raw"), [
+    (("ISO_IR 13",), "LT", "\u00a5 \u203e", b"\\ ~"),
+    (("ISO 2022 IR 13", "ISO 2022 IR 87"), "LT", "山\u00a5", b"\x1b$B;3\x1b(J\\"),
+    (("ISO_IR 6", "ISO 2022 IR 13"), "LT", "\\\u00a5~", b"\\\x1b(J\\\x1b(B~"),
+    (("ISO 2022 IR 13", "ISO 2022 IR 6"), "LT", "\\\u00a5~", b"\x1b(B\\\x1b(J\\\x1b(B~\x1b(J"),
+    (("ISO 2022 IR 13", "ISO 2022 IR 100"), "LT", "\u00a5\xe9\u00a5", b"\\\x1b-A\xe9\xa5\x1b)I"),  # G1 has it too
+])
+def test_jis_x_0201_roman_encoding(charsets, vr, text, raw):
+    assert encode_text(text, charsets, vr) == raw
+    assert decode_text(raw, charsets, vr) == text
+
+
+@pytest.mark.parametrize(("charsets", "vr", "text"), [
+    (("ISO_IR 13",), "LT", "C:\\dir"),          # JIS X 0201-Roman has no REVERSE SOLIDUS
+    (("ISO_IR 13",), "LO", "a~"),                # nor TILDE
+    (("ISO_IR 13",), "LO", "\u00a5100"),          # YEN SIGN would read back as a separator
+    (("ISO 2022 IR 13", "ISO 2022 IR 87"), "LT", "a~"),   # no ISO 2022 IR 6 to switch to
+    (("ISO_IR 6", "ISO 2022 IR 13"), "PN", "\u00a5"),
+])
+def test_jis_x_0201_roman_refuses_what_it_cannot_hold(charsets, vr, text):
+    with pytest.raises(DicomEncodeError, match="cannot encode"):
+        encode_text(text, charsets, vr)
 
 
 def test_an_empty_specific_character_set_is_the_default_without_a_warning(caplog):

@@ -80,23 +80,18 @@ the standard says for the second:
   Shift_JIS kanji by dcmtk (glibc's SHIFT_JIS) and by dicomnet alike; the
   standard defines no reading, so that is checked as agreement only.
 
-dicomnet faults found: the second is fixed; the first is open, its tests
-are ``xfail(strict=True)`` (they fail once it is fixed, to drop the mark):
+dicomnet faults found, both fixed:
 
-* JIS X 0201-Roman is treated as ASCII. The G0 set of ISO_IR 13 and of
+* (fixed) JIS X 0201-Roman was treated as ASCII. The G0 set of ISO_IR 13 and of
   ``ISO 2022 IR 13`` (``ESC ( J``) is ISO-IR 14 (PS3.3 Tables C.12-2, C.12-3),
   where 05/12 is YEN SIGN and 07/14 OVERLINE (PS3.5 6.1.2.5.3 names the YEN
-  SIGN of IR 14). dicomnet reads an LT ``5C 31 30 30 20 7E B1`` as
+  SIGN of IR 14). dicomnet read an LT ``5C 31 30 30 20 7E B1`` as
   "\\100 ~ｱ" where dcmtk reads "¥100 ‾ｱ"
-  (``test_iso_ir_13_roman_half_is_jis_x_0201``), and writes "\\" and "~" --
+  (``test_iso_ir_13_roman_half_is_jis_x_0201``), and wrote "\\" and "~" --
   which that set lacks -- as those bytes instead of raising
-  (``test_iso_ir_13_text_backslash_and_tilde_are_refused_or_kept``). Cause:
-  charset.py:126 ``_PLAIN_CODECS["ISO_IR 13"] = "shift_jis"`` and
-  charset.py:70/73 (Python's shift_jis maps 5C/7E to ASCII);
-  in ``_decode_iso2022`` (charset.py:360-367) a single-byte G0 segment is
-  decoded with the G1 set's codec (``_segment_codec``), never with the G0
-  set's, so ``ESC ( J`` text is read as ASCII. (0x5C between the values of a
-  PN/LO/SH/UC is still the delimiter, which dicomnet gets right.)
+  (``test_iso_ir_13_text_backslash_and_tilde_are_refused_or_kept``): Python's
+  shift_jis codec maps 5C/7E to ASCII. (0x5C between the values of a
+  PN/LO/SH/UC is still the delimiter.)
 * (fixed) ISO 2022 encoding did not re-designate value 1's G1 set at the end
   of the value: ``_encode_iso2022`` restored only G0 after the last
   character, while it did restore G1 before delimiters. PS3.5 6.1.2.5.3: value 1's character set shall be active
@@ -855,8 +850,6 @@ def test_iso_ir_13_backslash_byte_separates_values(dcmtk: Dcmtk, tmp_path: Path)
     assert _values(dcmtk.utf8(tree))[LO] == ["ﾔﾏ", "ﾀﾞ"]
 
 
-@pytest.mark.xfail(strict=True, reason="dicomnet, open: JIS X 0201-Roman (ISO-IR 14) read as ASCII: "
-                   "05/12 and 07/14 give '\\' and '~', not YEN SIGN and OVERLINE (Python's shift_jis codec)")
 @pytest.mark.parametrize(("scs", "raw"), [
     ("ISO_IR 13", b"\\100 ~\xb1"),
     ("\\ISO 2022 IR 13", b"\x1b(J\\100 ~\x1b)I\xb1"),
@@ -875,8 +868,7 @@ def test_iso_ir_13_roman_half_is_jis_x_0201(dcmtk: Dcmtk, tmp_path: Path, scs: s
 
 
 def test_iso_ir_13_writes_yen_sign_and_overline(dcmtk: Dcmtk, tmp_path: Path) -> None:
-    """YEN SIGN and OVERLINE are 05/12 and 07/14 of JIS X 0201-Roman (dicomnet also
-    writes "\\" and "~" there, which that set does not have)."""
+    """YEN SIGN and OVERLINE are 05/12 and 07/14 of JIS X 0201-Roman."""
     ds = dicomnet.Dataset()
     ds.SpecificCharacterSet = "ISO_IR 13"
     ds.PatientComments = "¥100 ‾ｱ"
@@ -886,8 +878,6 @@ def test_iso_ir_13_writes_yen_sign_and_overline(dcmtk: Dcmtk, tmp_path: Path) ->
     assert _values(dcmtk.utf8(_read_tree(out)))[LT] == "¥100 ‾ｱ"
 
 
-@pytest.mark.xfail(strict=True, reason="dicomnet, open: '\\' and '~' are written as 05/12 and 07/14 in "
-                   "JIS X 0201-Roman, where they are YEN SIGN and OVERLINE, instead of raising")
 @pytest.mark.parametrize("scs", ["ISO_IR 13", "ISO 2022 IR 13\\ISO 2022 IR 149"])
 def test_iso_ir_13_text_backslash_and_tilde_are_refused_or_kept(dcmtk: Dcmtk, tmp_path: Path, scs: str) -> None:
     """JIS X 0201-Roman has neither REVERSE SOLIDUS nor TILDE: an LT holding them must
@@ -923,7 +913,7 @@ def test_katakana_designation_leaves_g0_alone(dcmtk: Dcmtk, tmp_path: Path) -> N
     """``ESC ) I`` designates JIS X 0201-Katakana to G1 only (PS3.3 Table C.12-3); with
     value 1 empty, G0 stays ISO-IR 6, where 05/12 is REVERSE SOLIDUS. dcmtk 3.6.7 reads
     the ASCII after ``ESC ) I`` as JIS X 0201-Roman ("ｶﾅ 119¥"); dicomnet as the
-    standard says. After ``ESC ( J`` both read YEN SIGN (dicomnet: see the xfail)."""
+    standard says. After ``ESC ( J`` both read YEN SIGN."""
     tree = {SCS: ("CS", b"\\ISO 2022 IR 13"), LT: ("LT", KANA("ｶﾅ") + b" 119\\"),
             ST: ("ST", KANA("ｶﾅ") + b"\x1b(B 119\\")}
     path = tmp_path / "kana.dcm"
