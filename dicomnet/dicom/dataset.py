@@ -534,6 +534,12 @@ class Dataset:
         """Pixel Data as a numpy array shaped (frames, rows, columns[, samples]), viewing the source."""
         return _pixels.pixel_array(self)
 
+    @property
+    def pixel_values(self) -> Any:
+        """The Pixel Sample Values: ``pixel_array`` with bits outside Bits Stored
+        cleared or sign-extended (PS3.5 8.1.1); a view when no cell needs it, else a copy."""
+        return _pixels.pixel_values(self)
+
     def frames(self) -> Iterator[Any]:
         """One item per frame: a numpy view (native data) or a memoryview of the compressed frame."""
         return _pixels.iter_frames(self)

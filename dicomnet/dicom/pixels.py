@@ -6,6 +6,13 @@ dataset's own source buffer — for a memory-mapped file, over the mapping — s
 copied. The exceptions copy because they must: 1-bit data (unpacked to
 uint8) and 8-bit samples stored as OW in big endian (their bytes are swapped
 in pairs on the wire).
+
+The view holds the Pixel Cells as stored: with Bits Stored below Bits
+Allocated, bits outside the sample (PS3.5 8.1.1; legacy files kept overlays
+there) are not masked, and signed samples are not sign-extended, because
+finding out would read every pixel. :func:`pixel_values` gives the samples
+(a view still when every cell is clean, else a corrected copy), as pydicom's
+``pixel_array`` does.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from dicomnet.errors import DicomNetError, DicomParseError
 if TYPE_CHECKING:
     from dicomnet.dicom.dataset import Dataset
 
-__all__ = ["pixel_array", "iter_frames", "PixelDataError"]
+__all__ = ["pixel_array", "pixel_values", "iter_frames", "PixelDataError"]
 
 log = logging.getLogger("dicomnet")
 
@@ -44,6 +51,8 @@ _TAGS = {
     "Rows": 0x00280010,
     "Columns": 0x00280011,
     "BitsAllocated": 0x00280100,
+    "BitsStored": 0x00280101,
+    "HighBit": 0x00280102,
     "PixelRepresentation": 0x00280103,
 }
 _MISSING = object()
@@ -172,7 +181,12 @@ def pixel_array(ds: Dataset) -> numpy.ndarray:
         # Set in Python: bytes in the native layout, or any array-like.
         value = ds._value(tag)
         dtype = _dtype(ds, tag, True)
-        if isinstance(value, (bytes, bytearray, memoryview)):
+        if isinstance(value, (bytes, bytearray, memoryview)) and tag == PIXEL_DATA and _int(ds, "BitsAllocated") == 1:
+            packed = numpy.frombuffer(value, numpy.uint8)
+            if packed.size < (count + 7) // 8:
+                raise PixelDataError(f"Pixel Data holds {packed.size} bytes, {(count + 7) // 8} needed for 1-bit pixels")
+            flat = numpy.unpackbits(packed, bitorder="little")[:count]
+        elif isinstance(value, (bytes, bytearray, memoryview)):
             flat = numpy.frombuffer(value, dtype, len(value) // dtype.itemsize)
         else:
             flat = numpy.asarray(value).reshape(-1)
@@ -220,6 +234,46 @@ def pixel_array(ds: Dataset) -> numpy.ndarray:
     return flat.reshape(frames, rows, cols, samples)
 
 
+def pixel_values(ds: Dataset) -> numpy.ndarray:
+    """The Pixel Sample Values (PS3.5 8.1.1): :func:`pixel_array` with the bits
+    outside Bits Stored cleared, signed samples sign-extended from their High
+    Bit, and samples placed above bit 0 (High Bit > Bits Stored - 1, legacy
+    data) shifted down. The view itself when no cell needs that, else a copy
+    in the same dtype."""
+    arr = pixel_array(ds)
+    if _pixel_tag(ds) != PIXEL_DATA or arr.dtype.kind not in "ui":
+        return arr
+    bits = _int(ds, "BitsAllocated")
+    if bits == 1:
+        return arr
+    stored = _int(ds, "BitsStored", bits)
+    if stored == bits:
+        return arr
+    if not 0 < stored < bits:
+        raise PixelDataError(f"Bits Stored {stored} does not fit Bits Allocated {bits}")
+    high = _int(ds, "HighBit", stored - 1)
+    if not stored - 1 <= high < bits:
+        raise PixelDataError(f"High Bit {high} does not fit Bits Stored {stored} and Bits Allocated {bits}")
+    signed = arr.dtype.kind == "i"
+    if high == stored - 1 and arr.size:
+        # Cells already clean (zero, or the sign, above the sample): the view.
+        if signed:
+            if int(arr.min()) >= -(1 << (stored - 1)) and int(arr.max()) < 1 << (stored - 1):
+                return arr
+        elif int(arr.max()) < 1 << stored:
+            return arr
+    elif not arr.size:
+        return arr
+    cells = arr.view(arr.dtype.str.replace("i", "u"))
+    if signed:
+        # the sign bit at High Bit moves to the top, then an arithmetic shift brings it back
+        top = (cells << (bits - 1 - high)).view(arr.dtype.newbyteorder("="))
+        values = top >> (bits - stored)
+    else:
+        values = (cells >> (high - stored + 1)) & ((1 << stored) - 1)
+    return values.astype(arr.dtype, copy=False)
+
+
 def _fragments(ds: Dataset, idx: int) -> tuple[list[int], list[memoryview]]:
     index = ds._index
     first, stop = index.children(idx)
@@ -256,7 +310,8 @@ def iter_frames(ds: Dataset) -> Iterator[Any]:
     Native data: a numpy view of each frame. Encapsulated data: the frame's
     compressed bytes — a memoryview of the source when the frame is one
     fragment, joined bytes when it spans several — located with the Extended
-    Offset Table, else the Basic Offset Table, else one frame per fragment.
+    Offset Table, else the Basic Offset Table, else one frame per fragment,
+    else (JPEG family) the fragments that end a codestream.
     """
     tag = _pixel_tag(ds)
     idx = ds._raw.get(tag) if tag not in ds._vrs else None
@@ -296,6 +351,31 @@ def iter_frames(ds: Dataset) -> Iterator[Any]:
     elif len(frags) == frames:
         yield from frags
     else:
-        raise PixelDataError(
-            f"{len(frags)} fragments for {frames} frames and no offset table: cannot tell the frames apart"
-        )
+        ends = _frame_ends(ds, frags, frames)
+        if ends is None:
+            raise PixelDataError(
+                f"{len(frags)} fragments for {frames} frames and no offset table: cannot tell the frames apart"
+            )
+        for a, b in zip([0] + ends, ends):
+            yield _join(frags[a:b])
+
+
+def _frame_ends(ds: Dataset, frags: list[memoryview], frames: int) -> list[int] | None:
+    """Without an offset table, frames may still span fragments (PS3.5 A.4). In
+    JPEG, JPEG-LS and JPEG 2000 codestreams FF D9 (EOI, EOC) occurs only at the
+    end, so a fragment ending in it (or in it and the item's pad byte) ends a
+    frame. The fragment index after each frame, or None unless that gives
+    exactly ``frames`` frames ending with the last fragment."""
+    syntax = str(ds.transfer_syntax or "")
+    if syntax:
+        family, _, number = syntax.rpartition(".")
+        if family != "1.2.840.10008.1.2.4" or not number.isdigit() or not (
+                50 <= int(number) <= 93 or 201 <= int(number) <= 203):
+            return None
+    elif bytes(frags[0][:2]) not in (b"\xff\xd8", b"\xff\x4f"):   # SOI, SOC
+        return None
+    ends = [n + 1 for n, frag in enumerate(frags)
+            if bytes(frag[-2:]) == b"\xff\xd9" or bytes(frag[-3:]) == b"\xff\xd9\x00"]
+    if len(ends) != frames or ends[-1] != len(frags):
+        return None
+    return ends
