@@ -39,11 +39,12 @@ cdef enum:
     K_UL = 2
     K_UI = 3        # NUL-padded text, at most 64 characters
     K_AE = 4        # decoded here (at most 16 characters), encoded in Python
-    K_TEXT = 5      # LO SH LT CS IS ST: space-padded text
+    K_TEXT = 5      # LO SH CS IS: space-padded text (LT and ST, whose leading spaces
+                    # count, only in retired elements: the Python path)
     MAX_ELEMENTS = 64   # a command set has far fewer; more goes the Python way
 
 cdef dict _KINDS = {"US": K_US, "UL": K_UL, "UI": K_UI, "AE": K_AE,
-                    "LO": K_TEXT, "SH": K_TEXT, "LT": K_TEXT, "CS": K_TEXT, "IS": K_TEXT, "ST": K_TEXT}
+                    "LO": K_TEXT, "SH": K_TEXT, "CS": K_TEXT, "IS": K_TEXT}
 
 
 cdef struct _Out:

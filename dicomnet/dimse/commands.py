@@ -380,7 +380,8 @@ def _decode_command_py(data: bytes | bytearray | memoryview) -> Command:
                     raise DicomParseError(f"{keyword}: {vr} value of {len(raw)} bytes is too long", offset, tag)
             else:
                 text = raw.decode("ascii", errors="replace")
-            command[keyword] = text.strip("\0 ")
+            # PS3.5 6.2: leading spaces are significant in LT and ST only
+            command[keyword] = text.rstrip("\0 ") if vr in ("LT", "ST") else text.strip("\0 ")
             continue
         if vr not in ("US", "UL", "AT"):
             raise DicomParseError(f"{keyword}: VR {vr} not supported in a command set", offset, tag)
