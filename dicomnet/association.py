@@ -306,11 +306,11 @@ class Association:
                 self._driver.flush()
 
     def abort(self) -> None:
-        """A-ABORT (PS3.8 7.3): send an A-ABORT and close the connection.
+        """A-ABORT (PS3.8 7.3): send an A-ABORT and end the association.
 
-        Never raises for a connection that is already gone. Waits briefly
-        (at most half a second) for the peer to close first, so the A-ABORT is
-        not lost to a TCP reset.
+        Never raises for a connection that is already gone, and returns at
+        once: the socket is closed in the background when the peer closes its
+        end or ARTIM expires (Sta13), so the A-ABORT is not lost to a TCP reset.
         """
         if self.is_closed:
             return
@@ -319,7 +319,6 @@ class Association:
             if self._conn.state not in ("Sta1", "Sta13"):  # Sta13: the association is already gone
                 self._conn.abort(now=time.monotonic())
             self._driver.flush()
-            self._driver.linger(0.5)
         except (DicomTimeoutError, OSError, AssociationError, Interrupted) as exc:
             self._log.debug("while aborting: %s", exc)
         finally:
@@ -481,6 +480,10 @@ class Association:
             self._driver.close()
             raise AssociationAborted(description="the connection closed while a DIMSE message was awaited")
         if isinstance(event, ev.ReleaseRequest):
+            if self._conn.state == "Sta13":
+                # A PDU read with the A-RELEASE-RQ made us abort (AA-8): the
+                # Abort event that follows says why.
+                self._on_other_event(self._driver.receive_event())
             self._log.info("peer released the association")
             self._conn.confirm_release(time.monotonic())
             self._driver.flush()

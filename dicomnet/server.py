@@ -64,7 +64,8 @@ DEFAULT_MAX_DATASET_BYTES = 2 << 30
 
 # How long an abandoned association's thread waits for the watchdog's abort
 # to finish before it closes what is left (the abort itself is bounded by
-# _ABORT_WRITE_TIMEOUT for the A-ABORT plus half a second of linger).
+# _ABORT_WRITE_TIMEOUT for the A-ABORT; the wait for the peer to close is the
+# background closer's).
 _ABORT_WRITE_TIMEOUT = 2.0
 _ABORT_JOIN = 5.0
 
@@ -466,6 +467,7 @@ class Server:
                 guard.aborter.join(_ABORT_JOIN)
         except Interrupted:
             log.info("server shutting down: aborting the association with %s", peer)
+            driver.await_peer_close = False         # shutting down: no waiting for peers
             if assoc is not None:
                 assoc.abort()
             elif not driver.closed and conn.state not in ("Sta1", "Sta13"):
@@ -508,8 +510,8 @@ class Server:
     def _abandon(self, guard: HandlerGuard) -> None:
         """On the watchdog thread: ``guard``'s handler call ran past
         ``handler_timeout``. Release the slot and abort the association on a
-        short-lived thread (the A-ABORT write and linger take up to a few
-        seconds; the watchdog must not wait for them)."""
+        short-lived thread (the A-ABORT write can take up to a few seconds;
+        the watchdog must not wait for it)."""
         thread = guard.thread
         with self._lock:
             self._serving.discard(thread)
@@ -551,7 +553,6 @@ class Server:
             if driver.conn.state not in ("Sta1", "Sta13"):
                 driver.conn.abort(now=time.monotonic())
             driver.flush()
-            driver.linger(0.5)
         except (DicomNetError, OSError, Interrupted) as exc:
             self.logger.debug("while aborting: %s", exc)
         except Exception:  # noqa: BLE001 - whatever happens, the socket gets closed
@@ -611,6 +612,8 @@ class Server:
             if isinstance(item, Message):
                 self._dispatch(assoc, info, item)
             elif isinstance(item, ev.ReleaseRequest):
+                if conn.state == "Sta13":
+                    continue                     # aborted on a PDU read with it (AA-8): the Abort comes next
                 conn.confirm_release(time.monotonic())
                 driver.flush()
                 log.info("association with %s released", info.calling_ae)

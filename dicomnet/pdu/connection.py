@@ -350,9 +350,10 @@ class Connection:
         """A-RELEASE response (Evt14): queue the A-RELEASE-RP.
 
         Nothing once the association is over: an A-ABORT (or the end of the
-        connection) read together with the A-RELEASE-RQ ended it before its
-        ReleaseRequest event was taken, and that event comes next."""
-        if self._ended:
+        connection, or an invalid PDU that made us abort: Sta13) read together
+        with the A-RELEASE-RQ ended it before its ReleaseRequest event was
+        taken, and that event comes next."""
+        if self._ended or self._state == "Sta13":
             return
         self._tick(now)
         self._fire("Evt14")
@@ -405,7 +406,14 @@ class Connection:
             return
         event = fsm.PDU_TYPE_EVENTS[pdu_type]
         if self._state == "Sta13":
-            # AA-6 ignores / AA-7 answers without looking inside the PDU.
+            # AA-6 ignores / AA-7 answers / AA-2 closes: the PDU's content does
+            # not matter, but a malformed one is Evt19 (AA-7) all the same.
+            try:
+                decode_pdu(pdu_type, body)
+            except PDUError as exc:
+                self._log.debug("invalid %s in Sta13 (%s)", fsm.EVENTS[event].split(" (")[0], exc)
+                self._fire("Evt19", reason=AAbort.REASON_INVALID_PDU_PARAMETER_VALUE)
+                return
             self._fire(event, pdu=None)
             return
         try:

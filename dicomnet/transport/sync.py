@@ -48,6 +48,7 @@ from .._codec.waits import spin_readable
 from ..errors import ARTIMTimeout, ConnectTimeout, ReadTimeout, WriteTimeout
 from ..pdu import events as ev
 from ..pdu.connection import Connection
+from . import closer
 
 __all__ = ["SyncDriver", "Interrupted", "open_connection"]
 
@@ -141,6 +142,8 @@ class SyncDriver:
         self._fd = sock.fileno()
         #: Busy-poll budget of a read wait, seconds (0: off). See the module docstring.
         self.busy_poll = float(busy_poll) if _HAS_POLL else 0.0
+        #: False: close() closes at once even in Sta13 (a server shutting down).
+        self.await_peer_close = True
         self._spin_misses = 0           # waits in a row the spin did not shorten
         #: True once the Connection's own timer fired (ARTIM / A-ASSOCIATE answer).
         self.timer_expired = False
@@ -166,48 +169,26 @@ class SyncDriver:
 
     def close(self) -> None:
         """Close the socket (idempotent). The Connection is told if it still
-        thought the transport was open, so its state stays consistent."""
+        thought the transport was open, so its state stays consistent.
+
+        In Sta13 (after an A-ABORT, A-RELEASE-RP or A-ASSOCIATE-RJ of ours) the
+        socket is not closed before the peer closes it or ARTIM expires (PS3.8
+        Table 9-10); the background
+        :mod:`~dicomnet.transport.closer` waits for that, so this returns at
+        once all the same. ``await_peer_close = False`` closes at once."""
         sock, self.sock = self.sock, None
         if sock is None:
             return
         try:
-            sock.close()
+            conn = self.conn
+            deadline = conn.deadline() if conn.state == "Sta13" else None
+            if deadline is not None and self.await_peer_close and deadline > _monotonic():
+                closer.adopt(sock, deadline)
+            else:
+                sock.close()
         finally:
             if not self.conn.closed and self.conn.state not in ("Sta1", "Sta4"):
                 self.conn.connection_lost()
-
-    def linger(self, seconds: float) -> None:
-        """After our last PDU (an A-ABORT, say): half-close, give the peer up to
-        ``seconds`` to close its end (what it still sends is read and dropped),
-        then close. Closing at once could turn unread input into a TCP reset
-        that destroys the PDU just sent."""
-        sock = self.sock
-        if sock is None:
-            return
-        try:
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        scratch = bytearray(4096)
-        deadline = _monotonic() + seconds
-        try:
-            while True:
-                remaining = deadline - _monotonic()
-                if remaining <= 0:
-                    break
-                if not self._wait(remaining, writing=False):
-                    continue
-                try:
-                    if sock.recv_into(scratch) == 0:
-                        break
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    break
-        except Interrupted:
-            pass
-        finally:
-            self.close()
 
     # ------------------------------------------------------------- writing
     def flush(self) -> None:

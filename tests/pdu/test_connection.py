@@ -512,7 +512,9 @@ def test_every_pair_follows_the_table(event, state):
     assert me.state == state
     cell = fsm.TRANSITIONS.get((event, state))
     if cell is None:
-        if fsm.NOT_APPLICABLE[event] == "refuse":
+        # Evt14 in Sta13: the answer to an A-RELEASE-RQ that a PDU read with it
+        # made us abort (AA-8) is dropped, as once the association has ended.
+        if fsm.NOT_APPLICABLE[event] == "refuse" and (event, state) != ("Evt14", "Sta13"):
             with pytest.raises(LocalProtocolError):
                 _apply(p, me, event, inject)
         else:

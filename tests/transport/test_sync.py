@@ -11,6 +11,7 @@ from dicomnet.errors import ReadTimeout, WriteTimeout
 from dicomnet.pdu import events as ev
 from dicomnet.pdu.connection import Connection
 from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
+from dicomnet.transport import closer
 from dicomnet.transport.sync import Interrupted, SyncDriver, open_connection, prepare_socket
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -133,14 +134,64 @@ def test_interrupt_fd_wakes_a_waiting_reader():
     acc.close()
 
 
-def test_linger_waits_for_the_peer_then_closes():
+def _wait(predicate, limit=5.0):
+    deadline = time.monotonic() + limit
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_after_our_abort_the_socket_waits_for_the_peer_to_close():
+    """Sta13 (PS3.8 Table 9-10, AA-1 then AR-5): close() returns at once, the
+    socket stays open -- the peer reads the whole A-ABORT, never a reset --
+    until the peer closes its end."""
     req, acc = associated_pair()
+    before = closer.pending()
     req.conn.abort(now=time.monotonic())
     req.flush()
     t0 = time.monotonic()
-    threading.Timer(0.05, acc.close).start()
-    req.linger(2)
-    assert req.closed and time.monotonic() - t0 < 1.5
+    req.close()
+    assert req.closed and req.conn.closed and time.monotonic() - t0 < 0.1
+    assert closer.pending() == before + 1
+    event = acc.receive_event(5)
+    assert isinstance(event, ev.Abort) and not event.transport_lost     # the A-ABORT PDU arrived whole
+    acc.close()
+    _wait(lambda: closer.pending() == before)
+
+
+def test_after_our_abort_artim_closes_a_silent_peer():
+    """AA-2: the peer keeps the connection open; ARTIM expiry closes it."""
+    a, b = tcp_pair()
+    req = SyncDriver(a, Connection("requestor", max_pdu=16384, artim_timeout=0.3))
+    req.conn.request_association(build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=16384),
+                                 time.monotonic())
+    req.conn.abort(now=time.monotonic())
+    req.flush()
+    req.close()
+    b.settimeout(5)
+    t0 = time.monotonic()
+    received = b""
+    while chunk := b.recv(4096):        # the RQ, the A-ABORT, then end of file at ARTIM
+        received += chunk
+    assert 0.15 < time.monotonic() - t0 < 3
+    assert received[0] == 0x01 and received[-10] == 0x07
+    b.close()
+
+
+def test_await_peer_close_false_closes_at_once():
+    req, acc = associated_pair()
+    req.conn.abort(now=time.monotonic())
+    req.flush()
+    req.await_peer_close = False
+    before = closer.pending()
+    req.close()
+    assert closer.pending() == before
+    acc.sock.settimeout(5)
+    data = b""
+    while chunk := acc.sock.recv(4096):
+        data += chunk
+    assert data[0] == 0x07
+    acc.close()
 
 
 def test_close_is_idempotent_and_tells_the_connection():
