@@ -7,7 +7,9 @@ whose ``abort()`` or failed request raises at once, nor a server thread that
 could serve the next association. So the socket is adopted by one background
 thread that reads and drops what the peer still sends, and closes it when the
 peer closes its end (or the connection fails) or at the ARTIM deadline. The
-thread exists only while it holds sockets.
+thread exists only while it holds sockets, and it holds at most
+``MAX_PENDING``: past that the one due first is closed at once, so peers that
+never close cannot pile up descriptors.
 """
 from __future__ import annotations
 
@@ -17,7 +19,10 @@ import ssl
 import threading
 import time
 
-__all__ = ["adopt", "pending"]
+__all__ = ["adopt", "pending", "MAX_PENDING"]
+
+#: The most sockets held at once waiting for their peers.
+MAX_PENDING = 256
 
 _lock = threading.Lock()
 _deadlines: dict[socket.socket, float] = {}
@@ -52,6 +57,11 @@ def adopt(sock: socket.socket, deadline: float) -> None:
             sock.close()
             return
         _deadlines[sock] = deadline
+        if len(_deadlines) > MAX_PENDING:
+            first = min(_deadlines, key=_deadlines.__getitem__)
+            del _deadlines[first]
+            _selector.unregister(first)
+            first.close()
         try:
             _wake_w.send(b"\0")
         except OSError:  # the wake-up pipe is full: the thread is awake anyway

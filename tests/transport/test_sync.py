@@ -201,3 +201,19 @@ def test_close_is_idempotent_and_tells_the_connection():
     assert req.conn.closed
     assert isinstance(req.receive_event(1), ev.Abort)
     acc.close()
+
+
+def test_the_closer_holds_a_bounded_number_of_sockets(monkeypatch):
+    """Peers that never close cannot pile up descriptors: past MAX_PENDING the
+    socket due first is closed at once."""
+    monkeypatch.setattr(closer, "MAX_PENDING", closer.pending() + 2)
+    pairs = [socket.socketpair() for _ in range(3)]
+    now = time.monotonic()
+    for n, (ours, _) in enumerate(pairs):
+        closer.adopt(ours, now + 30 + n)
+    assert closer.pending() == closer.MAX_PENDING
+    pairs[0][1].settimeout(5)
+    assert pairs[0][1].recv(1) == b""          # the first one due was closed
+    for _, theirs in pairs:
+        theirs.close()                          # the others close when their peers do
+    _wait(lambda: closer.pending() == closer.MAX_PENDING - 2)
