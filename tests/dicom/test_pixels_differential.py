@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import numpy
 import pytest
@@ -287,20 +288,7 @@ def _pydicom_dataset(image: Image) -> PyDataset:
     ds.file_meta.TransferSyntaxUID = image.ts
     ds.file_meta.MediaStorageSOPClassUID = SOP_CLASS
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4"
-    ds.SOPClassUID = SOP_CLASS
-    ds.SOPInstanceUID = "1.2.3.4"
-    ds.SamplesPerPixel = image.samples
-    ds.PhotometricInterpretation = image.photometric
-    if image.samples > 1:
-        ds.PlanarConfiguration = image.planar
-    if image.number_of_frames is not None:
-        ds.NumberOfFrames = image.number_of_frames
-    ds.Rows, ds.Columns = image.rows, image.cols
-    ds.BitsAllocated = image.bits_allocated
-    if image.keyword == "PixelData":
-        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = image.bits_stored, image.high_bit, image.signed
-    ds.add_new(image.keyword, image.vr, image.wire)
-    return ds
+    return _describe(ds, image)
 
 
 def _file(image: Image) -> bytes:
@@ -311,7 +299,11 @@ def _file(image: Image) -> bytes:
 
 def _dicomnet_dataset(image: Image) -> dicomnet.Dataset:
     """The image built in Python, element by element: Pixel Data bytes in the native layout."""
-    ds = dicomnet.Dataset()
+    return _describe(dicomnet.Dataset(), image)
+
+
+def _describe(ds: Any, image: Image) -> Any:
+    """The image's attributes and Pixel Data on a pydicom or a dicomnet Dataset."""
     ds.SOPClassUID = SOP_CLASS
     ds.SOPInstanceUID = "1.2.3.4"
     ds.SamplesPerPixel = image.samples
