@@ -159,28 +159,36 @@ class HandlerWatchdog:
         with cond:
             while not self._stopped:
                 now = _monotonic()
-                due: float | None = None
-                for guard in list(self._guards.values()):
-                    deadline = guard.deadline
-                    if deadline is None or guard.abandoned:
-                        continue
-                    if deadline <= now:
-                        guard.abandoned = True
-                        try:
-                            self._on_expired(guard)
-                        except Exception:  # noqa: BLE001 - the watchdog must keep watching
-                            self._log.exception("handler watchdog: aborting %s failed", guard.peer)
-                        # Abandoned guards leave the table: their threads are no longer ours.
-                        ident = guard.thread.ident
-                        if ident is not None and self._guards.get(ident) is guard:
-                            del self._guards[ident]
-                    elif due is None or deadline < due:
-                        due = deadline
+                due = self._expire(now)
                 # Never longer than one timeout: a call that starts while we
                 # sleep is due no earlier than that (see HandlerGuard.enter).
                 # (At most MAX_OS_WAIT at a time: a wait past threading.TIMEOUT_MAX,
                 # ~292 years but reachable with a large finite timeout, raises.)
                 cond.wait(min(max((now + self.timeout if due is None else due) - now, 0.0), MAX_OS_WAIT))
+
+    def _expire(self, now: float) -> float | None:
+        """Abandon the guards past their deadline; the next deadline, if any.
+        (A function of its own: a loop variable in _run would keep the last
+        guard -- and through it a finished association and its buffers --
+        alive while the watchdog sleeps.)"""
+        due: float | None = None
+        for guard in list(self._guards.values()):
+            deadline = guard.deadline
+            if deadline is None or guard.abandoned:
+                continue
+            if deadline <= now:
+                guard.abandoned = True
+                try:
+                    self._on_expired(guard)
+                except Exception:  # noqa: BLE001 - the watchdog must keep watching
+                    self._log.exception("handler watchdog: aborting %s failed", guard.peer)
+                # Abandoned guards leave the table: their threads are no longer ours.
+                ident = guard.thread.ident
+                if ident is not None and self._guards.get(ident) is guard:
+                    del self._guards[ident]
+            elif due is None or deadline < due:
+                due = deadline
+        return due
 
 
 class _GuardedIterator:

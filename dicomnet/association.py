@@ -285,7 +285,7 @@ class Association:
             elif isinstance(event, ev.PDataReceived):
                 self._log.debug("dropping P-DATA received while releasing")
             elif isinstance(event, ev.Abort):
-                self._driver.close()
+                self._close_transport()
                 if event.transport_lost:
                     # Strictly an A-P-ABORT (PS3.8 Table 9-10, AA-4), but every
                     # request was answered and closing is where a release ends:
@@ -294,7 +294,7 @@ class Association:
                     return
                 raise AssociationAborted(event.source, event.reason, event.description)
             elif isinstance(event, ev.ConnectionClosed):
-                self._driver.close()
+                self._close_transport()
                 if not confirmed:
                     raise AssociationAborted(description="connection closed before A-RELEASE-RP")
                 self._log.info("association released")
@@ -322,7 +322,7 @@ class Association:
         except (DicomTimeoutError, OSError, AssociationError, Interrupted) as exc:
             self._log.debug("while aborting: %s", exc)
         finally:
-            self._driver.close()
+            self._close_transport()
 
     # ---------------------------------------------------- message plumbing
     def _next_message_id(self) -> int:
@@ -474,10 +474,10 @@ class Association:
         """Anything but P-DATA while a message is awaited: always raises."""
         if isinstance(event, ev.Abort):
             self._log.info("association %s", event.description)
-            self._driver.close()
+            self._close_transport()
             raise AssociationAborted(event.source, event.reason, event.description)
         if isinstance(event, ev.ConnectionClosed):
-            self._driver.close()
+            self._close_transport()
             raise AssociationAborted(description="the connection closed while a DIMSE message was awaited")
         if isinstance(event, ev.ReleaseRequest):
             if self._conn.state == "Sta13":
@@ -491,6 +491,15 @@ class Association:
             raise AssociationError("the peer released the association while a DIMSE message was awaited")
         raise AssociationError(f"unexpected {type(event).__name__} on an established association")
 
+    def _close_transport(self) -> None:
+        """Close the connection (see SyncDriver.close for Sta13) and drop a
+        message half received: a data set streamed to a file leaves no
+        temporary file or descriptor behind, even while something still
+        holds this Association."""
+        self._driver.close()
+        if self._assembler.in_progress:
+            self._assembler.reset()
+
     def _wait_closed(self) -> None:
         """After our A-RELEASE-RP (Sta13): wait for the peer to close the
         connection; ARTIM bounds the wait. The socket is closed either way."""
@@ -502,7 +511,7 @@ class Association:
         except DicomTimeoutError:
             pass
         finally:
-            driver.close()
+            self._close_transport()
 
     def _receive_response(self, message_id: int, timeout: float | None = None) -> Command:
         """The response to our request ``message_id`` (its command set); other

@@ -308,11 +308,27 @@ class Server:
         if stuck:
             self.logger.warning("%d abandoned handler thread(s) still running at shutdown "
                                 "(Python threads cannot be killed)", stuck)
-        if not any(t.is_alive() for t in threads):
-            for sock in (self._wake_r, self._wake_w):
-                if sock is not None:
-                    sock.close()
-            self._wake_r = self._wake_w = None
+        with self._lock:
+            self._close_wake_if_done()
+
+    def _close_wake_if_done(self) -> None:
+        """Under ``_lock``: once shut down and no other thread of ours runs, close
+        the wake-up socket pair. Whichever comes last calls it -- shutdown(), or
+        an association thread that outlived shutdown's wait -- so nothing is
+        left open behind a shutdown that returned early."""
+        if not self._stopping.is_set() or self._wake_r is None:
+            return
+        me = threading.current_thread()
+        others = self._serving | self._rejecting | self._abandoned
+        accept = self._accept_thread
+        if accept is not None:
+            others = others | {accept}
+        if any(t is not me and t.is_alive() for t in others):
+            return
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+        self._wake_r = self._wake_w = None
 
     def __enter__(self) -> Server:
         return self
@@ -404,6 +420,7 @@ class Server:
                 with self._lock:
                     self._serving.discard(threading.current_thread())
                     self._rejecting.discard(threading.current_thread())
+                    self._close_wake_if_done()
                 return
             driver_class = TLSSyncDriver
         conn = Connection("acceptor", max_pdu=self.max_pdu, artim_timeout=self.artim_timeout, logger=log)
@@ -497,6 +514,7 @@ class Server:
                 self._serving.discard(threading.current_thread())
                 self._rejecting.discard(threading.current_thread())
                 self._abandoned.discard(threading.current_thread())
+                self._close_wake_if_done()
 
     def move_tls_context(self, destination_ae: str) -> ssl.SSLContext | None:
         """The TLS context for a C-MOVE sub-association to ``destination_ae``

@@ -69,6 +69,8 @@ class ResponseStream:
                 except Exception as exc:  # noqa: BLE001 - reported, the loop is over anyway
                     self._assoc._log.warning("cancelling C-%s %d failed: %s", self._service.upper(),
                                              self.message_id, exc)
+            if not self._assoc.is_established and getattr(self._assoc, "_open_find", None) is self:
+                self._assoc._open_find = None  # gone with the association (no cycle to wait for the GC)
             self._cleanup()
 
     def _step(self) -> Any:  # pragma: no cover - abstract
