@@ -17,9 +17,11 @@ from dicomnet._codec.dataelem import DataElement
 from dicomnet._codec.dataelem import dataset_iter as _dataset_iter
 from dicomnet._codec.dataelem import new_dataset as _new_dataset
 from dicomnet._codec.dataelem import new_items as _new_items
+from dicomnet._codec.elements import decode_value as _decode_numeric
 from dicomnet.dicom import dictionary as _dict
 from dicomnet.dicom import pixels as _pixels
 from dicomnet.dicom._dictionary import ENTRIES as _ENTRIES
+from dicomnet.dicom._dictionary import RANGES as _RANGES
 from dicomnet.dicom import values as _values
 from dicomnet.dicom.charset import parse_charsets
 from dicomnet.dicom.valuerep import PersonName
@@ -40,7 +42,22 @@ _CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 _FAST_CODECS: dict[tuple[str, ...], int] = {("ISO_IR 6",): 0, ("ISO_IR 100",): 1, ("ISO_IR 192",): 2}
 
 #: Tags the dictionary knows as sequences: Implicit VR data needs them to find items.
-SQ_TAGS = frozenset(tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ")
+def _sq_tags() -> frozenset[int]:
+    """Every tag the dictionary makes a sequence, repeating groups included
+    (e.g. (50xx,2600) Curve Referenced Overlay Sequence)."""
+    tags = {tag for tag, entry in _ENTRIES.items() if entry[0].split("/")[0] == "SQ"}
+
+    def fits(n: int, parity: str) -> bool:
+        return parity == "any" or (n % 2 == 0) == (parity == "even")
+
+    for glo, ghi, gpar, elo, ehi, epar, vrs, *_ in _RANGES:
+        if vrs.split("/")[0] == "SQ":
+            tags.update((g << 16) | e for g in range(glo, ghi + 1) if fits(g, gpar)
+                        for e in range(elo, ehi + 1) if fits(e, epar))
+    return frozenset(tags)
+
+
+SQ_TAGS = _sq_tags()
 
 
 # Specific Character Set values seen before, when parse_charsets took them as they are
@@ -313,7 +330,9 @@ class Dataset:
             if index.flags(idx) & _F_ENCAPSULATED:
                 return index.raw(idx)
             if index.vr(idx) == "UN" and not index.little:
-                return bytes(index.raw(idx))
+                # PS3.5 6.2.2 note 2: a UN value is little endian whatever the syntax
+                raw = index.raw(idx)
+                return _decode_numeric(raw, 0, len(raw), vr, True)
             return index.numeric(idx, vr)
         return index.value_bytes(idx)
 

@@ -109,11 +109,13 @@ def _encode_read(ds: Dataset, tag: int, idx: int, out: bytearray, implicit: bool
             and ds._vr(tag) in _CHARSET_VRS and _needs_transcoding(index.raw(idx))):
         _encode_assigned(ds, tag, out, implicit, little, charsets)   # decoded, then re-encoded
         return
-    if same and (not flags & _F_SEQUENCE or (same_text and _sequence_unchanged(ds, tag))):
+    vr = ds._vr(tag)
+    # (A sequence may arrive unmarked: as UN, or of defined length in Implicit VR
+    # where the index did not know its tag. Its items may have changed all the same.)
+    if same and (not (flags & _F_SEQUENCE or vr == "SQ") or (same_text and _sequence_unchanged(ds, tag))):
         start, past = index.span(idx)
         out += source[start:past]
         return
-    vr = ds._vr(tag)
     if vr == "SQ":
         _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little,
                          charsets)
@@ -133,7 +135,9 @@ def _encode_read(ds: Dataset, tag: int, idx: int, out: bytearray, implicit: bool
         out += source[index.entry(idx)[4]:past]
     else:
         raw = index.raw(idx)
-        if index.little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
+        # PS3.5 6.2.2: a UN value field is little endian and never byte-swapped
+        source_little = True if index.vr(idx) == "UN" else index.little
+        if source_little != little and (vr in _values.NUMERIC_VRS or vr in _values.BULK_VRS):
             raw = _values.swap_bytes(raw, vr)
         if len(raw) % 2:
             # An odd length read from the source (PS3.5 7.1.1 forbids it): a new

@@ -177,14 +177,15 @@ def test_get_returns_element_for_tags_and_value_for_keywords():
 
 
 def test_malformed_bits_allocated_does_not_break_vr_lookup():
-    # Found by fuzzing: a Bits Allocated sent as UN in big endian decodes to bytes, and
+    # Found by fuzzing: a Bits Allocated sent as UN in big endian decoded to bytes, and
     # looking up the VR of a UN Pixel Data then raised a bare ValueError from int(bytes).
+    # A UN value is little endian whatever the syntax (PS3.5 6.2.2), so here 4096.
     def be(g, e, vr, value):
         return struct.pack(">HH2s2xI", g, e, vr, len(value)) + value
 
     data = be(0x0028, 0x0100, b"UN", b"\x00\x10") + be(0x7FE0, 0x0010, b"UN", b"\x00\x01\x00\x02")
     ds = read_dataset(data, transfer_syntax="1.2.840.10008.1.2.2")
-    assert ds[0x00280100].value == b"\x00\x10"
+    assert ds[0x00280100].value == 4096
     assert ds[0x7FE00010].VR in ("OB", "OW")
 
 
