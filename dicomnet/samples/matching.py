@@ -14,17 +14,20 @@ Matching (PS3.4 C.2.2.2), per key of the request:
 * Single Value (C.2.2.2.1): exact and case-sensitive, after removing the
   padding PS3.5 calls insignificant. PN: the standard lets an SCP match
   literally either case-sensitively or not; we are case-insensitive by default
-  (``pn_case_sensitive=True`` to change that), and a key without ``=`` also
-  matches any one component group of a multi-group name.
+  (``pn_case_sensitive=True`` to change that) -- which only adds matches: a
+  value that matches as it is still does ("Stra?e" matches "Straße") -- and a
+  key without ``=`` also matches any one component group of a multi-group name.
 * List of UID (C.2.2.2.2): a UI key of several backslash-separated UIDs.
 * Wild Card (C.2.2.2.4): ``*`` and ``?`` in AE CS LO LT PN SH ST UC UR UT keys;
   elsewhere they are literal characters.
 * Range (C.2.2.2.5.1): ``a-b``, ``-b``, ``a-`` on DA, TM, DT, inclusive. Partial
   times are ranges themselves: a lower bound ``10`` is 10:00:00.000000, an
   upper bound ``11`` runs to 11:59:59.999999, and a single TM/DT value is
-  matched as the range it denotes. DT timezone offsets are ignored.
-  Combined DA+TM range matching (C.2.2.2.5.2) applies only when the SCU asked
-  for it by Extended Negotiation: ``combined_datetime=True``.
+  matched as the range it denotes. A DT that names its offset from UTC is
+  compared in UTC (a value without one, as it is). Combined DA+TM range
+  matching (C.2.2.2.5.2) applies only when the SCU asked for it by Extended
+  Negotiation (``combined_datetime=True``), and only to a date and a time key
+  that are ranges of the same form; other pairs are matched key by key.
 * Sequence (C.2.2.2.6): a key sequence of one item; its keys are matched item
   by item and the response carries the matching items with only the requested
   attributes. No item, or an empty one, is universal and returns the sequence.
@@ -38,6 +41,7 @@ missing unique key of a level above (hierarchical search, C.4.1.3.1).
 """
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -186,15 +190,29 @@ def _norm_tm(text: str, upper: bool) -> str:
 
 
 def _norm_dt(text: str, upper: bool) -> str:
-    """A DT as 'YYYYMMDDHHMMSS.ffffff' (timezone dropped), padded like _norm_tm."""
-    m = re.match(r"(\d+)(?:\.(\d+))?", text.strip())
+    """A DT as 'YYYYMMDDHHMMSS.ffffff', padded like _norm_tm, in UTC when it
+    names its offset from UTC (C.2.2.2.5: "shall be taken into account"; a
+    value without one is compared as it is)."""
+    m = re.match(r"(\d+)(?:\.(\d+))?([+-]\d{4})?", text.strip())
     if not m:
         return ""
-    digits, frac = m.group(1), m.group(2) or ""
+    digits, frac, offset = m.group(1), m.group(2) or "", m.group(3)
     date, time = digits[:8], digits[8:]
     if 4 <= len(date) < 8:
         date += ("1231" if upper else "0101")[len(date) - 4:]
-    return date + _norm_tm(time + ("." + frac if frac else ""), upper)
+    norm = date + _norm_tm(time + ("." + frac if frac else ""), upper)
+    if offset and len(norm) == 21:
+        try:
+            local = datetime.datetime.strptime(norm[:14], "%Y%m%d%H%M%S")
+        except ValueError:
+            return norm
+        minutes = int(offset[1:3]) * 60 + int(offset[3:5])
+        try:
+            utc = local - datetime.timedelta(minutes=minutes if offset[0] == "+" else -minutes)
+        except OverflowError:
+            return norm
+        return utc.strftime("%Y%m%d%H%M%S").rjust(14, "0") + norm[14:]
+    return norm
 
 
 def _range_test(vr: str, key: str) -> Callable[[str], bool] | None:
@@ -241,9 +259,14 @@ def _wildcard(key: str, fold: bool) -> Callable[[str], bool]:
     pieces; the first must start the value, the last end it, and each one
     between is placed at its leftmost fit after the one before -- leftmost
     is always right, since a star takes up whatever is left between pieces.
-    At most (value length x key length) steps."""
+    At most (value length x key length) steps.
+
+    Folded, a value also matches as it is: case folding may change a
+    string's length ("ß" -> "ss"), and "?" stands for one character of the
+    value, so folding may only add matches (C.2.2.2.1), never take one."""
     if fold:
-        key = key.casefold()
+        exact, folded = _wildcard(key, False), _wildcard(key.casefold(), False)
+        return lambda value: exact(value) or folded(value.casefold())
     pieces = key.split("*")
     finders = [_piece_finder(piece) for piece in pieces]
     head, tail = pieces[0], pieces[-1]
@@ -251,8 +274,6 @@ def _wildcard(key: str, fold: bool) -> Callable[[str], bool]:
     middle = [(len(piece), find) for piece, find in zip(pieces[1:-1], finders[1:-1]) if piece]
 
     def test(value: str) -> bool:
-        if fold:
-            value = value.casefold()
         if len(pieces) == 1:            # no star: "?" only
             return len(value) == len(key) and head_at(value, 0, len(key)) == 0
         end = len(value) - len(tail)
@@ -403,6 +424,8 @@ class CompiledQuery:
                         if _SPECIFIC_CHARACTER_SET in item:
                             del item[_SPECIFIC_CHARACTER_SET]
                             needs_charset = True
+                elif not needs_charset and not _items_ascii(items):
+                    needs_charset = True      # returned whole: its items' text counts too
                 ds.set(tag, Sequence(items), "SQ")
                 continue
             if found is not None and vr == "UN":
@@ -430,6 +453,18 @@ def _ascii(value: Any) -> bool:
         return value.isascii()
     if isinstance(value, (list, tuple)):
         return all(not isinstance(v, str) or v.isascii() for v in value)
+    return True
+
+
+def _items_ascii(items: list[Any]) -> bool:
+    """No text in these sequence items (nested ones too) needs more than ASCII."""
+    for item in items:
+        for elem in item:
+            if elem.VR == "SQ":
+                if not _items_ascii(list(elem.value or ())):
+                    return False
+            elif elem.VR in _CHARSET_VRS and not _ascii(elem.value):
+                return False
     return True
 
 
@@ -531,11 +566,11 @@ def _combined_test(date_value: Any, time_value: Any) -> Callable[[int, int], _Ke
     if len(date) != 1 or not date[0].strip():
         return None
     dlo, ddash, dhi = date[0].partition("-")
-    tlo, tdash, thi = (time[0].partition("-") if time else ("", "", ""))
-    if not ddash:
-        dhi = dlo
-    if not tdash:
-        thi = tlo
+    tlo, tdash, thi = (time[0].partition("-") if len(time) == 1 else ("", "", ""))
+    # C.2.2.2.5: joined only when both are range matching of the same form
+    # ("a-b", "a-" or "-b"); any other pair is matched key by key.
+    if not (ddash and tdash) or (bool(dlo.strip()), bool(dhi.strip())) != (bool(tlo.strip()), bool(thi.strip())):
+        return None
     lo = (_norm_da(dlo) + _norm_tm(tlo, False)) if dlo.strip() else ""
     hi = (_norm_da(dhi) + (_norm_tm(thi, True) if thi.strip() else "235959.999999")) if dhi.strip() else ""
 
