@@ -394,6 +394,7 @@ def negotiate(rq: AAssociateRQ, policy: AcceptorPolicy) -> AAssociateAC | AAssoc
         presentation_contexts=tuple(answers),
         user_information=user_info,
         application_context=rq.application_context,
+        echo=rq.echo,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .._codec.pdu import iter_pdvs
@@ -154,6 +154,10 @@ class AAssociateRQ:
     user_information: UserInformation
     application_context: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
+    #: Bytes 11-74 as received (called and calling AE titles as sent, and 32
+    #: reserved bytes), which the A-ASSOCIATE-AC echoes (Table 9-17). Not
+    #: written by :func:`encode_pdu`, which writes the titles above.
+    echo: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_associate(self, PresentationContextRQ, UserIdentityAC, "an A-ASSOCIATE-RQ carries a UserIdentityRQ")
@@ -195,6 +199,10 @@ class AAssociateAC:
     user_information: UserInformation
     application_context: str = DICOM_APPLICATION_CONTEXT
     protocol_version: int = 1
+    #: Bytes 11-74 to send, "identical to the value received in the same field
+    #: of the A-ASSOCIATE-RQ" (PS3.8 Table 9-17): the RQ's ``echo``. Empty: the
+    #: titles above, padded, and zeros.
+    echo: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_associate(self, PresentationContextAC, UserIdentityRQ, "an A-ASSOCIATE-AC carries a UserIdentityAC")
@@ -380,9 +388,12 @@ def _encode_association(pdu_type: int, pdu: AAssociateRQ | AAssociateAC) -> byte
     calling = validate_ae_title(pdu.calling_ae, "calling AE title")
     # Table 9-11 / 9-17: version, reserved, called AE, calling AE (16 bytes each,
     # space padded; reserved-but-echoed in an AC), 32 reserved bytes.
-    fixed = _FIXED.pack(
-        pdu.protocol_version, 0, called.encode("ascii").ljust(16), calling.encode("ascii").ljust(16), b""
-    )
+    if isinstance(pdu, AAssociateAC) and len(pdu.echo) == 64:
+        fixed = pdu.protocol_version.to_bytes(2, "big") + bytes(2) + pdu.echo
+    else:
+        fixed = _FIXED.pack(
+            pdu.protocol_version, 0, called.encode("ascii").ljust(16), calling.encode("ascii").ljust(16), b""
+        )
     parts = [fixed, _it._uid_item(_it.ITEM_APPLICATION_CONTEXT, pdu.application_context)]
     parts.extend(pc._encode() for pc in pdu.presentation_contexts)
     parts.append(pdu.user_information._encode())
@@ -476,6 +487,7 @@ def _decode_association(pdu_type: int, body: memoryview) -> AAssociateRQ | AAsso
         user_info,
         app_context,
         version,
+        bytes(body[4:68]) if is_rq else b"",
     )
 
 
