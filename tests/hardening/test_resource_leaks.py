@@ -78,6 +78,7 @@ from .conftest import (CT, EXPLICIT, OPENSSL, PACKAGE_ROOT, VERIFICATION, associ
                        wait_for)
 from .proxy import FaultProxy, Plan
 from .test_faults import make_instance
+from .test_limits import _recv_exact as recv_exact
 
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -466,16 +467,6 @@ def ping(port: int) -> None:
     with raw_established(port, calling="PROBE") as sock:
         sock.sendall(RELEASE_RQ)
         assert first_byte(sock) == b"\x06"
-
-
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        got = sock.recv(n - len(data))
-        if not got:
-            raise ConnectionError("closed")
-        data += got
-    return data
 
 
 def reset(sock: socket.socket) -> None:
