@@ -50,6 +50,7 @@ cdef class PDUReader:
     cdef bint _direct_last
     cdef bint _after_direct       # the last PDU went direct: read ahead one header only
     cdef bint _declined           # the router declined the PDU being received
+    cdef Py_ssize_t _skip         # bytes still to drop: the rest of a PDV whose placement was dropped
 
     cdef int _check_header(self) except -1
     cdef int _make_room(self, Py_ssize_t want) except -1

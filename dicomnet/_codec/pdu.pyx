@@ -39,7 +39,8 @@ cdef enum:
     PDV_HEADER = 6          # 4-byte item length + context id + control header
     PDATA_HEADERS = 12      # PDU_HEADER + PDV_HEADER: all a P-DATA-TF with one PDV has before its data
     DIRECT_MIN = 16384      # a data set PDV is placed directly when at least this much of it is still to come
-    PDATA_DIRECT = 0x84     # next_pdu's type for a P-DATA-TF whose one PDV was placed by the router
+    PDATA_DIRECT = 0x184    # next_pdu's type for a P-DATA-TF whose one PDV was placed by the router
+                            # (above 0xFF: no PDU type on the wire can be mistaken for it)
 cdef Py_ssize_t MAX_U32 = 0xFFFFFFFF
 cdef char* _FORMAT_B = "B"   # buffer format of unsigned bytes (a static C string)
 
@@ -146,7 +147,8 @@ cdef class PDUReader:
     (nothing is ever allocated because a length field says so; the buffer grows
     geometrically with bytes actually received):
 
-    * an unknown PDU type raises PDUError;
+    * a PDU of an unknown type is framed by its length like any other (PS3.8
+      9.3.1: the receiver acts on it as an unrecognized PDU, Evt19) and returned;
     * a P-DATA-TF longer than ``max_pdu_length`` (the Maximum Length we
       advertised; 0 = unlimited) raises PDUError;
     * any other PDU longer than ``max_association_pdu`` (0 = unlimited) raises
@@ -177,7 +179,7 @@ cdef class PDUReader:
     or None to decline. Accepted, the bytes already read are copied there, and
     :meth:`get_buffer` hands out the rest of that buffer, so the socket writes
     the data straight into it; once full, :meth:`next_pdu` returns
-    ``(0x84, (context_id, is_last, buffer))`` instead of the PDU. After such a
+    ``(0x184, (context_id, is_last, buffer))`` instead of the PDU. After such a
     PDU a read stops 12 bytes into the next one, so its headers can be looked
     at before its data is read.
     """
@@ -199,6 +201,7 @@ cdef class PDUReader:
         self._direct_last = False
         self._after_direct = False
         self._declined = False
+        self._skip = 0
 
     @property
     def max_pdu_length(self) -> int:
@@ -236,8 +239,27 @@ cdef class PDUReader:
 
     def drop_direct(self):
         """Forget the router's buffer of a PDV being placed (the association is
-        over); what would have completed it is never reported."""
+        over); what would have completed it is never reported: the reader drops
+        those bytes as they come, and frames the PDUs after them as usual."""
+        if self._direct is not None:
+            self._skip += self._direct_size - self._direct_filled
         self._direct = None
+
+    def detach(self):
+        """A new reader with the same limits and no router, holding what this
+        one has received but not yet returned (and still to drop, see
+        :meth:`drop_direct`), in a fresh block of the smallest size; this one is
+        left empty. For a stream that outlives its association (Sta13) without
+        keeping the association's memory."""
+        if self._direct is not None:
+            raise ValueError("a PDV is being placed: drop_direct() first")
+        cdef PDUReader twin = PDUReader(self._max_pdu_length, self._max_association_pdu)
+        twin._skip = self._skip
+        if self._end > self._start:
+            twin.feed(memoryview(self._chunk)[self._start:self._end])
+        self._start = self._end = self._window_end = 0
+        self._skip = 0
+        return twin
 
     cdef int _check_header(self) except -1:
         """Validate the header of the PDU at _start, if its 6 bytes are here."""
@@ -249,14 +271,15 @@ cdef class PDUReader:
         p = self._chunk.data + self._start
         pdu_type = p[0]
         length = _be32(p + 2)
-        if pdu_type < 1 or pdu_type > 7:
-            raise PDUError(f"unknown PDU type 0x{pdu_type:02X} (length field {length})")
         if pdu_type == 4:
             if self._max_pdu_length and length > self._max_pdu_length:
                 raise PDUError(
                     f"P-DATA-TF of {length} bytes exceeds our maximum length {self._max_pdu_length}"
                 )
         elif self._max_association_pdu and length > self._max_association_pdu:
+            if pdu_type < 1 or pdu_type > 7:
+                raise PDUError(f"unknown PDU type 0x{pdu_type:02X} of {length} bytes exceeds the limit "
+                               f"{self._max_association_pdu}")
             raise PDUError(
                 f"PDU type 0x{pdu_type:02X} of {length} bytes exceeds the limit {self._max_association_pdu}"
             )
@@ -379,6 +402,7 @@ cdef class PDUReader:
 
     def buffer_updated(self, Py_ssize_t nbytes):
         """Record that ``nbytes`` were written at the start of the last get_buffer view."""
+        cdef Py_ssize_t take
         if nbytes < 0 or nbytes > self._window_end - self._end:
             raise ValueError(
                 f"buffer_updated({nbytes}): the last get_buffer window holds {self._window_end - self._end} bytes"
@@ -387,6 +411,13 @@ cdef class PDUReader:
             self._direct_filled += nbytes
             self._window_end = self._end
             return
+        if self._skip:
+            # The rest of a PDV whose placement was dropped: not part of any PDU here.
+            take = nbytes if nbytes < self._skip else self._skip
+            self._skip -= take
+            if nbytes > take:
+                memmove(self._chunk.data + self._end, self._chunk.data + self._end + take, <size_t>(nbytes - take))
+            nbytes -= take
         self._end += nbytes
         self._window_end = self._end
 

@@ -53,7 +53,7 @@ Role = Literal["requestor", "acceptor"]
 _PROVIDER = AAbort.SOURCE_SERVICE_PROVIDER
 _USER = AAbort.SOURCE_SERVICE_USER
 _P_DATA_TF = 0x04
-_PDATA_PLACED = 0x84  # PDUReader.next_pdu: a P-DATA-TF whose one PDV the router placed
+_PDATA_PLACED = 0x184  # PDUReader.next_pdu: a P-DATA-TF whose one PDV the router placed
 _new_object = object.__new__
 _set_field = object.__setattr__
 # A message part up to this size goes out as one copied buffer (see send_pdata).
@@ -213,7 +213,8 @@ class Connection:
             try:
                 item = reader.next_pdu()
             except PDUError as exc:
-                # The byte stream can no longer be framed: Evt19, and stop reading.
+                # The byte stream can no longer be framed (a length over our
+                # limits): Evt19, and stop reading.
                 self._stream_broken = True
                 reason = (AAbort.REASON_UNRECOGNIZED_PDU if str(exc).startswith("unknown PDU type")
                           else AAbort.REASON_INVALID_PDU_PARAMETER_VALUE)
@@ -371,6 +372,24 @@ class Connection:
         self._reader.drop_direct()
         self._fire("Evt15")
 
+    def handover(self) -> Connection:
+        """For the background closer (Sta13 after our A-ABORT): a Connection
+        in Sta13 with this one's ARTIM deadline, limits and unread input, and
+        nothing of the association (no router, no queued events, a reader of
+        the smallest size). This one keeps nothing of the stream; its owner
+        then reports the transport closed (:meth:`connection_lost`)."""
+        if self._state != "Sta13":
+            raise LocalProtocolError(f"only a connection in Sta13 is handed over, not one in {self._state}")
+        self._reader.drop_direct()
+        twin = Connection(self.role, max_pdu=self.max_pdu, artim_timeout=self.artim_timeout,
+                          max_association_pdu=self._reader.max_association_pdu, logger=self._log)
+        twin._reader = self._reader.detach()
+        twin._state = "Sta13"
+        twin._now = self._now
+        twin._artim_deadline = self._artim_deadline
+        twin._stream_broken = self._stream_broken
+        return twin
+
     # ---------------------------------------------------------------- output
     def next_event(self) -> ev.Event | None:
         """The next event, or None when nothing more has happened yet."""
@@ -404,7 +423,14 @@ class Connection:
         if pdu_type == _P_DATA_TF and self._state == "Sta6":
             self._on_pdata(body)
             return
-        event = fsm.PDU_TYPE_EVENTS[pdu_type]
+        event = fsm.PDU_TYPE_EVENTS.get(pdu_type)
+        if event is None:
+            # Framed by its length like any PDU, so the stream goes on: Evt19
+            # (AA-8, or AA-7 in Sta13), and what follows is acted on as usual.
+            if self._state != "Sta13":
+                self._log.warning("unknown PDU type 0x%02X (%d bytes) from peer; aborting", pdu_type, len(body))
+            self._fire("Evt19", reason=AAbort.REASON_UNRECOGNIZED_PDU)
+            return
         if self._state == "Sta13":
             # AA-6 ignores / AA-7 answers / AA-2 closes: the PDU's content does
             # not matter, but a malformed one is Evt19 (AA-7) all the same.

@@ -183,7 +183,7 @@ class SyncDriver:
             conn = self.conn
             deadline = conn.deadline() if conn.state == "Sta13" else None
             if deadline is not None and self.await_peer_close and deadline > _monotonic():
-                closer.adopt(sock, deadline)
+                closer.adopt(sock, conn.handover())
             else:
                 sock.close()
         finally:

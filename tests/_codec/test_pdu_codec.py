@@ -69,10 +69,23 @@ def test_body_is_a_read_only_view():
         body[0] = 1
 
 
-@pytest.mark.parametrize("pdu_type", [0x00, 0x08, 0x10, 0xFF])
-def test_unknown_pdu_type_raises_on_header(pdu_type):
+@pytest.mark.parametrize("pdu_type", [0x00, 0x08, 0x10, 0x84, 0xFF])
+def test_unknown_pdu_type_is_framed_by_its_length(pdu_type):
+    """PS3.8 9.3.1: the receiver acts on an unrecognized PDU (Evt19); the
+    reader frames it like any PDU, so the stream after it stays readable."""
     reader = PDUReader()
     reader.feed(bytes((pdu_type, 0, 0, 0, 0, 4)))  # header only, no body yet
+    assert reader.next_pdu() is None
+    reader.feed(b"abcd" + bytes((5, 0, 0, 0, 0, 4)) + bytes(4))
+    pdu_type_, body = reader.next_pdu()
+    assert (pdu_type_, bytes(body)) == (pdu_type, b"abcd")
+    assert reader.next_pdu()[0] == 5
+
+
+@pytest.mark.parametrize("pdu_type", [0x00, 0x08, 0xFF])
+def test_unknown_pdu_type_over_the_limit_raises_on_header(pdu_type):
+    reader = PDUReader(max_association_pdu=1000)
+    reader.feed(bytes((pdu_type, 0, 0, 0, 0x03, 0xE9)))  # 1001 bytes announced, none here
     with pytest.raises(PDUError, match="unknown PDU type"):
         reader.next_pdu()
     with pytest.raises(PDUError):
@@ -279,7 +292,7 @@ def test_random_bytes_into_reader_only_raise_pdu_error(data, step):
         for i in range(0, len(data), step):
             reader.feed(data[i : i + step])
             while (item := reader.next_pdu()) is not None:
-                assert 1 <= item[0] <= 7 and len(item[1]) <= 256
+                assert 0 <= item[0] <= 0xFF and len(item[1]) <= 256
                 try:
                     decode_pdu(*item)
                 except PDUError:

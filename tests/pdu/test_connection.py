@@ -335,8 +335,23 @@ def test_garbage_bytes_abort():
     assert p.acc.data_to_send() == [encode_pdu(AAbort(2, 1))]  # unrecognized-PDU
     (abort, ) = drain(p.acc)
     assert abort == ev.Abort(2, 1, local=True) and "unrecognized-PDU" in abort.description
-    p.acc.receive_data(b"more garbage")  # the stream is no longer read
+    # Framed by its length, the unknown PDU left the stream readable; in Sta13 an
+    # unframeable one (a length over the limit) is Evt19 once more: AA-7.
+    p.acc.receive_data(b"more garbage")
+    assert p.acc.data_to_send() == [encode_pdu(AAbort(2, 1))] and p.acc.state == "Sta13"
+    p.acc.receive_data(b"\x42\x00\x00\x00\x00\x04abcd")  # the stream is no longer read
     assert p.acc.data_to_send() == [] and p.acc.state == "Sta13"
+
+
+def test_an_unknown_pdu_type_leaves_the_stream_framed():
+    """PS3.8 Table 9-10: an unrecognized PDU is Evt19 (AA-8, then AA-7 in
+    Sta13), and the PDUs after it are still acted on: the peer's A-ABORT (AA-2)."""
+    p = Pair()
+    p.associate()
+    p.acc.receive_data(b"\x08\x00\x00\x00\x00\x02xy" + b"\x08\x00\x00\x00\x00\x00", now=7.0)
+    assert p.acc.data_to_send() == [encode_pdu(AAbort(2, 1))] * 2 and p.acc.state == "Sta13"
+    p.acc.receive_data(encode_pdu(AAbort(0, 0)))
+    assert p.acc.closed and p.acc.data_to_send() == []
 
 
 def test_garbage_before_association_in_sta2_is_aa1():

@@ -17,7 +17,7 @@ from dicomnet.pdu import events as ev
 
 from .test_connection import CT, Pair, drain
 
-PLACED = 0x84
+PLACED = 0x184
 
 
 def pdata(context_id: int, control: int, data: bytes) -> bytes:
@@ -457,3 +457,38 @@ def test_a_huge_claimed_pdv_is_not_placed_so_nothing_is_allocated_for_the_claim(
     q.acc.receive_data(struct.pack(">BBLLBB", 4, 0, (4 << 20) + 6, (4 << 20) + 2, ct, 0x02) + b"x" * 100)
     q.acc.get_buffer(-1)
     assert q.acc._reader.placing
+
+
+@pytest.mark.parametrize("chunk", [5, 4096, 1 << 20])
+def test_a_dropped_placement_leaves_the_stream_framed(chunk):
+    """drop_direct (the association ended mid-PDV, Sta13): the rest of that
+    PDV is dropped as it comes, and the PDUs after it are framed as usual."""
+    payload = b"p" * 100_000
+    stream = pdata(3, 0x02, payload)
+    router = Router()
+    reader = PDUReader(max_pdu_length=1 << 20)
+    reader.router = router
+    assert pump(reader, stream[:30_000], chunk) == []
+    reader.get_buffer(-1)                  # (where the router is asked, before the next read)
+    assert reader.placing
+    reader.drop_direct()
+    assert not reader.placing
+    reader.router = None
+    release = bytes((5, 0, 0, 0, 0, 4)) + bytes(4)
+    items = pump(reader, stream[30_000:] + release + bytes((8, 0, 0, 0, 0, 2)) + b"xy", chunk)
+    assert [(t, bytes(b)) for t, b in items] == [(5, bytes(4)), (8, b"xy")]
+
+
+def test_detach_moves_the_unread_bytes_to_a_small_reader():
+    """Connection.handover's reader: what was received but not returned, the
+    same limits, no router; the old reader is left empty."""
+    reader = PDUReader(max_pdu_length=4 << 20, max_association_pdu=4096)
+    reader.router = Router()
+    pump(reader, pdata(1, 0x00, b"q" * 3_000_000), 1 << 20)      # grows the block
+    reader.feed(bytes((5, 0, 0, 0, 0, 4)) + b"\0\0")               # half a PDU
+    twin = reader.detach()
+    assert (twin.buffered, reader.buffered, twin.router) == (8, 0, None)
+    assert (twin.max_pdu_length, twin.max_association_pdu) == (4 << 20, 4096)
+    twin.feed(b"\0\0")
+    assert twin.next_pdu()[0] == 5
+    assert reader.next_pdu() is None

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from dicomnet.errors import ReadTimeout, WriteTimeout
+from dicomnet.pdu import encode_pdu
 from dicomnet.pdu import events as ev
 from dicomnet.pdu.connection import Connection
 from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
@@ -159,6 +160,33 @@ def test_after_our_abort_the_socket_waits_for_the_peer_to_close():
     _wait(lambda: closer.pending() == before)
 
 
+def test_after_our_abort_the_closer_acts_on_what_the_peer_sends():
+    """Sta13 (PS3.8 Table 9-10): an A-ASSOCIATE-RQ or an unknown PDU is answered
+    with an A-ABORT (AA-7), a P-DATA-TF is ignored (AA-6), and the peer's
+    A-ABORT closes the connection at once (AA-2), long before ARTIM."""
+    a, b = tcp_pair()
+    req = SyncDriver(a, Connection("requestor", max_pdu=16384, artim_timeout=30))
+    req.conn.request_association(build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=16384),
+                                 time.monotonic())
+    req.conn.abort(now=time.monotonic())
+    req.flush()
+    req.close()
+    b.settimeout(5)
+    received = b""
+    while len(received) < 10 or received[-10] != 0x07:   # the RQ, then our A-ABORT
+        received += b.recv(4096)
+    rq = build_associate_rq("X", "Y", [(VERIFICATION, [IMPLICIT])], max_pdu=16384)
+    b.sendall(encode_pdu(rq) + bytes((4, 0, 0, 0, 0, 8, 0, 0, 0, 4, 1, 3, 0, 0)) + bytes((9, 0, 0, 0, 0, 1, 0)))
+    answers = b""
+    while len(answers) < 20:
+        answers += b.recv(4096)
+    assert answers == bytes.fromhex("07000000000400000202") + bytes.fromhex("07000000000400000201")
+    t0 = time.monotonic()
+    b.sendall(bytes.fromhex("07000000000400000000"))
+    assert b.recv(4096) == b"" and time.monotonic() - t0 < 2
+    b.close()
+
+
 def test_after_our_abort_artim_closes_a_silent_peer():
     """AA-2: the peer keeps the connection open; ARTIM expiry closes it."""
     a, b = tcp_pair()
@@ -208,9 +236,12 @@ def test_the_closer_holds_a_bounded_number_of_sockets(monkeypatch):
     socket due first is closed at once."""
     monkeypatch.setattr(closer, "MAX_PENDING", closer.pending() + 2)
     pairs = [socket.socketpair() for _ in range(3)]
-    now = time.monotonic()
     for n, (ours, _) in enumerate(pairs):
-        closer.adopt(ours, now + 30 + n)
+        conn = Connection("requestor", max_pdu=16384, artim_timeout=30 + n)
+        conn.request_association(build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=16384),
+                                 time.monotonic())
+        conn.abort(now=time.monotonic())       # Sta13, ARTIM due in 30 + n s
+        closer.adopt(ours, conn.handover())
     assert closer.pending() == closer.MAX_PENDING
     pairs[0][1].settimeout(5)
     assert pairs[0][1].recv(1) == b""          # the first one due was closed
