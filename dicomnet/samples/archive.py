@@ -8,10 +8,24 @@ or C-GET has to send with :meth:`Archive.instances_for`.
 Each entity keeps a *record*: the decoded attributes of its first instance that
 belong to its level and the levels above, plus the counts and lists the
 standard defines for query responses (Number of Study Related Instances,
-Modalities in Study, ...). A study's record holds the patient and study
-attributes (PS3.4 C.6.1.1.2-3 and C.6.2.1.2); a series' record every attribute
-of its first instance except the instance's own identity; an image's record
-every attribute of the instance but Pixel Data and other bulk values.
+Modalities in Study, ...). A patient's record holds the attributes of the
+Patient IE, a study's those of the Patient and Study IEs (the modules are
+listed below, with their PS3.3 tables); a series' record every attribute of
+its first instance except the instance's own identity; an image's record every
+attribute of the instance but Pixel Data and other bulk values.
+
+Optional keys (PS3.4 C.2.2.1.3): a query at the PATIENT or STUDY level may
+name an attribute that level's records do not hold. When it is an attribute
+of that level or one above (at STUDY, the patient's counts) or one the
+archive cannot place at any level (a private attribute, or one its data
+dictionary does not know), its key is *ignored* for matching -- it matches
+every entity -- and returned zero length; :attr:`Matches.ignored` names
+such keys, and the sample server answers Pending 0xFF01 for them. A key on a
+standard attribute of a lower level (Modality at STUDY, say) is no key of the
+level in a hierarchical search (C.4.1.1.3.1) and is not ignored: it is
+matched, as before, against a record without a value for it, so only a key
+that matches a zero-length value (``**``, ``""``) selects anything. SERIES
+and IMAGE records hold every attribute, so nothing is ignored there.
 
 Thread safety: one lock guards every change and every index walk; matching
 runs under it into a list and the response Identifiers are built after it is
@@ -22,10 +36,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from dicomnet.dicom.dataset import Dataset
+from dicomnet.dicom.dictionary import is_private, lookup
 from dicomnet.dicom.reader import read_file
 from dicomnet.dimse.retrieve_scp import InstancePath
 from dicomnet.errors import DicomNetError, DicomParseError, QueryError
@@ -40,7 +55,7 @@ from dicomnet.samples.matching import (
     model_levels,
 )
 
-__all__ = ["Archive", "Entity"]
+__all__ = ["Archive", "Entity", "Matches"]
 
 log = logging.getLogger("dicomnet")
 
@@ -51,16 +66,110 @@ _INSTANCE_NUMBER = 0x00200013
 _BULK_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _MAX_RECORD_VALUE = 4096  # bigger binary values are not kept in records
 
-#: Study-level attributes besides group 0010 (PS3.4 Tables C.6-5, C.6-9).
-_STUDY_TAGS = frozenset({
-    0x00080020, 0x00080030, 0x00080050, 0x00080051, 0x00080090, 0x00080096, 0x00081030, 0x00081032,
-    0x00081048, 0x00081049, 0x00081060, 0x00081062, 0x00081080, 0x00081084, 0x0020000D, 0x00200010,
-    0x00201070, 0x00204000, 0x00321033, 0x00321034, 0x00380010, 0x00380014, 0x00080201,
+# ---------------------------------------------------------- what each level keeps
+# The Patient and Study IEs of the composite IODs (PS3.3 A.1.2.1-2; e.g. Table
+# A.3-1, CT Image): their modules' top-level attributes (items come with their
+# sequences). PATIENT records keep the Patient IE; STUDY records the Patient
+# and Study IEs (Study Root merges the two levels, PS3.4 C.6.2.1.2).
+#
+# Group 0010 is kept whole: the Patient Module's attributes there (name, ID,
+# issuer, birth date, sex, other IDs, ethnic group, species, breed, comments,
+# ...), and the Patient Study Module's (age, size, weight, medical alerts,
+# allergies, pregnancy and smoking status, occupation, additional history,
+# sex neutered, ...), which the archive has always kept with the patient too
+# (the first instance's values). Anatomical Orientation Type (0010,2210) of the
+# General Series Module comes along with them.
+
+#: Patient Module (PS3.3 C.7.1.1, Table C.7-1) outside group 0010.
+_PATIENT_MODULE = frozenset({
+    0x00081120,                             # Referenced Patient Sequence
+    0x00120062, 0x00120063, 0x00120064,     # Patient Identity Removed, De-identification Method (+ Code Sequence)
 })
+#: Clinical Trial Subject Module (PS3.3 C.7.1.3, Table C.7-2b).
+_CLINICAL_TRIAL_SUBJECT = frozenset({
+    0x00120010,                                         # Clinical Trial Sponsor Name
+    0x00120020, 0x00120022, 0x00120023, 0x00120021,     # Protocol ID, its issuer, Other Protocol IDs Seq, name
+    0x00120030, 0x00120032, 0x00120031,                 # Site ID, its issuer, Site Name
+    0x00120040, 0x00120041, 0x00120042, 0x00120043,     # Subject ID, its issuer; Subject Reading ID, its issuer
+    0x00120081, 0x00120082,                             # Protocol Ethics Committee Name, Approval Number
+    # Ethics Committee Approval Effectiveness Start/End Date: the approval's
+    # dates, kept with it (Table C.34.4-1, Clinical Trial Context, has all three).
+    0x00120086, 0x00120087,
+})
+#: Kept by PATIENT records (and STUDY records) besides group 0010.
+_PATIENT_TAGS = _PATIENT_MODULE | _CLINICAL_TRIAL_SUBJECT | {_SPECIFIC_CHARACTER_SET}
+
+#: General Study Module (PS3.3 C.7.2.1, Table C.7-3).
+_GENERAL_STUDY = frozenset({
+    0x0020000D, 0x00080020, 0x00080030,     # Study Instance UID, Study Date, Study Time
+    0x00080090, 0x00080096,                 # Referring Physician's Name (+ Identification Sequence)
+    0x0008009C, 0x0008009D,                 # Consulting Physician's Name (+ Identification Sequence)
+    0x00200010, 0x00080050, 0x00080051,     # Study ID, Accession Number, Issuer of Accession Number Sequence
+    0x00081030, 0x00081048, 0x00081049,     # Study Description, Physician(s) of Record (+ Identification Sequence)
+    0x00081060, 0x00081062,                 # Name of Physician(s) Reading Study (+ Identification Sequence)
+    0x00321033, 0x00321034,                 # Requesting Service (+ Code Sequence)
+    0x00081110, 0x00081032,                 # Referenced Study Sequence, Procedure Code Sequence
+    0x00401012,                             # Reason For Performed Procedure Code Sequence
+})
+#: Patient Study Module (PS3.3 C.7.2.2, Table C.7-4a) outside group 0010.
+_PATIENT_STUDY = frozenset({
+    0x00081080, 0x00081084,                 # Admitting Diagnoses Description (+ Code Sequence)
+    0x00321066, 0x00321067,                 # Reason for Visit (+ Code Sequence)
+    0x00380010, 0x00380014,                 # Admission ID, Issuer of Admission ID Sequence
+    0x00380060, 0x00380064, 0x00380062,     # Service Episode ID, its Issuer Sequence, Service Episode Description
+    0x00380500,                             # Patient State
+})
+#: Clinical Trial Study Module (PS3.3 C.7.2.3, Table C.7-4b).
+_CLINICAL_TRIAL_STUDY = frozenset({
+    0x00120050, 0x00120055, 0x00120051,     # Clinical Trial Time Point ID, its issuer, its description
+    0x00120054,                             # Clinical Trial Time Point Type Code Sequence
+    0x00120052, 0x00120053,                 # Longitudinal Temporal Offset from Event, Event Type
+    0x00120083,                             # Consent for Clinical Trial Use Sequence
+})
+#: Also kept at STUDY: Other Study Numbers (0020,1070, retired; a Study level
+#: key in PS3.4 Table C.6-5 of earlier editions), Timezone Offset From UTC
+#: (0008,0201; SOP Common Module, PS3.3 C.12.1), which says what the study's
+#: dates and times are relative to, and Image Comments (0020,4000; General
+#: Image Module), which this list has long held: a key on it matches as before.
+_STUDY_QUERY_KEYS = frozenset({0x00201070, 0x00080201, 0x00204000})
+#: Kept by STUDY records besides the patient's attributes.
+_STUDY_TAGS = _GENERAL_STUDY | _PATIENT_STUDY | _CLINICAL_TRIAL_STUDY | _STUDY_QUERY_KEYS
+
 # Counts and lists computed per entity (PS3.4 C.6.1.1.2-4, C.6.2.1.2-3).
 _N_PATIENT_STUDIES, _N_PATIENT_SERIES, _N_PATIENT_INSTANCES = 0x00201200, 0x00201202, 0x00201204
 _N_STUDY_SERIES, _N_STUDY_INSTANCES, _N_SERIES_INSTANCES = 0x00201206, 0x00201208, 0x00201209
 _MODALITIES_IN_STUDY, _SOP_CLASSES_IN_STUDY = 0x00080061, 0x00080062
+_COMPUTED = {
+    "PATIENT": frozenset({_N_PATIENT_STUDIES, _N_PATIENT_SERIES, _N_PATIENT_INSTANCES}),
+    "STUDY": frozenset({_N_STUDY_SERIES, _N_STUDY_INSTANCES, _MODALITIES_IN_STUDY, _SOP_CLASSES_IN_STUDY}),
+}
+
+
+def _copied(level: str, tag: int) -> bool:
+    """Whether a PATIENT or STUDY record takes ``tag`` from its first instance."""
+    return tag >> 16 == 0x0010 or tag in _PATIENT_TAGS or (level == "STUDY" and tag in _STUDY_TAGS)
+
+
+def _keeps(level: str, tag: int) -> bool:
+    """Whether a PATIENT or STUDY record holds ``tag`` (when it has a value)."""
+    return _copied(level, tag) or tag in _COMPUTED[level]
+
+
+def _ignores(level: str) -> Callable[[int], bool] | None:
+    """The keys a query at ``level`` ignores for matching (see the module
+    docstring), as a test on their tags; None at SERIES and IMAGE."""
+    if level not in _COMPUTED:
+        return None
+    above = LEVELS[:LEVELS.index(level)]
+
+    def ignored(tag: int) -> bool:
+        if _keeps(level, tag):
+            return False
+        if is_private(tag) or lookup(tag) is None:
+            return True                     # no level the archive can place it at
+        return any(_keeps(up, tag) for up in above)     # of a level above, not kept here
+
+    return ignored
 
 
 class Entity:
@@ -179,12 +288,11 @@ class Archive:
             patient = self._patients.get(patient_id)
             if patient is None:
                 patient = self._new(self._root, "PATIENT", patient_id, {
-                    t: v for t, v in record.items() if t >> 16 == 0x0010 or t == _SPECIFIC_CHARACTER_SET})
+                    t: v for t, v in record.items() if _copied("PATIENT", t)})
             study = self._index["STUDY"].get(uids["STUDY"])
             if study is None:
                 study = self._new(patient, "STUDY", uids["STUDY"], {
-                    t: v for t, v in record.items()
-                    if t >> 16 == 0x0010 or t in _STUDY_TAGS or t == _SPECIFIC_CHARACTER_SET})
+                    t: v for t, v in record.items() if _copied("STUDY", t)})
                 study.record[_MODALITIES_IN_STUDY] = ("CS", [])
                 study.record[_SOP_CLASSES_IN_STUDY] = ("UI", [])
             elif study.parent is not patient:
@@ -269,24 +377,32 @@ class Archive:
         compiled = compile_query(query, model, pn_case_sensitive=self.pn_case_sensitive,
                                  combined_datetime=combined_datetime, relational=relational,
                                  retrieve=retrieve)
-        assert compiled.level is not None
+        level = compiled.level
+        assert level is not None
+        if not retrieve:
+            ignored = _ignores(level)
+            if ignored is not None:
+                compiled = compiled.ignoring(ignored)
         with self._lock:
-            candidates = self._candidates(query, model, compiled.level)
+            candidates = self._candidates(query, model, level)
             if retrieve:
                 return compiled, candidates       # retrieval matches on unique keys only
             return compiled, [e for e in candidates if compiled.matches(e.record)]
 
     def find(self, query: Dataset, model: str = "study", *, relational: bool = False,
-             combined_datetime: bool = False) -> Iterator[Dataset]:
+             combined_datetime: bool = False) -> Matches:
         """C-FIND: the response Identifiers matching ``query`` (PS3.4 C.4.1).
 
         ``model`` is "patient" or "study" (or a Q/R SOP Class UID). Raises
         :class:`~dicomnet.errors.QueryError` (with ``.status``) before yielding
-        anything when the level or a unique key above it is wrong.
+        anything when the level or a unique key above it is wrong. The
+        :class:`Matches` returned iterates over the Identifiers; its
+        ``ignored`` names the optional keys the query was not matched on
+        (see the module docstring).
         """
         compiled, matches = self._match(query, model, retrieve=False, relational=relational,
                                         combined_datetime=combined_datetime)
-        return (compiled.identifier(entity.record) for entity in matches)
+        return Matches((compiled.identifier(entity.record) for entity in matches), compiled.ignored)
 
     def instances_for(self, query: Dataset, model: str = "study", *, relational: bool = False) -> list[Any]:
         """C-MOVE/C-GET: every instance under the entities the Identifier names.
@@ -325,6 +441,31 @@ class Archive:
             raise QueryError(f"unknown level {level!r}", STATUS_UNABLE_TO_PROCESS)
         with self._lock:
             return self._index[level][uid]
+
+
+class Matches(Iterator[Dataset]):
+    """The response Identifiers of one :meth:`Archive.find`, as an iterator.
+
+    ``ignored`` holds the tags of the optional keys the query was not matched
+    on (PS3.4 C.2.2.1.3), in the Identifier's order: an SCP answers each match
+    with Pending 0xFF01 instead of 0xFF00 when there are any.
+    """
+
+    __slots__ = ("_identifiers", "ignored")
+
+    def __init__(self, identifiers: Generator[Dataset, None, None], ignored: tuple[int, ...] = ()) -> None:
+        self._identifiers = identifiers
+        self.ignored = ignored
+
+    def __iter__(self) -> Matches:
+        return self
+
+    def __next__(self) -> Dataset:
+        return next(self._identifiers)
+
+    def close(self) -> None:
+        """Stop early (as a generator's ``close``)."""
+        self._identifiers.close()
 
 
 def _exact_values(query: Dataset, tag: int) -> frozenset[str] | None:

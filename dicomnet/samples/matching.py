@@ -35,6 +35,10 @@ Matching (PS3.4 C.2.2.2), per key of the request:
   ``CT\\MR``) matches when any of them matches; a multi-valued attribute
   matches when any of its values matches.
 
+Optional keys an SCP does not support (C.2.2.1.3) are taken out of matching
+by :meth:`CompiledQuery.ignoring` -- they match every entity and are still
+returned -- and listed in ``CompiledQuery.ignored`` (Pending 0xFF01).
+
 Errors are :class:`~dicomnet.errors.QueryError` with the status an SCP should
 answer: 0xA900 for a missing or wrong Query/Retrieve Level, 0xC000 for a
 missing unique key of a level above (hierarchical search, C.4.1.3.1).
@@ -361,6 +365,11 @@ class _Key:
         self.sub = sub
         self.on_empty = on_empty
 
+    @property
+    def tags(self) -> tuple[int, ...]:
+        """The attributes this key is matched against."""
+        return (self.tag,)
+
     def matches(self, record: Record) -> bool:
         found = record.get(self.tag)
         value = None if found is None else found[1]
@@ -389,15 +398,40 @@ class CompiledQuery:
     ``level`` is None for a nested (sequence item) query. ``keys`` are the
     non-universal keys; ``requested`` every key to return, with its VR and, for
     sequences, the compiled item query (None: return the sequence whole).
+    ``ignored`` holds the tags of the keys :meth:`ignoring` took out of
+    matching, in the Identifier's order (none after :func:`compile_query`).
     """
 
     def __init__(self, keys: list[_Key], requested: list[tuple[int, str, CompiledQuery | None]],
-                 level: str | None, model: str | None, unique_above: tuple[int, ...]) -> None:
+                 level: str | None, model: str | None, unique_above: tuple[int, ...],
+                 ignored: tuple[int, ...] = ()) -> None:
         self.keys = keys
         self.requested = requested
         self.level = level
         self.model = model
         self.unique_above = unique_above
+        self.ignored = ignored
+
+    def ignoring(self, unsupported: Callable[[int], bool]) -> CompiledQuery:
+        """This query without the keys an SCP does not support for matching:
+        those on attributes for which ``unsupported(tag)`` is true (a date and
+        time matched together: when both are).
+
+        PS3.4 C.2.2.1.3: an Optional Key the SCP does not support is ignored
+        for matching -- it matches every entity -- and is still returned, so
+        the response Identifiers keep it (zero length when the record has no
+        value). Their tags are added to ``ignored``, from which an SCP answers
+        Pending 0xFF01 ("one or more Optional Keys were not supported")
+        rather than 0xFF00. Returns ``self`` when no key is dropped.
+        """
+        dropped = [key for key in self.keys if all(unsupported(tag) for tag in key.tags)]
+        if not dropped:
+            return self
+        ignored = {tag: None for key in dropped for tag in key.tags}
+        order = {tag: n for n, (tag, _, _) in enumerate(self.requested)}
+        return CompiledQuery([key for key in self.keys if key not in dropped], self.requested, self.level,
+                             self.model, self.unique_above,
+                             (*self.ignored, *sorted(ignored, key=lambda tag: order.get(tag, len(order)))))
 
     def matches(self, record: Record) -> bool:
         """True when every key matches ``record``."""
@@ -548,6 +582,10 @@ class _CombinedKey(_Key):
         self.time_tag = time_tag
         self.lo = lo
         self.hi = hi
+
+    @property
+    def tags(self) -> tuple[int, ...]:
+        return (self.tag, self.time_tag)
 
     def matches(self, record: Record) -> bool:
         d = record.get(self.tag)

@@ -7,6 +7,8 @@ behind a :class:`dicomnet.Server`.
 * C-FIND in the Patient Root and Study Root models, at all four levels
   (:meth:`Archive.find`; the model comes from the presentation context's
   abstract syntax), checking ``ctx.cancelled`` between matches (C-CANCEL);
+  each match is Pending 0xFF00, or 0xFF01 when the archive ignored an
+  optional key it does not support (PS3.4 C.2.2.1.3);
 * C-STORE: new instances join the archive (a duplicate SOP Instance UID keeps
   the first copy and still answers Success, as Orthanc does);
 * C-MOVE to the AE titles of ``destinations`` (``{AE: (host, port)}``) and
@@ -31,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dicomnet.samples.archive import Archive
+from dicomnet.types.status import PENDING_WARNING
 
 if TYPE_CHECKING:
     from dicomnet.dicom.dataset import Dataset
@@ -138,16 +141,21 @@ class SampleHandler:
                   added=added)
         return 0
 
-    def on_find(self, ctx: ServiceContext, query: Dataset) -> Iterator[Dataset]:
-        """C-FIND: the archive's matches, stopping at a C-CANCEL."""
+    def on_find(self, ctx: ServiceContext, query: Dataset) -> Iterator[Dataset | tuple[int, Dataset]]:
+        """C-FIND: the archive's matches, stopping at a C-CANCEL. When the
+        archive ignored a key (:attr:`~dicomnet.samples.archive.Matches.ignored`)
+        each match comes as ``(0xFF01, Dataset)``: Pending, "one or more
+        Optional Keys were not supported"; otherwise as the Dataset (0xFF00)."""
         model = _model(ctx)
         started = time.perf_counter()
         matches = self.archive.find(query, model)   # raises QueryError before the first yield
+        # (An Archive subclass's find may return a plain iterator: no key ignored.)
+        ignored = tuple(getattr(matches, "ignored", ()))
         level = str(query.get("QueryRetrieveLevel") or "").strip()
-        return self._find_results(ctx, matches, model, level, started)
+        return self._find_results(ctx, matches, model, level, started, ignored)
 
     def _find_results(self, ctx: ServiceContext, matches: Iterator[Dataset], model: str, level: str,
-                      started: float) -> Iterator[Dataset]:
+                      started: float, ignored: tuple[int, ...]) -> Iterator[Dataset | tuple[int, Dataset]]:
         sent = 0
         # Each response names where its entity can be retrieved from: us
         # (Retrieve AE Title, PS3.4 C.4.1.1.3.2), as the peer called us.
@@ -159,14 +167,17 @@ class SampleHandler:
                 if retrieve_ae is not None:
                     ds.set(_RETRIEVE_AE_TITLE, retrieve_ae, "AE")
                 sent += 1
-                yield ds
+                yield (PENDING_WARNING, ds) if ignored else ds
         finally:        # also when the server closes the generator after a C-CANCEL
-            self._log_find(ctx, model, level, sent, started)
+            self._log_find(ctx, model, level, sent, started, ignored)
 
-    def _log_find(self, ctx: ServiceContext, model: str, level: str, sent: int, started: float) -> None:
-        self._log(ctx, "find", "C-FIND %s/%s from %s: %d match(es)%s in %.1f ms", model, level, ctx.calling_ae,
-                  sent, " (cancelled)" if ctx.cancelled else "", (time.perf_counter() - started) * 1000,
-                  model=model, level=level, matches=sent, cancelled=ctx.cancelled)
+    def _log_find(self, ctx: ServiceContext, model: str, level: str, sent: int, started: float,
+                  ignored: tuple[int, ...]) -> None:
+        keys = [f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in ignored]
+        self._log(ctx, "find", "C-FIND %s/%s from %s: %d match(es)%s%s in %.1f ms", model, level, ctx.calling_ae,
+                  sent, f", ignoring key(s) {' '.join(keys)}" if keys else "",
+                  " (cancelled)" if ctx.cancelled else "", (time.perf_counter() - started) * 1000,
+                  model=model, level=level, matches=sent, cancelled=ctx.cancelled, ignored=keys)
 
     def on_move(self, ctx: ServiceContext, query: Dataset, destination_ae: str) -> tuple[Any, list[Any]]:
         """C-MOVE: ``(address or None, instances)``."""

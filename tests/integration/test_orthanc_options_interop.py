@@ -426,11 +426,12 @@ class Utf8ForOrthanc(RecordingArchive):
     """Answers whose Specific Character Set has several values go out in UTF-8:
     Orthanc 1.10's C-FIND SCU refuses those (see the module docstring)."""
 
-    def on_find(self, ctx: Any, query: Dataset) -> Iterator[Dataset]:
-        for identifier in super().on_find(ctx, query):
+    def on_find(self, ctx: Any, query: Dataset) -> Iterator[Any]:
+        for item in super().on_find(ctx, query):      # a Dataset, or (0xFF01, Dataset)
+            identifier = item[1] if isinstance(item, tuple) else item
             if isinstance(identifier.get("SpecificCharacterSet"), list):
                 identifier.SpecificCharacterSet = "ISO_IR 192"
-            yield identifier
+            yield item
 
 
 @pytest.fixture(scope="module")

@@ -64,11 +64,13 @@ sequence returned whole):
   not only to ranges of the same form: a date range with a single time,
   ``a-`` with ``-b``, and with an unknown (zero length) date the time key was
   not matched at all (C.2.2.2.5; otherwise each key is matched by itself);
-* (open, strict xfail) an optional key the archive does not keep at its level
-  (Clinical Trial Subject ID at PATIENT and Study Root STUDY, Clinical Trial
-  Time Point ID at STUDY) matches no entity although they hold the value:
-  C.2.2.1.3 lets an SCP support the key (match the value) or ignore it (a
-  pending status 0xFF01 says so), not fail everything;
+* (fixed) an optional key the archive did not keep at its level (Clinical
+  Trial Subject ID at PATIENT and Study Root STUDY, Clinical Trial Time Point
+  ID at STUDY) matched no entity although they hold the value: C.2.2.1.3 lets
+  an SCP support the key (match the value) or ignore it (a pending status
+  0xFF01 says so), not fail everything. The PATIENT and STUDY records now keep
+  their IEs' modules, and a key they cannot hold (a private one; at STUDY the
+  patient's counts) is ignored and answered 0xFF01;
 * (fixed) a sequence returned whole (universal sequence key) with non-ASCII
   text in its items got no Specific Character Set: the response could not be
   encoded, the C-FIND failed with 0xC000 (C.4.1.1.3.2, PS3.3 C.12.1.1.2).
@@ -1231,9 +1233,6 @@ def test_combined_matching_only_joins_ranges_of_the_same_form(date: str, time: s
     assert not compiled.matches(_records(StudyInstanceUID="1.2.3", StudyDate=value[0], StudyTime=value[1]))
 
 
-@pytest.mark.xfail(strict=True, reason="dicomnet: the archive keeps only group 0010 (PATIENT) and a fixed "
-                   "list of study tags (STUDY) in its records (archive.py:Archive.add), so a key on another "
-                   "attribute of the level matches no entity; C.2.2.1.3: support it or ignore it")
 @pytest.mark.parametrize(("model", "level", "keyword"), [("patient", "PATIENT", "ClinicalTrialSubjectID"),
                                                          ("study", "STUDY", "ClinicalTrialSubjectID"),
                                                          ("study", "STUDY", "ClinicalTrialTimePointID")])
@@ -1246,6 +1245,137 @@ def test_optional_keys_the_archive_does_not_keep(model: str, level: str, keyword
     query = Query(model, level, [(UNIQUE[level], None), (keyword, "S-1" if "Subject" in keyword else "T-1")], {})
     got = {norm(ds.get(UNIQUE[level]))[0] for ds in build_archive(tree).find(query.dataset(), model)}
     assert got == {n.uid for n in entities(tree, level)}
+
+
+def trial_tree() -> list[Node]:
+    """Three ASCII patients whose instances carry a Clinical Trial Subject ID per patient and a
+    Clinical Trial Time Point ID per study, no two alike."""
+    tree = make_tree(Picker(seed=3), Gen(charsets=("",), patients=(3,)))
+    for n, patient in enumerate(tree):
+        patient.attrs["ClinicalTrialSubjectID"] = (f"S-{n}",)
+        for s, study in enumerate(patient.children):
+            study.attrs["ClinicalTrialTimePointID"] = (f"T-{n}-{s}",)
+    return tree
+
+
+@pytest.mark.parametrize(("model", "level", "keyword"), [("patient", "PATIENT", "ClinicalTrialSubjectID"),
+                                                         ("study", "STUDY", "ClinicalTrialSubjectID"),
+                                                         ("study", "STUDY", "ClinicalTrialTimePointID"),
+                                                         ("patient", "STUDY", "ClinicalTrialTimePointID")])
+def test_clinical_trial_keys_match_only_the_entities_holding_the_value(model: str, level: str,
+                                                                        keyword: str) -> None:
+    """The Clinical Trial Subject (Patient IE, PS3.3 C.7.1.3) and Clinical Trial Study (Study IE,
+    C.7.2.3) attributes are kept at their levels and matched like any other key: the entities
+    with the value answer, with it, the others do not -- no key is ignored."""
+    tree = trial_tree()
+    pool = entities(tree, level)
+    target = pool[-1]
+    value = target.view()[keyword][0]
+    above = {"PatientID": target.chain()["PATIENT"].uid} if (model, level) == ("patient", "STUDY") else {}
+    query = Query(model, level, [(UNIQUE[level], None), (keyword, value)], above)
+    matches = build_archive(tree).find(query.dataset(), model)
+    answers = list(matches)
+    want = {n.uid for n in pool if n.view().get(keyword) == (value,)
+            and n.chain()["PATIENT"].uid == above.get("PatientID", n.chain()["PATIENT"].uid)}
+    assert {norm(ds.get(UNIQUE[level]))[0] for ds in answers} == want
+    assert 0 < len(want) < len(pool)
+    assert all(norm(ds.get(keyword)) == (value,) for ds in answers)
+    assert not check_qr(answers, tree, query, DICOMNET)
+    assert matches.ignored == ()
+
+
+def _identifier(level: str, *keys: tuple[Any, Any, str | None]) -> Dataset:
+    ds = Dataset()
+    ds.set("QueryRetrieveLevel", level)
+    for key, value, vr in keys:
+        if vr is None:
+            ds.set(key, value)
+        else:
+            ds.set(key, value, vr)
+    return ds
+
+
+PRIVATE_CREATOR, PRIVATE_KEY = 0x00090010, 0x00091010
+
+
+def test_keys_a_level_cannot_hold_are_ignored_lower_level_keys_are_not() -> None:
+    """C.2.2.1.3: at PATIENT and STUDY a key on an attribute the level's records cannot hold --
+    a private one (no level the archive can place it at); at STUDY the patient's counts, kept
+    by PATIENT records only -- is ignored: every entity matches, the key comes back zero
+    length, and Matches.ignored names it. A standard attribute of a lower level is no key of
+    the level (hierarchical search): Modality at STUDY still matches nothing, unignored; and at
+    SERIES, whose records hold every attribute, nothing is ignored."""
+    tree = trial_tree()
+    archive = build_archive(tree)
+    private = ((PRIVATE_CREATOR, "DNET TEST", "LO"), (PRIVATE_KEY, "X", "LO"))
+
+    matches = archive.find(_identifier("PATIENT", ("PatientID", "", None), *private), "patient")
+    answers = list(matches)
+    assert sorted(ds.PatientID for ds in answers) == sorted(n.uid for n in tree)
+    assert all(PRIVATE_KEY in ds and not ds[PRIVATE_KEY].value for ds in answers)
+    assert matches.ignored == (PRIVATE_CREATOR, PRIVATE_KEY)
+
+    matches = archive.find(_identifier("STUDY", ("StudyInstanceUID", "", None),
+                                       ("NumberOfPatientRelatedStudies", "99", None)), "study")
+    assert sorted(ds.StudyInstanceUID for ds in matches) == sorted(n.uid for n in entities(tree, "STUDY"))
+    assert matches.ignored == (tag_of("NumberOfPatientRelatedStudies"),)
+
+    matches = archive.find(_identifier("STUDY", ("StudyInstanceUID", "", None), ("Modality", "CT", None)), "study")
+    assert list(matches) == [] and matches.ignored == ()
+
+    study = entities(tree, "STUDY")[0]
+    matches = archive.find(_identifier("SERIES", ("StudyInstanceUID", study.uid, None),
+                                       ("SeriesInstanceUID", "", None), *private), "study")
+    assert list(matches) == [] and matches.ignored == ()
+
+
+def test_ignored_keys_are_answered_pending_ff01_over_the_network(scps: tuple[Scp, Scp]) -> None:
+    """PS3.4 Table C.4-1 (0xFF01: "Matches are continuing - Warning that one or more Optional Keys
+    were not supported for existence and/or matching for this Identifier"), as an independent
+    SCU (pynetdicom) reads the sample server's responses: 0xFF01 for every match when a key was
+    ignored, 0xFF00 otherwise (a kept clinical-trial key matched), then Success."""
+    pynetdicom = pytest.importorskip("pynetdicom")
+    from pydicom.dataset import Dataset as PyDataset
+
+    tree = trial_tree()
+    sample, _ = scps
+    sample.handler.archive = build_archive(tree)
+    patient_find, study_find = "1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1"
+    ae = pynetdicom.AE(ae_title="GENPYSCU")
+    for uid in (patient_find, study_find):
+        ae.add_requested_context(uid, [EXPLICIT])     # (implicit VR would make the private key UN)
+    assoc = ae.associate(HOST, sample.server.port, ae_title="GENSCP")
+    assert assoc.is_established
+
+    def find(sop_class: str, level: str, private: bool = False, **keys: Any) -> tuple[list[int], list[Any]]:
+        query = PyDataset()
+        query.QueryRetrieveLevel = level
+        for keyword, value in keys.items():
+            setattr(query, keyword, value)
+        if private:
+            query.add_new(PRIVATE_CREATOR, "LO", "DNET TEST")
+            query.add_new(PRIVATE_KEY, "LO", "X")
+        answers = list(assoc.send_c_find(query, sop_class))
+        return [status.Status for status, _ in answers], [ident for _, ident in answers if ident is not None]
+
+    try:
+        statuses, found = find(patient_find, "PATIENT", PatientID="", private=True)
+        assert statuses == [0xFF01] * len(tree) + [0x0000]
+        assert sorted(ds.PatientID for ds in found) == sorted(n.uid for n in tree)
+        assert all(ds[PRIVATE_KEY].value in (None, "", b"") for ds in found)
+
+        studies = entities(tree, "STUDY")
+        statuses, found = find(study_find, "STUDY", StudyInstanceUID="", NumberOfPatientRelatedStudies="99")
+        assert statuses == [0xFF01] * len(studies) + [0x0000]
+        assert sorted(ds.StudyInstanceUID for ds in found) == sorted(n.uid for n in studies)
+
+        target = studies[-1]
+        statuses, found = find(study_find, "STUDY", StudyInstanceUID="",
+                               ClinicalTrialTimePointID=target.attrs["ClinicalTrialTimePointID"][0])
+        assert statuses == [0xFF00, 0x0000]
+        assert [ds.StudyInstanceUID for ds in found] == [target.uid]
+    finally:
+        assoc.release()
 
 
 @pytest.mark.parametrize("network", [False, True], ids=["in-process", "network"])
