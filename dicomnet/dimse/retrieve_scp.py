@@ -52,10 +52,9 @@ from typing import TYPE_CHECKING, Any
 
 from dicomnet._codec.elements import ElementIndex, part10_meta
 from dicomnet.dicom.dataset import Dataset
-from dicomnet.dicom.reader import read_dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
-from dicomnet.dimse.scp import _CancelWatch, error_comment, service_context
+from dicomnet.dimse.scp import PeerDataError, _CancelWatch, error_comment, read_peer_dataset, service_context
 from dicomnet.dimse.scu import (_READ_MAX, _WINDOW_BYTES, PreparedStore, _meta_text, _read_meta, prepare_store,
                                 reply_spin)
 from dicomnet.errors import (
@@ -259,6 +258,9 @@ class _Operation:
 
 
 def _handler_failure(log: Any, exc: BaseException, what: str) -> tuple[int, str]:
+    if isinstance(exc, PeerDataError):
+        log.warning("%s: %s", what, exc)
+        return exc.status, error_comment(exc)
     if isinstance(exc, QueryError):
         log.info("%s: %s", what, exc)
         return exc.status, error_comment(exc)
@@ -271,7 +273,7 @@ def _handler_failure(log: Any, exc: BaseException, what: str) -> tuple[int, str]
 def _query(ctx: ServiceContext, message: Message) -> Dataset:
     if message.dataset is None:
         raise QueryError(f"{ctx.command.command_field!r} without an Identifier", st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS)
-    return read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+    return read_peer_dataset(message, ctx.transfer_syntax, "Identifier", st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS)
 
 
 def _is_address(value: Any) -> bool:

@@ -60,7 +60,7 @@ from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.assembler import Message
 from dicomnet.dimse.commands import Command, CommandField, c_find_rsp, c_store_rsp, encode_command
 from dicomnet.dimse.scu import send_encoded
-from dicomnet.errors import QueryError, ReadTimeout
+from dicomnet.errors import DicomParseError, QueryError, ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
 from dicomnet.pdu import events as ev
 from dicomnet.transport.sync import SyncDriver
@@ -295,6 +295,25 @@ class StoreSink:
         self._drop()
 
 
+class PeerDataError(Exception):
+    """A data set or Identifier the peer sent that cannot be read: the peer's
+    fault, not a handler's (which was never called). Answered with ``status``
+    and logged as a warning, without a traceback."""
+
+    def __init__(self, what: str, exc: Exception, status: int) -> None:
+        super().__init__(f"unreadable {what}: {exc}")
+        self.status = status
+
+
+def read_peer_dataset(message: Message, transfer_syntax: str, what: str, status: int) -> Dataset:
+    """The data set of ``message`` (a lazy view of its buffer); one that cannot
+    be framed raises :class:`PeerDataError` with ``status``."""
+    try:
+        return read_dataset(message.dataset, transfer_syntax=transfer_syntax)
+    except DicomParseError as exc:
+        raise PeerDataError(what, exc, status) from exc
+
+
 class _Logged(Exception):
     """A ``store_destination`` failure, logged already: the C-STORE answers it
     without logging it again."""
@@ -373,7 +392,11 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
         if sink is not None:
             path = sink.commit()
             if on_store is not None:
-                status = _check_status(on_store(ctx, read_file(path)), "on_store")
+                try:
+                    ds = read_file(path)
+                except DicomParseError as unreadable:
+                    raise PeerDataError("data set", unreadable, st.CANNOT_UNDERSTAND) from unreadable
+                status = _check_status(on_store(ctx, ds), "on_store")
         elif on_store is None:
             status = st.SOP_CLASS_NOT_SUPPORTED
             comment = "this SCP has no C-STORE handler"
@@ -381,13 +404,16 @@ def handle_store(server: Server, assoc: Association, info: AssociationInfo, mess
             status, comment = st.CANNOT_UNDERSTAND, "C-STORE-RQ without a data set"
         else:
             # The handler's Dataset is a lazy view of the assembler's buffer.
-            ds = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+            ds = read_peer_dataset(message, ctx.transfer_syntax, "data set", st.CANNOT_UNDERSTAND)
             status = _check_status(on_store(ctx, ds), "on_store")
             del ds
     except _Logged as logged:
         # store_destination refused or failed: logged when it happened.
         exc = logged.exc
         status, comment = _failure_status(exc, store=True), error_comment(exc)
+    except PeerDataError as bad:
+        log.warning("C-STORE of %s from %s: %s", command.get("AffectedSOPInstanceUID"), info.calling_ae, bad)
+        status, comment = bad.status, error_comment(bad)
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
         log.exception("C-STORE of %s failed", command.get("AffectedSOPInstanceUID"))
         status, comment = _failure_status(exc, store=True), error_comment(exc)
@@ -544,8 +570,8 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
     batch = _FindBatch(assoc, context_id, message_id, sop_class, ctx.transfer_syntax)
     try:
         if message.dataset is None:
-            raise ValueError("C-FIND-RQ without an Identifier")
-        query = read_dataset(message.dataset, transfer_syntax=ctx.transfer_syntax)
+            raise QueryError("C-FIND-RQ without an Identifier", st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS)
+        query = read_peer_dataset(message, ctx.transfer_syntax, "Identifier", st.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS)
         results = on_find(ctx, query)
         matches = iter(results if results is not None else ())
         clock = time.perf_counter
@@ -577,7 +603,9 @@ def handle_find(server: Server, assoc: Association, info: AssociationInfo, messa
         assert failed.__cause__ is not None
         raise failed.__cause__
     except Exception as exc:  # noqa: BLE001 - a handler fault becomes a failure status
-        if isinstance(exc, QueryError):
+        if isinstance(exc, PeerDataError):
+            log.warning("C-FIND %d from %s: %s", message_id, info.calling_ae, exc)
+        elif isinstance(exc, QueryError):
             # The query's fault, named by the handler: no traceback (as C-MOVE and C-GET).
             log.info("C-FIND %d: %s", message_id, exc)
         else:

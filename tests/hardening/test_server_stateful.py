@@ -53,8 +53,9 @@ shutdown takes less than SHUTDOWN_LIMIT, every thread it started ends and no
 temporary ``.part`` file is left.
 
 What dicomnet gets wrong is left out of the machine (KNOWN_FAULTS) and pinned,
-shrunk, as strict xfails at the end of the file; the machine's own checks are
-shown to fail on a broken server or model (test_the_harness_notices_...).
+shrunk, as strict xfails at the end of the file; the three faults it found are
+fixed, and their shrunk cases stay there as regression tests. The machine's own
+checks are shown to fail on a broken server or model (test_the_harness_notices_...).
 """
 from __future__ import annotations
 
@@ -715,15 +716,8 @@ MALFORMED = ["store-truncated-data-set", "store-truncated-data-set-streamed", "s
              "find-without-identifier", "find-truncated-identifier", "get-without-identifier",
              "get-truncated-identifier", "move-without-identifier", "move-truncated-identifier"]
 # Cases dicomnet gets wrong: pinned below as strict xfails, left out of the machine so that it stays a
-# detector of new faults (see the test_known_fault_* tests).
-KNOWN_FAULTS = {
-    "store-truncated-data-set": "logged as an internal failure",
-    "store-truncated-data-set-streamed": "logged as an internal failure",
-    "find-without-identifier": "logged as an internal failure",
-    "find-truncated-identifier": "logged as an internal failure",
-    "get-truncated-identifier": "logged as an internal failure",
-    "move-truncated-identifier": "logged as an internal failure",
-}
+# detector of new faults.
+KNOWN_FAULTS: dict[str, str] = {}   # none open: the three the machine found are fixed (see below)
 STALLS = ["pdu-header", "pdu-body", "command-not-last", "store-without-data-set", "store-partial-data-set",
           "store-cut-in-data-set-pdu"]
 
@@ -1854,12 +1848,8 @@ def replay(steps: Any, fails_with: str | None = None) -> None:
         raise
 
 
-# -------------------------------------------- shrunk cases and known faults
-# The first two were faults the machine found, now fixed: kept as regression tests.
-LOG_FAULT = ("dicomnet: a malformed Identifier / data set (or a C-FIND-RQ without Identifier) from the peer is "
-             "answered with a failure status but logged at ERROR with a traceback as a handler failure "
-             "(dimse/scp.py handle_store/handle_find, retrieve_scp.py _handler_failure), though the "
-             "handler was never called")
+# ------------------------------------------------------------ shrunk cases
+# Faults the machine found, now fixed: kept as regression tests.
 
 
 @pytest.mark.parametrize("how", ["A-ABORT in Sta6", "A-ABORT for a DIMSE fault"])
@@ -1898,12 +1888,12 @@ def test_the_stream_after_an_unknown_pdu_type(machine_env: Any, kind: str) -> No
     replay(steps)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LOG_FAULT)
-@pytest.mark.parametrize("kind", sorted(k for k in KNOWN_FAULTS if k in MALFORMED))
-def test_known_fault_malformed_request_logged_as_handler_failure(machine_env: Any, kind: str) -> None:
+@pytest.mark.parametrize("kind", MALFORMED)
+def test_a_malformed_request_is_the_peers_fault(machine_env: Any, kind: str) -> None:
     """Shrunk from the machine: one malformed request on a fresh association. The failure
-    status comes (0xC000 / 0xA900) and the association goes on; the invariant that the
-    server logs no error for what a peer sent fails."""
+    status comes (0xC000 / 0xA900) and the association goes on, and the server logs no
+    error for what a peer sent (it was logged at ERROR, with a traceback, as a handler
+    failure, though no handler was called)."""
     def steps(m: ServerMachine) -> None:
         peer = m._ready(0)
         assert peer is not None
@@ -1911,7 +1901,7 @@ def test_known_fault_malformed_request_logged_as_handler_failure(machine_env: An
         settle(m, peer, lambda p: not p.ops)
         m.do_echo(peer)
         settle(m, peer, lambda p: not p.ops)
-    replay(steps, "log ERROR")
+    replay(steps)
 
 
 # --------------------------------------------------------- the harness itself
