@@ -21,6 +21,7 @@ from dicomnet.pdu.items import (
     UserIdentityRQ,
 )
 from dicomnet.server import Server
+from dicomnet.transport import closer
 
 VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -43,6 +44,13 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.005)
     return predicate()
+
+
+@pytest.fixture(autouse=True)
+def closer_idle():
+    """Tests here count threads and descriptors: let the Sta13 closer of an
+    earlier test (its thread, its sockets) finish first."""
+    wait_for(closer.idle, 5.0)
 
 
 class Recorder:
@@ -200,6 +208,67 @@ def test_unknown_command_gets_unrecognized_operation_status():
             assert rsp.command_field == CommandField.N_GET_RSP
             assert rsp.status == 0x0211 and rsp.message_id == 7
             assert assoc.echo() == 0  # still usable
+
+
+class Calls:
+    """Handlers that only note that they were called."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_find(self, ctx, query):
+        self.calls.append("find")
+        return []
+
+    def on_get(self, ctx, query):
+        self.calls.append("get")
+        return []
+
+    def on_store(self, ctx, ds):
+        self.calls.append("store")
+        return 0
+
+
+STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+STUDY_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def test_an_unreadable_data_set_is_the_peers_fault_not_a_handler_failure(caplog):
+    """A C-FIND-RQ without Identifier, or whose Identifier or data set cannot be
+    framed: a failure status (0xA900 for an Identifier, as C-GET and C-MOVE
+    answer; 0xC000 "cannot understand" for a C-STORE data set), the handler is
+    never called, and the server logs a warning naming the peer's fault -- no
+    error, no traceback. The association goes on."""
+    handler = Calls()
+    # (0010,0020) Patient ID claiming 8 bytes where 2 follow.
+    truncated = (0x0010).to_bytes(2, "little") + (0x0020).to_bytes(2, "little") + (8).to_bytes(4, "little") + b"AB"
+    cases = [
+        (STUDY_FIND, CommandField.C_FIND_RQ, None, 0xA900),
+        (STUDY_FIND, CommandField.C_FIND_RQ, truncated, 0xA900),
+        (STUDY_GET, CommandField.C_GET_RQ, truncated, 0xA900),
+        (CT, CommandField.C_STORE_RQ, truncated, 0xC000),
+    ]
+    implicit = "1.2.840.10008.1.2"
+    with caplog.at_level(logging.DEBUG, logger="dicomnet"), Server("SCP", handler).start() as srv:
+        contexts = [(STUDY_FIND, [implicit]), (STUDY_GET, [implicit]), (CT, [implicit]), (VERIFICATION, [implicit])]
+        with Client().associate("127.0.0.1", srv.port, "SCP", contexts=contexts) as assoc:
+            for n, (sop_class, field, data, status) in enumerate(cases, 1):
+                fields = {"CommandField": field, "MessageID": n, "AffectedSOPClassUID": sop_class, "Priority": 0,
+                          "CommandDataSetType": NO_DATASET if data is None else 0}
+                if field == CommandField.C_STORE_RQ:
+                    fields["AffectedSOPInstanceUID"] = "1.2.3.4"
+                context_id = assoc.negotiated.context_for(sop_class).context_id
+                assoc._send_message(context_id, Command(**fields), data)
+                rsp = assoc._receive_message(5).command
+                assert (rsp.message_id, rsp.status) == (n, status), sop_class
+            assert assoc.echo() == 0
+    assert handler.calls == []
+    records = [r for r in caplog.records if r.name.startswith("dicomnet")]
+    assert not [r for r in records if r.levelno >= logging.ERROR or r.exc_info]
+    warned = [r.getMessage() for r in records if r.levelno == logging.WARNING]
+    assert sum("unreadable Identifier" in m for m in warned) == 2, warned
+    assert sum("unreadable data set" in m for m in warned) == 1, warned
 
 
 def test_release_and_abort_from_the_client_side():

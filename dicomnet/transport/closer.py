@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..pdu.connection import Connection
 
-__all__ = ["adopt", "pending", "MAX_PENDING", "MAX_OUTPUT"]
+__all__ = ["adopt", "pending", "idle", "MAX_PENDING", "MAX_OUTPUT"]
 
 #: The most sockets held at once waiting for their peers.
 MAX_PENDING = 256
@@ -98,6 +98,14 @@ def pending() -> int:
     """How many sockets wait for their peer to close (for tests and diagnostics)."""
     with _lock:
         return len(_held)
+
+
+def idle() -> bool:
+    """True when no closer thread runs: every socket it held is closed, and so
+    are its own descriptors (for tests that count threads or descriptors)."""
+    with _lock:
+        thread = _thread
+    return thread is None
 
 
 def _read(sock: socket.socket, held: _Held) -> bool:

@@ -401,13 +401,18 @@ class SyncDriver:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._transport_failed(exc)
+            failure: OSError | None = exc
+            n = 0
+        else:
+            failure = None
+        del window  # the reader may grow its block in place only when no view of it is alive
+        if failure is not None:
+            self._transport_failed(failure)
             return
         if n == 0:
             self._log.debug("peer closed the TCP connection")
-            self.close()  # tells the Connection (Evt17)
+            self._connection_over()
             return
-        del window  # the reader may grow its block in place only when no view of it is alive
         if act:
             self.conn.buffer_updated(n, _monotonic())
         else:
@@ -415,6 +420,15 @@ class SyncDriver:
 
     def _transport_failed(self, exc: OSError) -> None:
         self._log.info("transport failed: %s", exc if exc.strerror else errno.errorcode.get(exc.errno or 0, exc))
+        self._connection_over()
+
+    def _connection_over(self) -> None:
+        """The peer closed the connection, or it failed: Evt17 first (in Sta13,
+        AR-5), so that close() closes the socket at once rather than wait for a
+        close that has happened."""
+        conn = self.conn
+        if not conn.closed and conn.state not in ("Sta1", "Sta4"):
+            conn.connection_lost()
         self.close()
 
     def _interrupted(self, writing: bool) -> None:
