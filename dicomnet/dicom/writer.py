@@ -109,13 +109,21 @@ def _encode_read(ds: Dataset, tag: int, idx: int, out: bytearray, implicit: bool
             and ds._vr(tag) in _CHARSET_VRS and _needs_transcoding(index.raw(idx))):
         _encode_assigned(ds, tag, out, implicit, little, charsets)   # decoded, then re-encoded
         return
+    if same:
+        # (A sequence may arrive unmarked: as UN, or of defined length in Implicit VR
+        # where the index did not know its tag. Its items may have changed all the
+        # same.) With a VR on the wire other than UN, that VR is the element's: the
+        # dictionary is looked up only for the others.
+        if flags & _F_SEQUENCE:
+            sequence = True
+        else:
+            wire = index.vr(idx)
+            sequence = wire == "SQ" if wire is not None and wire != "UN" else ds._vr(tag) == "SQ"
+        if not sequence or (same_text and _sequence_unchanged(ds, tag)):
+            start, past = index.span(idx)
+            out += source[start:past]
+            return
     vr = ds._vr(tag)
-    # (A sequence may arrive unmarked: as UN, or of defined length in Implicit VR
-    # where the index did not know its tag. Its items may have changed all the same.)
-    if same and (not (flags & _F_SEQUENCE or vr == "SQ") or (same_text and _sequence_unchanged(ds, tag))):
-        start, past = index.span(idx)
-        out += source[start:past]
-        return
     if vr == "SQ":
         _encode_sequence(ds, tag, ds._value(tag), bool(flags & _F_UNDEFINED), out, implicit, little,
                          charsets)
