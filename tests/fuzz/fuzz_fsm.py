@@ -3,7 +3,9 @@
 Each input drives one sans-IO :class:`dicomnet.pdu.connection.Connection`
 (requestor or acceptor) through a random sequence of events: canned and
 random PDU bytes from the peer (cut at random points), local primitives
-(accept, reject, P-DATA, release, abort), timer expiry and transport loss.
+(accept, reject, P-DATA, release, abort), timer expiry and transport loss,
+and in Sta13 the hand-over to the background closer's own Connection
+(``Connection.handover``), which then takes the rest of the input.
 
 Allowed outcomes: a primitive the current state refuses raises
 LocalProtocolError (or ValueError for a bad argument). Anything else -- an
@@ -50,8 +52,9 @@ CANNED = [
 REJECT = AAssociateRJ(1, 1, 1)
 
 
-def step(conn: Connection, fdp: atheris.FuzzedDataProvider, now: float) -> None:
-    op = fdp.ConsumeIntInRange(0, 11)
+def step(conn: Connection, fdp: atheris.FuzzedDataProvider, now: float) -> Connection:
+    """One event; returns the Connection that goes on (another after a hand-over)."""
+    op = fdp.ConsumeIntInRange(0, 12)
     try:
         if op == 0 or op == 1:
             data = CANNED[fdp.ConsumeIntInRange(0, len(CANNED) - 1)] if op == 0 \
@@ -87,12 +90,20 @@ def step(conn: Connection, fdp: atheris.FuzzedDataProvider, now: float) -> None:
                 conn.connection_lost()
         elif op == 10:
             conn.request_association(RQ, now, connected=fdp.ConsumeBool())
-        else:
+        elif op == 11:
             conn.transport_connected(now)
+        elif conn.state == "Sta13":
+            deadline = conn.deadline()
+            twin = conn.handover()
+            conn.connection_lost()          # what SyncDriver.close does next
+            assert twin.state == "Sta13" and twin.deadline() == deadline and not twin.events_pending
+            assert conn.closed
+            return twin
     except LocalProtocolError:
         pass            # the state refuses this primitive: the documented answer
     except ValueError:
         pass            # e.g. a P-DATA on a context that was not accepted
+    return conn
 
 
 def TestOneInput(data: bytes) -> None:
@@ -105,7 +116,11 @@ def TestOneInput(data: bytes) -> None:
         if fdp.remaining_bytes() == 0:
             break
         now += 0.5
-        step(conn, fdp, now)
+        previous, conn = conn, step(conn, fdp, now)
+        if conn is not previous:
+            ended_at = None             # the twin's output is its own (AA-7 answers)
+            while previous.next_event() is not None:
+                pass
         assert conn.state in STATES, conn.state
         out = conn.data_to_send()
         assert all(isinstance(b, (bytes, memoryview)) for b in out)
