@@ -153,6 +153,10 @@ class Association:
         self._issued.append(message_id)
         self._send_message(ctx.context_id, c_echo_rq(message_id))
         rsp = self._receive_response(message_id, timeout)
+        if rsp.get("CommandField") != CommandField.C_ECHO_RSP:
+            # Another service's response (or an unknown one) to our C-ECHO-RQ (PS3.7 9.3.5.2).
+            self.abort()
+            raise AssociationAborted(description=f"expected a C-ECHO-RSP, got {rsp!r}")
         status: int | None = rsp.get("Status")
         if status is None:
             raise DimseStatusError(0xC000, "C-ECHO-RSP without a Status", None)
