@@ -264,6 +264,16 @@ class Association:
             self._driver.flush()
             self._wait_closed()
             return
+        if self._open_find is not None:
+            # A C-FIND/C-MOVE/C-GET whose loop was left unfinished: cancel and
+            # drain it first (as echo() does), so the release is not asked
+            # while its responses are still coming.
+            try:
+                self._open_find.cancel()
+            except Exception as exc:  # noqa: BLE001 - the release goes on (or the association is gone)
+                self._log.warning("cancelling the unfinished operation before the release failed: %s", exc)
+            if self.is_closed:
+                return
         self._log.info("releasing association with %s", peer)
         self._conn.request_release()
         self._driver.flush()

@@ -378,6 +378,31 @@ def test_many_matches_go_out_in_batches_byte_for_byte(monkeypatch):
     assert during < 30
 
 
+def test_release_cancels_a_find_left_unfinished_first():
+    """A find whose loop is still open when release() is called: C-CANCEL
+    and the drain to its final response come first (as before echo()), so
+    the release is not asked while matches are still coming."""
+    first_out = threading.Event()
+
+    class Endless:
+        def on_find(self, ctx, query):
+            for i in range(10_000):
+                if i == 1:
+                    first_out.set()
+                time.sleep(0.002)
+                yield match(i % 300)
+
+    with serve(Endless()) as srv:
+        assoc = associate(srv)
+        result = assoc.find({"QueryRetrieveLevel": "STUDY"})
+        it = iter(result)
+        assert next(it).PatientID == "P000"
+        assert first_out.wait(5)
+        assoc.release()
+        assert result.done and result.status == 0xFE00       # cancelled, drained
+        assert assoc.is_closed
+
+
 def test_a_slow_handler_gets_each_match_sent_at_once():
     received = [threading.Event() for _ in range(2)]
 
