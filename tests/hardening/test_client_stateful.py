@@ -87,8 +87,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from pydicom.dataset import Dataset as PyDataset
 from pydicom.dataset import FileMetaDataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import dcmwrite, write_dataset
+from pydicom.filewriter import dcmwrite
 from pydicom.uid import UID
 
 from dicomnet import Client
@@ -96,16 +95,13 @@ from dicomnet.errors import (ARTIMTimeout, AssociationAborted, AssociationError,
                              DimseStatusError, PDUError, ReadTimeout, WriteTimeout)
 from dicomnet.transport import closer
 
+from .test_server_stateful import (APP_CONTEXT, CT, FIND, GET, INVALID, LATE, MOVE, NO_DATASET, PROMPT, VERIFICATION,
+                                    _cuts, encode_command, encode_ds, item, pdu, pdv, text, us)
+
 # ------------------------------------------------------------------ constants
 SCP_AE, SCU_AE = "SCRIPTED", "MACHINE"
-VERIFICATION = "1.2.840.10008.1.1"
-CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
-FIND = "1.2.840.10008.5.1.4.1.2.2.1"
-MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
-GET = "1.2.840.10008.5.1.4.1.2.2.3"
 EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
-APP_CONTEXT = "1.2.840.10008.3.1.1.1"
 UID_ROOT = "1.2.826.0.1.3680043.9.7778"
 STORE_UIDS = {"small": f"{UID_ROOT}.1.1", "medium": f"{UID_ROOT}.1.2", "big": f"{UID_ROOT}.1.3"}
 # The client proposes these; MR only in the SCP role (the C-GET sub-operations come in on it).
@@ -115,17 +111,13 @@ CLIENT_CONTEXTS = [(VERIFICATION, [IMPLICIT]), (CT, [EXPLICIT]), (FIND, [EXPLICI
 DIMSE, READ, WRITE, ARTIM = 0.5, 0.8, 0.5, 0.5   # the client's timers (seconds)
 SLOW_BUDGET = 1.2        # seconds of deliberate waiting (late answers, timeouts) per example
 CLIENT_MAX = 16384       # the largest P-DATA-TF the client accepts
-EARLY = 0.1              # a timer may seem to fire this much early
-LATE = 1.5               # ... and this much late (a loaded 2-core machine)
-PROMPT = 3.0             # what is due "at once" comes within this
+EARLY = 0.1              # a timer may seem to fire this much early (LATE: and this much late)
 LIMIT = PROMPT + READ    # any client call returns or raises within this
 
 # Command set elements (group 0000).
 CF, MID, MIDR, DST, STATUS, COMMENT = 0x0100, 0x0110, 0x0120, 0x0800, 0x0900, 0x0902
 AFF_CLASS, AFF_INST, PRIORITY, MOVE_DEST = 0x0002, 0x1000, 0x0700, 0x0600
 REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023
-NO_DATASET = 0x0101
-_UI = {0x0002, 0x0003, 0x1000, 0x1001}
 
 
 def is_failure(status: int) -> bool:
@@ -134,35 +126,10 @@ def is_failure(status: int) -> bool:
 
 
 # ------------------------------------------------------------------ wire bytes
-def pdu(pdu_type: int, body: bytes) -> bytes:
-    return struct.pack(">BBL", pdu_type, 0, len(body)) + body
-
-
-def item(item_type: int, value: bytes) -> bytes:
-    return struct.pack(">BBH", item_type, 0, len(value)) + value
-
-
-def pdv(context_id: int, is_command: bool, is_last: bool, data: bytes) -> bytes:
-    """A PDV item (PS3.8 9.3.5.1) with its Message Control Header (E.2)."""
-    return struct.pack(">LBB", len(data) + 2, context_id, int(is_command) | (2 if is_last else 0)) + data
 
 
 def abort_pdu(source: int = 0, reason: int = 0) -> bytes:
     return pdu(0x07, bytes([0, 0, source, reason]))
-
-
-def encode_command(fields: dict[int, int | str]) -> bytes:
-    """A command set, Implicit VR Little Endian, with its group length (PS3.7 6.3.1)."""
-    body = b""
-    for elem in sorted(fields):
-        value = fields[elem]
-        if isinstance(value, str):
-            raw = value.encode("ascii")
-            raw += (b"\0" if elem in _UI else b" ") * (len(raw) & 1)
-        else:
-            raw = struct.pack("<H", value)
-        body += struct.pack("<HHL", 0, elem, len(raw)) + raw
-    return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
 
 
 def decode_command(data: bytes) -> dict[int, bytes]:
@@ -178,16 +145,6 @@ def decode_command(data: bytes) -> dict[int, bytes]:
     return out
 
 
-def us(cmd: dict[int, bytes], elem: int) -> int | None:
-    value = cmd.get(elem)
-    return None if value is None else struct.unpack("<H", value)[0]
-
-
-def text(cmd: dict[int, bytes], elem: int) -> str | None:
-    value = cmd.get(elem)
-    return None if value is None else value.rstrip(b"\0 ").decode("ascii")
-
-
 def response(field: int, midr: int, status: int, sop_class: str | None, *, dataset: bool = False,
              counters: tuple[int, int, int, int] | None = None, **extra: int | str) -> bytes:
     fields: dict[int, int | str] = {CF: field, MIDR: midr, DST: 0x0001 if dataset else NO_DATASET, STATUS: status}
@@ -197,13 +154,6 @@ def response(field: int, midr: int, status: int, sop_class: str | None, *, datas
         fields.update(zip((REMAINING, COMPLETED, FAILED, WARNING), counters))
     fields.update({int(k[1:], 16): v for k, v in extra.items()})   # e.g. x1000="1.2.3"
     return encode_command(fields)
-
-
-def encode_ds(ds: PyDataset) -> bytes:
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_dataset(fp, ds)
-    return fp.getvalue()
 
 
 def match_ds(n: int, patient: str = "FIND") -> bytes:
@@ -254,7 +204,6 @@ class Frag:
 
 
 WHOLE = Frag()
-_cuts = st.lists(st.integers(1, 999), max_size=3).map(lambda c: tuple(sorted(c)))
 FRAGS = st.builds(Frag, cmd_cuts=_cuts, ds_cuts=_cuts, every=st.sampled_from([0, 0, 0, 7, 13]),
                   packing=st.sampled_from(["message", "separate", "joined"]), tcp_cuts=_cuts)
 
@@ -542,7 +491,6 @@ BAD_RESPONSES = ["wrong-midr", "unsolicited", "unaccepted-context", "unknown-com
                  "undecodable-command", "data-set-before-command", "wrong-response-field"]
 # A-ABORT (source, reason) pairs the client owes for a PDU out of place (PS3.8 9.3.8, Table 9-10 AA-8).
 UNRECOGNIZED, UNEXPECTED = frozenset({(2, 1)}), frozenset({(2, 2)})
-INVALID = frozenset({(2, r) for r in (0, 4, 5, 6)})
 PDU_VIOLATIONS: dict[str, tuple[bytes, frozenset]] = {
     "unknown-pdu-type": (pdu(0x08, bytes(4)), UNRECOGNIZED),
     "associate-rj": (pdu(0x03, bytes([0, 1, 1, 1])), UNEXPECTED),

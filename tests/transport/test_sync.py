@@ -160,18 +160,25 @@ def test_after_our_abort_the_socket_waits_for_the_peer_to_close():
     _wait(lambda: closer.pending() == before)
 
 
-def test_after_our_abort_the_closer_acts_on_what_the_peer_sends():
-    """Sta13 (PS3.8 Table 9-10): an A-ASSOCIATE-RQ or an unknown PDU is answered
-    with an A-ABORT (AA-7), a P-DATA-TF is ignored (AA-6), and the peer's
-    A-ABORT closes the connection at once (AA-2), long before ARTIM."""
+def aborted_requestor(artim_timeout: float) -> socket.socket:
+    """A requestor that sent its A-ASSOCIATE-RQ, aborted (Sta13) and closed:
+    the peer's end of the connection (the closer holds ours)."""
     a, b = tcp_pair()
-    req = SyncDriver(a, Connection("requestor", max_pdu=16384, artim_timeout=30))
+    req = SyncDriver(a, Connection("requestor", max_pdu=16384, artim_timeout=artim_timeout))
     req.conn.request_association(build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=16384),
                                  time.monotonic())
     req.conn.abort(now=time.monotonic())
     req.flush()
     req.close()
     b.settimeout(5)
+    return b
+
+
+def test_after_our_abort_the_closer_acts_on_what_the_peer_sends():
+    """Sta13 (PS3.8 Table 9-10): an A-ASSOCIATE-RQ or an unknown PDU is answered
+    with an A-ABORT (AA-7), a P-DATA-TF is ignored (AA-6), and the peer's
+    A-ABORT closes the connection at once (AA-2), long before ARTIM."""
+    b = aborted_requestor(30)
     received = b""
     while len(received) < 10 or received[-10] != 0x07:   # the RQ, then our A-ABORT
         received += b.recv(4096)
@@ -189,14 +196,7 @@ def test_after_our_abort_the_closer_acts_on_what_the_peer_sends():
 
 def test_after_our_abort_artim_closes_a_silent_peer():
     """AA-2: the peer keeps the connection open; ARTIM expiry closes it."""
-    a, b = tcp_pair()
-    req = SyncDriver(a, Connection("requestor", max_pdu=16384, artim_timeout=0.3))
-    req.conn.request_association(build_associate_rq("SCU", "SCP", [(VERIFICATION, [IMPLICIT])], max_pdu=16384),
-                                 time.monotonic())
-    req.conn.abort(now=time.monotonic())
-    req.flush()
-    req.close()
-    b.settimeout(5)
+    b = aborted_requestor(0.3)
     t0 = time.monotonic()
     received = b""
     while chunk := b.recv(4096):        # the RQ, the A-ABORT, then end of file at ARTIM
