@@ -656,6 +656,14 @@ class ClientMachine(RuleBasedStateMachine):
     def _answered(self, mid: int) -> None:
         self.answered.append(mid)
 
+    @staticmethod
+    def _raised_for(error: BaseException | None, final: int) -> None:
+        """PS3.7 Annex C: a failure status raises DimseStatusError with its code; any other does not."""
+        if is_failure(final):
+            assert isinstance(error, DimseStatusError) and error.status == final, repr(error)
+        else:
+            assert error is None, repr(error)
+
     def _closed_after_fault(self) -> None:
         """After a fault: the association says it is over, the next call raises at once."""
         assoc, conn = self.assoc, self.conn
@@ -733,10 +741,7 @@ class ClientMachine(RuleBasedStateMachine):
             conn.send_messages(messages, frag)
         got, error, _ = call.wait().ok()
         assert got == matches, f"matches {len(got)} of {n} / differ from what was sent"
-        if is_failure(final):
-            assert isinstance(error, DimseStatusError) and error.status == final, repr(error)
-        else:
-            assert error is None, repr(error)
+        self._raised_for(error, final)
         assert assoc.is_established
         self._answered(msg.mid)
 
@@ -766,10 +771,7 @@ class ClientMachine(RuleBasedStateMachine):
         got, error, _ = call.wait().ok()
         assert got == pendings, f"progress {got}, sent {pendings}"
         result = holder[0]
-        if is_failure(final):
-            assert isinstance(error, DimseStatusError) and error.status == final, repr(error)
-        else:
-            assert error is None, repr(error)
+        self._raised_for(error, final)
         assert result.status == final, f"status {result.status}, sent {final:#06x}"
         assert result.failed_instances == (failed if with_list else []), result.failed_instances
         if counters is not None:
@@ -806,10 +808,7 @@ class ClientMachine(RuleBasedStateMachine):
                                                dataset=bool(failed)), failed_list(failed) if failed else None)])
         got, error, _ = call.wait().ok()
         assert got == sent, f"{len(got)} instances received of {n} sent / bytes differ"
-        if is_failure(final):
-            assert isinstance(error, DimseStatusError) and error.status == final, repr(error)
-        else:
-            assert error is None, repr(error)
+        self._raised_for(error, final)
         assert assoc.is_established
         self._answered(msg.mid)
 
