@@ -65,13 +65,11 @@ _MAP_FLAGS = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
               if hasattr(mmap, "MAP_POPULATE") and hasattr(mmap, "MAP_ANONYMOUS") else 0)
 
 
-def _new_buffer(size: int, populate: bool = True) -> bytearray | mmap.mmap:
-    """A writable buffer of ``size`` bytes for a data set (see _MAP_MIN).
-    ``populate=False``: a memory map's pages are left to fault in later (for
-    a :class:`dicomnet._codec.prefault.Prefaulter` to do elsewhere)."""
+def _new_buffer(size: int) -> bytearray | mmap.mmap:
+    """A writable buffer of ``size`` bytes for a data set (see _MAP_MIN)."""
     if _MAP_FLAGS and size >= _MAP_MIN:
         try:
-            return mmap.mmap(-1, size, flags=_MAP_FLAGS if populate else _MAP_FLAGS & ~mmap.MAP_POPULATE)
+            return mmap.mmap(-1, size, flags=_MAP_FLAGS)
         except OSError:  # pragma: no cover - out of address space / map count: use the heap
             pass
     return bytearray(size)

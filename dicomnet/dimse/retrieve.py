@@ -30,15 +30,12 @@ final response (Cancel, 0xFE00), so the association carries the next request.
 """
 from __future__ import annotations
 
-import mmap
 import os
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dicomnet._codec.prefault import Prefaulter
 from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.reader import IMPLICIT_VR_LE, read_dataset
 from dicomnet.dicom.writer import encode_dataset
@@ -276,10 +273,6 @@ class MoveResult(_Retrieve):
 StoreTo = str | os.PathLike[str] | Callable[[Command], "str | os.PathLike[str]"]
 
 
-#: Largest instance size for which two receive buffers are made ahead (GetResult._make_spares).
-_TWO_AHEAD_MAX = 8 << 20
-
-
 class GetResult(_Retrieve):
     """One C-GET: iterate for the instances as they arrive (Datasets, or paths
     with ``store_to``). ``received`` counts them; ``progress`` is the last
@@ -297,9 +290,8 @@ class GetResult(_Retrieve):
         self._last_size = 0
         self._previous_sink: Any = None
         self._installed: Any = None
-        self._spares: deque[Any] = deque()      # receive buffers for the next instances, made ahead
+        self._spare: Any = None         # the next instance's receive buffer, made ahead
         self._keeps = False             # whether the caller kept the instance before
-        self._prefaulter: Prefaulter | None = None     # faults their pages in (see _make_spares)
 
     def _pending(self, progress: RetrieveProgress) -> None:
         self.progress = progress
@@ -338,11 +330,13 @@ class GetResult(_Retrieve):
         assoc._send_message(message.context_id,
                             c_store_rsp(command.message_id or 0, command.get("AffectedSOPClassUID"),
                                         command.get("AffectedSOPInstanceUID"), status, error_comment=comment))
-        if self._keeps and self._store_to is None and self._last_size:
-            # Make the next instances' buffers now, sized like this one. Only
+        if self._keeps and self._store_to is None and self._last_size and self._spare is None:
+            # The SCP now reads our response and sends the next instance: make
+            # its buffer meanwhile (fresh memory costs a page fault per 4 KiB
+            # otherwise paid while the data arrive), sized like this one. Only
             # for a caller that keeps the instances: for one that drops each,
             # the assembler reuses the previous buffer instead.
-            self._make_spares(self._last_size)
+            self._spare = new_buffer(self._last_size)
         if item is None or self.cancelled:
             return None
         self.received += 1
@@ -352,37 +346,8 @@ class GetResult(_Retrieve):
         super()._finish(status, comment, dataset, syntax)
         self._cleanup()
 
-    def _make_spares(self, size: int) -> None:
-        """Receive buffers of ``size`` bytes for the instances after the next
-        one arrives too. Fresh memory costs a page fault per 4 KiB: about a
-        third of this side's CPU per 512 KiB instance (measured on 2 CPUs),
-        paid while the data arrive. A helper thread faults the pages in on
-        another CPU (:class:`~dicomnet._codec.prefault.Prefaulter`), two
-        buffers ahead: with an Asynchronous Operations Window the next
-        instance is already arriving, so the one after it is the buffer
-        that can be ready in time (for instances up to 8 MiB; bigger ones get
-        one buffer ahead, as memory held for nothing at the end). Where that
-        is not offered, one buffer is faulted in here at once, while the SCP
-        reads our response."""
-        prefaulter = self._prefaulter
-        if prefaulter is None:
-            prefaulter = self._prefaulter = Prefaulter()
-        spares = self._spares
-        if not prefaulter.supported:
-            if not spares:
-                spares.append(new_buffer(size))
-            return
-        while len(spares) < (2 if size <= _TWO_AHEAD_MAX else 1):
-            buffer = new_buffer(size, populate=False)
-            if isinstance(buffer, mmap.mmap):
-                prefaulter.submit(buffer)    # if the queue is full, the pages fault in as written
-            spares.append(buffer)
-
     def _cleanup(self) -> None:
-        if self._prefaulter is not None:
-            self._prefaulter.close()    # drains first: nothing is queued for a buffer dropped below
-            self._prefaulter = None
-        self._spares.clear()
+        self._spare = None
         assembler = self._assoc._assembler
         if self._installed is not None and assembler._sink_factory is self._installed:
             assembler.set_sink(self._previous_sink)
@@ -414,7 +379,7 @@ class GetResult(_Retrieve):
                     held = assembler._spare
                     self._keeps = held is not None and sys.getrefcount(held) > 3
                     del held
-                    spare = self._spares.popleft() if self._spares else None
+                    spare, self._spare = self._spare, None
                     assembler.reserve(self._last_size, spare)
                 return None
             context_id = assembler._context_id
