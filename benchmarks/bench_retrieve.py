@@ -7,8 +7,9 @@ C-GET of the study into numpy (``pixel_array`` of every instance):
   (a) dicomnet Client <- dicomnet Server (``on_get`` returns the file paths,
       sent from disk without decoding), the server in its own process; the
       two negotiate an Asynchronous Operations Window (PS3.7 D.3.3.3), so the
-      server keeps up to 8 C-STORE sub-operations out instead of waiting for
-      each response -- a standard option dcmtk and pynetdicom do not offer;
+      server keeps up to 8 C-STORE sub-operations (beyond two, within 2 MiB)
+      out instead of waiting for each response -- a standard option dcmtk
+      and pynetdicom do not offer;
   (b) dcmtk ``getscu`` <- ``dcmqrscp`` (getscu writes each instance to a file
       on tmpfs -- it has no in-memory numpy path, so this row does less work);
   (c) pynetdicom <- pynetdicom (the SCP yields ``dcmread`` datasets, the SCU's

@@ -202,6 +202,18 @@ def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, stu
     assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in study]
 
 
+def test_get_window_keeps_at_most_two_mib_of_data_sets_out_beyond_two(servers, monkeypatch):
+    # 768 KiB of pixels each: two are always allowed out, a third would pass
+    # the 2 MiB budget -- so the window of 8 runs two ahead, as C-MOVE does.
+    big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
+    events = _trace_sub_operations(monkeypatch)
+    src = servers("SRC", Source(big, fixed=True))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        got = list(assoc.get(key(big[0])))
+    assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in big]
+    assert events == ["rq", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rsp"]
+
+
 def test_get_without_an_async_window_is_one_sub_operation_at_a_time(servers, study, monkeypatch):
     from dicomnet.dimse.retrieve import retrieve_contexts
 

@@ -565,15 +565,25 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
     # but overlapped: while the requestor receives instance n, instance n+1 is
     # prepared (its file mapped, its File Meta read). With a window (PS3.7
     # D.3.3.3, the requestor offered to perform several) up to that many
-    # C-STORE-RQs are out before we wait for the first response.
+    # C-STORE-RQs are out before we wait for the first response -- beyond
+    # two, no more than _WINDOW_BYTES of data sets, as for C-MOVE. More only
+    # queues up unread at the requestor: its receive buffer fills, its reads
+    # then pay for our sends (on loopback the peer's window update pushes our
+    # queued segments in its own context) and copy data gone cold. Measured
+    # (500 CT kept as numpy arrays, interleaved, 12 rounds): 2,209 inst/s
+    # with all 8 out, 2,481 within 2 MiB (requestor CPU 0.49 -> 0.43 ms per
+    # instance); the same either way when the caller drops each instance.
     window = assoc.negotiated.max_invoked or _MAX_WINDOW
-    outstanding: deque[tuple[int, Any, str]] = deque()   # (message id, item, UID), in send order
+    outstanding: deque[tuple[int, Any, str, int]] = deque()  # (message id, item, UID, bytes), in send order
+    out_bytes = 0
     buffer = _file_buffer(items)
     upcoming = _prepare(assoc, items[0], buffer) if items else (None, None)
     sent = 0
     try:
         while True:
-            while sent < len(items) and len(outstanding) < window and not ctx.cancelled:
+            while sent < len(items) and not ctx.cancelled and (
+                    not outstanding or (len(outstanding) < window and (
+                        len(outstanding) < 2 or out_bytes + _size(upcoming[0]) <= _WINDOW_BYTES))):
                 if watch.check():
                     ctx.cancelled = True
                     break
@@ -585,7 +595,9 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
                     if prepared is None:
                         raise error if error is not None else ValueError("nothing to send")
                     uid = prepared.sop_instance_uid
-                    outstanding.append((_send_here(assoc, prepared, priority), item, uid))
+                    nbytes = _size(prepared)
+                    outstanding.append((_send_here(assoc, prepared, priority), item, uid, nbytes))
+                    out_bytes += nbytes
                 except NoPresentationContext as exc:     # (an AssociationError) no SCP-role context
                     _count(op, _sub_failure(log, op, exc), item, None, more=sent < len(items))
                 except (AssociationError, DicomTimeoutError):
@@ -596,7 +608,8 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
                     upcoming = _prepare(assoc, items[sent], buffer)
             if not outstanding or watch.gone:
                 break
-            store_id, item, uid = outstanding.popleft()
+            store_id, item, uid, nbytes = outstanding.popleft()
+            out_bytes -= nbytes
             try:
                 outcome = _await_here(assoc, op, store_id, ctx)
             except (AssociationError, DicomTimeoutError):
