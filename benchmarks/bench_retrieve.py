@@ -7,7 +7,7 @@ C-GET of the study into numpy (``pixel_array`` of every instance):
   (a) dicomnet Client <- dicomnet Server (``on_get`` returns the file paths,
       sent from disk without decoding), the server in its own process; the
       two negotiate an Asynchronous Operations Window (PS3.7 D.3.3.3), so the
-      server keeps up to 8 C-STORE sub-operations (beyond two, within 2 MiB)
+      server keeps up to 8 C-STORE sub-operations (beyond two, within 1 MiB)
       out instead of waiting for each response -- a standard option dcmtk
       and pynetdicom do not offer;
   (b) dcmtk ``getscu`` <- ``dcmqrscp`` (getscu writes each instance to a file

@@ -204,7 +204,7 @@ def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, stu
 
 def test_get_window_keeps_at_most_two_mib_of_data_sets_out_beyond_two(servers, monkeypatch):
     # 768 KiB of pixels each: two are always allowed out, a third would pass
-    # the 2 MiB budget -- so the window of 8 runs two ahead, as C-MOVE does.
+    # the byte budget -- so the window of 8 runs two ahead, as C-MOVE does.
     big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
     events = _trace_sub_operations(monkeypatch)
     src = servers("SRC", Source(big, fixed=True))
