@@ -61,6 +61,18 @@ _MAP_MIN = 1 << 18
 _DIRECT_MAX = 8 << 20
 # Largest completed buffer kept for reuse (per assembler, i.e. per association).
 _SPARE_MAX = 8 << 20
+# A data set that arrives in several fragments and finds no buffer to reuse
+# (the caller kept the last one) starts in a buffer of the previous data
+# set's size -- instances of a series are alike -- rather than twice its
+# first fragment, grown by doubling and trimmed: one pre-faulted map instead
+# of a map, two remaps, page faults one by one and a trim. Measured, storescu
+# sending 500 CT to a Server whose on_store keeps every data set, 10
+# interleaved rounds, twice: 1,245 -> 1,519 and 1,313 -> 1,522 inst/s, server
+# CPU 0.63 -> 0.52 and 0.59 -> 0.51 ms per instance (a handler that drops
+# the data set reuses its buffer instead). Only when the guess is at most
+# this many times the first fragment (and _SPARE_MAX), so a wrong guess
+# costs little.
+_GUESS_MAX_RATIO = 8
 _MAP_FLAGS = (mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE
               if hasattr(mmap, "MAP_POPULATE") and hasattr(mmap, "MAP_ANONYMOUS") else 0)
 
@@ -143,6 +155,7 @@ class MessageAssembler:
         self._sink_factory: SinkFactory | None = None
         # The last completed data set's buffer, reused once nobody else holds it.
         self._spare: bytearray | mmap.mmap | None = None
+        self._last_size = 0     # the last data set held in memory: the next one's size guess
         self._reset()
         # Context and command of the last message that completed without a
         # data set, to name the fault if data set PDVs follow it anyway.
@@ -334,6 +347,7 @@ class MessageAssembler:
                     # its read): keep the capacity, and the buffer is not reused.
                     dataset = memoryview(buf)[:self._size]
             message.dataset = memoryview(buf) if dataset is None else dataset
+            self._last_size = self._size
             if dataset is None and 0 < len(buf) <= _SPARE_MAX:
                 self._spare = buf
         _log.debug("DIMSE message complete: %r, %d data set bytes", message.command, self._size)
@@ -367,9 +381,16 @@ class MessageAssembler:
         if buf is None:
             buf = self._data = self._take_spare()
         if buf is None:
-            # The first fragment: exact when it is also the last, else room to grow.
+            # The first fragment: exact when it is also the last, else room to
+            # grow -- or the previous data set's size (see _GUESS_MAX_RATIO).
             n = end - self._size
-            buf = self._data = _new_buffer(end if is_last else max(_FIRST_CAPACITY, 2 * n))
+            size = end if is_last else max(_FIRST_CAPACITY, 2 * n)
+            last = self._last_size
+            if not is_last and size < last <= min(_SPARE_MAX, _GUESS_MAX_RATIO * n):
+                size = last
+                if self.max_dataset_bytes is not None:
+                    size = min(size, max(end, self.max_dataset_bytes))
+            buf = self._data = _new_buffer(size)
         elif end > len(buf):
             capacity = max(end, 2 * len(buf))
             if self.max_dataset_bytes is not None:

@@ -385,3 +385,45 @@ def test_huge_buffers_are_not_kept_for_reuse() -> None:
     asm = MessageAssembler()
     msg = feed_all(asm, 1, STORE, bytes(asm_mod._SPARE_MAX + 1), ds_cuts=[1 << 20])[0]
     assert asm._spare is None and len(msg.dataset) == asm_mod._SPARE_MAX + 1
+
+
+def _fragments_of_the_next(asm: MessageAssembler, data: bytes, cut: int) -> tuple[Message, list[int]]:
+    """Feed a C-STORE whose data set comes in ``cut``-byte fragments; the
+    message and the buffer's capacity after each fragment but the last."""
+    asm.feed(1, True, True, STORE)
+    capacities = []
+    for start in range(0, len(data), cut):
+        msg = asm.feed(1, False, start + cut >= len(data), data[start:start + cut])
+        if asm._data is not None:
+            capacities.append(len(asm._data))
+    assert msg is not None
+    return msg, capacities
+
+
+def test_a_kept_data_sets_successor_starts_at_its_size() -> None:
+    asm = MessageAssembler()
+    first = feed_all(asm, 1, STORE, b"a" * 300_000, ds_cuts=[60_000, 120_000, 180_000, 240_000])[0]
+    kept = first.dataset                               # held by the caller: nothing to reuse
+    second, capacities = _fragments_of_the_next(asm, b"b" * 300_000, 60_000)
+    assert capacities == [300_000] * 4                 # one buffer of the guessed size, never grown
+    assert bytes(second.dataset) == b"b" * 300_000 and bytes(kept) == b"a" * 300_000
+
+
+def test_a_wrong_guess_still_gives_the_exact_data_set() -> None:
+    asm = MessageAssembler()
+    kept = [feed_all(asm, 1, STORE, b"a" * 300_000, ds_cuts=[60_000])[0].dataset]
+    smaller, capacities = _fragments_of_the_next(asm, b"s" * 100_000, 60_000)
+    assert capacities[0] == 300_000
+    assert bytes(smaller.dataset) == b"s" * 100_000 and len(smaller.dataset.obj) == 100_000   # trimmed
+    kept.append(smaller.dataset)
+    larger, _ = _fragments_of_the_next(asm, b"L" * 700_000, 60_000)   # guessed 100,000: grows as before
+    assert bytes(larger.dataset) == b"L" * 700_000
+    assert [bytes(k[:1]) for k in kept] == [b"a", b"s"]
+
+
+def test_no_guess_far_beyond_the_first_fragment() -> None:
+    asm = MessageAssembler()
+    kept = feed_all(asm, 1, STORE, b"a" * 300_000, ds_cuts=[60_000])[0].dataset
+    _, capacities = _fragments_of_the_next(asm, b"b" * 30_000, 10_000)   # 300,000 > 8 x 10,000
+    assert capacities[0] == asm_mod._FIRST_CAPACITY
+    assert bytes(kept[:1]) == b"a"
