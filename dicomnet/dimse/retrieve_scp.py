@@ -55,7 +55,7 @@ from dicomnet.dicom.dataset import Dataset
 from dicomnet.dicom.writer import encode_dataset
 from dicomnet.dimse.commands import CommandField, c_get_rsp, c_move_rsp, c_store_rq, encode_command
 from dicomnet.dimse.scp import PeerDataError, _CancelWatch, error_comment, read_peer_dataset, service_context
-from dicomnet.dimse.scu import (_READ_MAX, _WINDOW_BYTES, PreparedStore, _meta_text, _read_meta, prepare_store,
+from dicomnet.dimse.scu import (_READ_MAX, PreparedStore, _meta_text, _read_meta, _window_open, prepare_store,
                                 reply_spin)
 from dicomnet.errors import (
     AssociationAborted,
@@ -403,9 +403,8 @@ def _move_suboperations(op: _Operation, sub: Association, items: list[Any], info
     cancelled = False
     try:
         while True:
-            while sent < len(items) and not cancelled and (
-                    not out or (len(out) < window and (len(out) < 2 or out_bytes + _size(upcoming[0])
-                                                       <= _WINDOW_BYTES))):
+            while sent < len(items) and not cancelled and _window_open(len(out), window, out_bytes,
+                                                                       _size(upcoming[0])):
                 if watch.check():
                     cancelled = True
                     break
@@ -580,9 +579,8 @@ def handle_get(server: Server, assoc: Association, info: AssociationInfo, messag
     sent = 0
     try:
         while True:
-            while sent < len(items) and not ctx.cancelled and (
-                    not outstanding or (len(outstanding) < window and (
-                        len(outstanding) < 2 or out_bytes + _size(upcoming[0]) <= _WINDOW_BYTES))):
+            while sent < len(items) and not ctx.cancelled and _window_open(len(outstanding), window, out_bytes,
+                                                                           _size(upcoming[0])):
                 if watch.check():
                     ctx.cancelled = True
                     break
