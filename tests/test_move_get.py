@@ -202,7 +202,7 @@ def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, stu
     assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in study]
 
 
-def test_get_window_keeps_at_most_two_mib_of_data_sets_out_beyond_two(servers, monkeypatch):
+def test_get_window_keeps_two_ahead_when_a_third_would_pass_the_byte_budget(servers, monkeypatch):
     # 768 KiB of pixels each: two are always allowed out, a third would pass
     # the byte budget -- so the window of 8 runs two ahead, as C-MOVE does.
     big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
