@@ -35,19 +35,12 @@ import pytest
 
 from dicomnet.errors import DicomNetError
 
-from . import _resource_leaks
 from ._resource_leaks import (ABORT_PDU, CT_CONTEXTS, MALFORMED, MID_STORE, QR, QUERY, FileHandler, Handler, census,
                               client, connect, drain, echo_promptly, holders, make_server, raw_established, reset,
                               store_start, uid, until_abort)
-from .conftest import CT, EXPLICIT, OPENSSL, PACKAGE_ROOT, VERIFICATION, associate_rq_bytes, free_port, wait_for
-from .proxy import FaultProxy, Plan
+from ..conftest import CT, EXPLICIT, OPENSSL, PACKAGE_ROOT, VERIFICATION, associate_rq_bytes, free_port, wait_for
+from ..proxy import FaultProxy, Plan
 
-# The fixtures of _resource_leaks, bound here because pytest looks a fixture up
-# among the test module's names (``stores`` needs ``servers``, ``leaks`` and
-# ``instances``; ``servers`` needs ``quiet``).
-instances, leaks, peer, quiet, servers, stores = (
-    _resource_leaks.instances, _resource_leaks.leaks, _resource_leaks.peer, _resource_leaks.quiet,
-    _resource_leaks.servers, _resource_leaks.stores)
 
 
 # ================================================== server: C-MOVE, C-GET

@@ -33,19 +33,12 @@ from dicomnet.dicom.writer import encode_dataset
 from dicomnet.errors import DicomNetError
 from dicomnet.dimse.scu import query_dataset
 
-from . import _resource_leaks
 from ._resource_leaks import (ABORT_PDU, CT_CONTEXTS, MALFORMED, MID_STORE, QR, QUERY, RELEASE_RQ, REPS, STUDY_FIND,
                               STUDY_GET, FileHandler, Handler, client, connect, drain, echo_promptly, first_byte,
                               pdata, raw_established, reset, rss, store_start, uid, until_abort)
-from .conftest import CT, EXPLICIT, VERIFICATION, associate_rq_bytes, wait_for
-from .test_limits import _recv_exact as recv_exact
+from ..conftest import CT, EXPLICIT, VERIFICATION, associate_rq_bytes, wait_for
+from ..test_limits import _recv_exact as recv_exact
 
-# The fixtures of _resource_leaks, bound here because pytest looks a fixture up
-# among the test module's names (``stores`` needs ``servers``, ``leaks`` and
-# ``instances``; ``servers`` needs ``quiet``).
-instances, leaks, peer, quiet, servers, stores = (
-    _resource_leaks.instances, _resource_leaks.leaks, _resource_leaks.peer, _resource_leaks.quiet,
-    _resource_leaks.servers, _resource_leaks.stores)
 
 
 # ================================================================ self-check

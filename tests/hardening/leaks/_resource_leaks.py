@@ -33,9 +33,7 @@ chosen by the called AE title), so that its sockets and threads are not
 counted with ours.
 
 The fixtures (``leaks``, ``quiet``, ``instances``, ``servers``, ``stores``,
-``peer``) are defined here and named in each test module that uses them:
-several other hardening modules have fixtures of their own called
-``instances`` or ``servers``, so these do not go into conftest.py.
+``peer``) are in this folder's conftest.py.
 """
 from __future__ import annotations
 
@@ -48,11 +46,9 @@ import os
 import socket
 import ssl
 import struct
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +63,8 @@ try:    # sockets waiting in Sta13 after our A-ABORT (PS3.8 AA-1/AA-8, then AR-5
 except ImportError:     # pragma: no cover - an older dicomnet closes them at once
     closer = None
 
-from .conftest import CT, EXPLICIT, PACKAGE_ROOT, VERIFICATION, associate_rq_bytes, pdu, wait_for
-from .test_faults import make_instance
-from .test_limits import _recv_exact as recv_exact
+from ..conftest import CT, EXPLICIT, VERIFICATION, associate_rq_bytes, pdu, wait_for
+from ..test_limits import _recv_exact as recv_exact
 
 STUDY_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 STUDY_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
@@ -270,18 +265,6 @@ class Leaks:
                 gc.enable()
 
 
-@pytest.fixture
-def leaks(tmp_path_factory) -> Iterator[Leaks]:
-    # Maps are counted under the session's temporary root: the sent instances
-    # (a module fixture) and each test's own folders are all there.
-    tracker = Leaks(tmp_path_factory.getbasetemp())
-    try:
-        yield tracker
-    finally:
-        if tracker._gc_was_enabled:
-            gc.enable()
-
-
 class _Drop(logging.Handler):
     """Formats every record (exceptions included) and keeps none: log records
     that pytest keeps would hold tracebacks, and with them associations. The
@@ -295,19 +278,6 @@ class _Drop(logging.Handler):
         text = self.format(record)
         if record.getMessage().startswith("unexpected error"):
             self.unexpected.append(text)
-
-
-@pytest.fixture
-def quiet() -> Iterator[logging.Logger]:
-    """The logger of every Server and Client here: a logger outside the
-    logging tree, so that pytest does not capture (and keep) its records and
-    the tracebacks, frames and associations in them. Every record is
-    formatted; none may be an unexpected error."""
-    log = logging.Logger("dicomnet.test-leaks", logging.INFO)
-    handler = _Drop()
-    log.addHandler(handler)
-    yield log
-    assert not handler.unexpected, handler.unexpected[0]
 
 
 def echo_promptly(port: int, ae: str, logger: logging.Logger, limit: float = 1.5, **kw: Any) -> None:
@@ -388,17 +358,6 @@ class LaneHandler:
         return destination(self.folder, ctx, command)
 
 
-@pytest.fixture(scope="module")
-def instances(tmp_path_factory) -> dict[str, str]:
-    """A small (8 KiB, read into memory when sent) and a big (2 MiB: sent
-    from a memory map) CT instance."""
-    base = tmp_path_factory.mktemp("leak-src")
-    small, big = base / "small.dcm", base / "big.dcm"
-    make_instance(small, 64, 64, seed=21)
-    make_instance(big, 1024, 1024, seed=22)
-    return {"small": str(small), "big": str(big)}
-
-
 def make_server(logger: logging.Logger, handler: Any = None, **kw: Any) -> Server:
     # No watchdog thread unless a test asks for one (handler_timeout): see
     # test_an_idle_server_keeps_nothing_of_its_last_association.
@@ -406,25 +365,6 @@ def make_server(logger: logging.Logger, handler: Any = None, **kw: Any) -> Serve
                    max_associations=128, handler_timeout=math.inf, logger=logger)
     options.update(kw)
     return Server("LEAKS", handler, **options).start("127.0.0.1", 0)
-
-
-@pytest.fixture
-def servers(quiet) -> Iterator[Callable[..., Server]]:
-    """Servers made by the test; every one is shut down at its end."""
-    made: list[Server] = []
-
-    def make(handler: Any = None, **kw: Any) -> Server:
-        srv = make_server(quiet, handler, **kw)
-        made.append(srv)
-        if srv.tls is None:
-            ping(srv.port)               # the accept loop is running (its selector made)
-        return srv
-
-    try:
-        yield make
-    finally:
-        for srv in made:
-            srv.shutdown(5.0)
 
 
 def client(logger: logging.Logger, ae: str = "SOAK", **kw: Any) -> Client:
@@ -521,21 +461,6 @@ MID_STORE = 200_000          # bytes of the data set sent before the end (of ~2 
 REPS = 30
 
 CT_CONTEXTS = [(CT, (EXPLICIT,)), (VERIFICATION, (EXPLICIT,))]
-
-
-@pytest.fixture
-def stores(servers, leaks, instances, tmp_path) -> dict[str, Server]:
-    """Servers (watched) keeping data sets in memory, streaming them to files
-    (with on_store), and streaming them through the compiled lane alone."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    (folder / "occupied").mkdir()
-    made = {"mem": servers(Handler([instances["big"]] * 3)),
-            "file": servers(FileHandler([instances["big"]] * 3, folder)),
-            "lane": servers(LaneHandler(folder))}
-    leaks.watch(*made.values())
-    leaks.folders.append(folder)
-    return made
 
 
 def uid(n: int) -> str:
@@ -725,16 +650,3 @@ while True:
 '''
 
 
-@pytest.fixture(scope="module")
-def peer() -> Iterator[int]:
-    """The scripted peer's port (the process is killed at the end of the module)."""
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPTED_PEER], stdout=subprocess.PIPE, text=True,
-                            cwd=PACKAGE_ROOT)
-    try:
-        assert proc.stdout is not None
-        yield int(proc.stdout.readline())
-    finally:
-        proc.kill()
-        proc.wait(5)
-        if proc.stdout is not None:
-            proc.stdout.close()

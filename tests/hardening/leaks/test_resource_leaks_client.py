@@ -21,16 +21,9 @@ import pytest
 
 from dicomnet.errors import DicomNetError
 
-from . import _resource_leaks
 from ._resource_leaks import QR, QUERY, REPS, client, echo_promptly
-from .conftest import CT, EXPLICIT, VERIFICATION, free_port
+from ..conftest import CT, EXPLICIT, VERIFICATION, free_port
 
-# The fixtures of _resource_leaks, bound here because pytest looks a fixture up
-# among the test module's names (``stores`` needs ``servers``, ``leaks`` and
-# ``instances``; ``servers`` needs ``quiet``).
-instances, leaks, peer, quiet, servers, stores = (
-    _resource_leaks.instances, _resource_leaks.leaks, _resource_leaks.peer, _resource_leaks.quiet,
-    _resource_leaks.servers, _resource_leaks.stores)
 
 
 # ================================================================ client
