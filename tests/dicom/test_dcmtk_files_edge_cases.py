@@ -71,7 +71,7 @@ EDGE = [
     (0x00081030, "LO", b"x\\y\\", ["x", "y", ""]),                    # backslash: 3 values
     (0x00100010, "PN", b"Doe^John^^^ ", "Doe^John^^^"),
     (0x00100020, "LO", b"ID1 ", "ID1"),
-    (0x00100021, "LO", b" ISS ", " ISS"),        # leading space kept (dcmtk drops it: see the report)
+    (0x00100021, "LO", b" ISS ", " ISS"),        # leading space kept (dcm2xml drops it: _dcmtk_files.py, dcmtk quirks)
     (0x00180050, "DS", b" 1.0 ", 1.0),
     (0x00181030, "LO", b"\\", ["", ""]),                             # two empty values
     (0x00200013, "IS", b"+12 ", 12),
