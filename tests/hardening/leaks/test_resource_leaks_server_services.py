@@ -447,3 +447,6 @@ def test_real_peers_that_abort_or_die(stores, leaks, quiet, instances, tmp_path)
     leaks.check()
     for srv in stores.values():
         echo_promptly(srv.port, "LEAKS", quiet)
+    if not pynetdicom:
+        # Said, not silent: the dcmtk part passed, the pynetdicom part did not run.
+        pytest.skip("dcmtk part passed; pynetdicom part not run (pynetdicom or pydicom not installed)")
