@@ -214,6 +214,21 @@ def test_get_window_keeps_two_ahead_when_a_third_would_pass_the_byte_budget(serv
     assert events == ["rq", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rsp"]
 
 
+def test_get_window_on_a_long_path_sends_past_the_byte_budget(servers, monkeypatch):
+    # The same five 768 KiB instances across a 20 ms round trip (as the kernel
+    # would measure it): the budget is what the path holds, all five go out.
+    from dicomnet.transport.sync import SyncDriver
+
+    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: 0.020)
+    big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
+    events = _trace_sub_operations(monkeypatch)
+    src = servers("SRC", Source(big, fixed=True))
+    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
+        got = list(assoc.get(key(big[0])))
+    assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in big]
+    assert events == ["rq"] * 5 + ["rsp"] * 5
+
+
 def test_get_without_an_async_window_is_one_sub_operation_at_a_time(servers, study, monkeypatch):
     from dicomnet.dimse.retrieve import retrieve_contexts
 
@@ -636,6 +651,23 @@ def test_move_with_an_async_window_sends_ahead_and_counts_every_result(servers, 
     assert sorted(by_uid(ds for _, _, ds in sink.received)) == sorted(originals)
     for ctx, raw, ds in sink.received:
         assert raw == bytes(encode_dataset(originals[str(ds.SOPInstanceUID)], ctx.transfer_syntax))
+
+
+@pytest.mark.parametrize("rtt, expected", [
+    (None, ["rq", "rq", "done", "rq", "done", "rq", "done", "rq", "done", "done"]),   # two ahead (1 MiB)
+    (0.020, ["rq"] * 5 + ["done"] * 5),                                            # what a 20 ms path holds
+])
+def test_move_window_byte_budget_follows_the_path(servers, monkeypatch, rtt, expected):
+    from dicomnet.transport.sync import SyncDriver
+
+    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: rtt)
+    big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))  # 768 KiB each
+    events = _trace_move(monkeypatch)
+    dest = servers("DEST", Sink())
+    src = servers("SRC", Source(big), destinations={"DEST": ("127.0.0.1", dest.port)}, move_async_operations=8)
+    with Client("ME").associate("127.0.0.1", src.port, "SRC") as assoc:
+        assert assoc.move(key(big[0]), "DEST").result() == 0
+    assert events == expected
 
 
 def test_move_without_the_option_is_one_at_a_time(servers, study, monkeypatch):

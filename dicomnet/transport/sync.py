@@ -40,6 +40,7 @@ import logging
 import numbers
 import select
 import socket
+import struct
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -50,7 +51,7 @@ from ..pdu import events as ev
 from ..pdu.connection import Connection
 from . import closer
 
-__all__ = ["SyncDriver", "Interrupted", "open_connection"]
+__all__ = ["SyncDriver", "Interrupted", "open_connection", "path_rtt"]
 
 _monotonic = time.monotonic
 _IOV_MAX = 1024  # POSIX minimum for sendmsg's iovec count; batches never exceed it
@@ -99,6 +100,32 @@ def open_connection(host: str, port: int, timeout: float) -> socket.socket:
         raise ConnectTimeout(f"no TCP connection to {host}:{port} within {timeout:g} s") from exc
     prepare_socket(sock)
     return sock
+
+
+#: Linux's TCP_INFO and, in its ``struct tcp_info`` (include/uapi/linux/tcp.h),
+#: the offsets of ``tcpi_rtt`` (smoothed) and ``tcpi_min_rtt`` (Linux >= 4.6):
+#: unsigned 32-bit microseconds.
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+_TCPI_RTT, _TCPI_MIN_RTT = 68, 148
+
+
+def path_rtt(sock: Any) -> float | None:
+    """The round-trip time of the TCP path under ``sock`` in seconds, as the
+    kernel measured it: the least it has seen (``tcpi_min_rtt``, so the delay
+    of a queue that builds up does not count), else the smoothed one. None
+    where the system does not say (not Linux, not a TCP socket)."""
+    if _TCP_INFO is None or sock is None:
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, _TCPI_MIN_RTT + 4)
+    except (OSError, ValueError, AttributeError):
+        return None
+    for offset in (_TCPI_MIN_RTT, _TCPI_RTT):
+        if len(info) >= offset + 4:
+            (micros,) = struct.unpack_from("=I", info, offset)
+            if micros:
+                return micros / 1e6
+    return None
 
 
 def prepare_socket(sock: socket.socket) -> None:
@@ -166,6 +193,11 @@ class SyncDriver:
     def closed(self) -> bool:
         """True once the socket is closed."""
         return self.sock is None
+
+    def path_rtt(self) -> float | None:
+        """The round-trip time of the connection's TCP path (:func:`path_rtt`),
+        or None when unknown or closed."""
+        return path_rtt(self.sock)
 
     def close(self) -> None:
         """Close the socket (idempotent). The Connection is told if it still

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dicomnet.dicom import Dataset, read_dataset, read_file
 from dicomnet.dicom.writer import encode_dataset
-from dicomnet.dimse.scu import FIND_MODELS, _find_sop_class, prepare_store, query_dataset
+from dicomnet.dimse.scu import FIND_MODELS, _find_sop_class, prepare_store, query_dataset, window_bytes
 from dicomnet.errors import NoPresentationContext
 from dicomnet.pdu.negotiation import NegotiatedAssociation, NegotiatedContext
 
@@ -307,3 +307,18 @@ def test_reply_spin_lengthens_a_busy_poll_only_while_a_response_is_due():
     with pytest.raises(KeyError), reply_spin(assoc):
         raise KeyError("the wait failed")
     assert assoc._driver.busy_poll == 50e-6
+
+
+@pytest.mark.parametrize("rtt, budget", [
+    (None, 1 << 20),            # the system does not say: 1 MiB
+    (30e-6, 1 << 20),           # loopback
+    (0.5e-3, 1 << 20),          # a LAN: 625 KB at 10 Gbit/s, less than 1 MiB
+    (0.002, 2_500_000),         # from ~0.84 ms on, what 10 Gbit/s holds in the round trip
+    (0.020, 25_000_000),
+])
+def test_window_bytes_is_1_mib_or_what_the_path_holds(rtt, budget):
+    from types import SimpleNamespace
+
+    assoc = SimpleNamespace(_driver=SimpleNamespace(path_rtt=lambda: rtt))
+    assert window_bytes(assoc) == budget
+    assert window_bytes(SimpleNamespace(_driver=SimpleNamespace())) == 1 << 20     # a driver without the measure

@@ -13,7 +13,7 @@ from dicomnet.pdu import events as ev
 from dicomnet.pdu.connection import Connection
 from dicomnet.pdu.negotiation import AcceptorPolicy, build_associate_rq, negotiate
 from dicomnet.transport import closer
-from dicomnet.transport.sync import Interrupted, SyncDriver, open_connection, prepare_socket
+from dicomnet.transport.sync import Interrupted, SyncDriver, open_connection, path_rtt, prepare_socket
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT = "1.2.840.10008.1.2"
@@ -52,6 +52,27 @@ def test_tcp_nodelay_and_nonblocking():
     with a, b:
         assert a.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert a.gettimeout() == 0.0
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+def test_path_rtt_is_the_kernels_measure_of_a_short_path():
+    req, acc = associated_pair()
+    try:
+        for driver in (req, acc):       # both ends: the one that connected and the one that accepted
+            rtt = driver.path_rtt()
+            assert rtt is not None and 0 < rtt < 0.1      # loopback: microseconds
+            assert rtt == path_rtt(driver.sock)
+    finally:
+        req.close()
+        acc.close()
+    assert req.path_rtt() is None                       # closed
+
+
+def test_path_rtt_is_none_where_the_system_does_not_say():
+    a, b = socket.socketpair()          # not TCP
+    with a, b:
+        assert path_rtt(a) is None
+    assert path_rtt(None) is None
 
 
 def test_large_message_crosses_with_partial_sends():
