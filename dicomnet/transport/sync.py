@@ -41,6 +41,7 @@ import numbers
 import select
 import socket
 import struct
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,8 +105,9 @@ def open_connection(host: str, port: int, timeout: float) -> socket.socket:
 
 #: Linux's TCP_INFO and, in its ``struct tcp_info`` (include/uapi/linux/tcp.h),
 #: the offsets of ``tcpi_rtt`` (smoothed) and ``tcpi_min_rtt`` (Linux >= 4.6):
-#: unsigned 32-bit microseconds.
-_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+#: unsigned 32-bit microseconds. (Other systems with a TCP_INFO lay it out
+#: differently after the first fields.)
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None) if sys.platform.startswith("linux") else None
 _TCPI_RTT, _TCPI_MIN_RTT = 68, 148
 
 
