@@ -67,9 +67,9 @@ dicomnet faults this file found, all fixed (the exception each failed with):
   A-RELEASE-RQ of 2 bytes, an A-ABORT of 6) is Evt19 and owes an A-ABORT
   (AA-7); dicomnet did not decode PDUs in Sta13.
 
-(Later, found by tests/hardening/test_server_stateful.py: the closer now acts
-on what arrives in Sta13 as the table says, through a Connection of its own,
-and an unknown PDU type no longer stops the stream being read.)
+(Later, found by tests/hardening/stateful/test_server_stateful.py: the closer
+now acts on what arrives in Sta13 as the table says, through a Connection of
+its own, and an unknown PDU type no longer stops the stream being read.)
 
 Reference peers, the same bytes with ARTIM 2 s (comparison runs; in this file
 only ``test_reference_peers_agree``, on two cells where they agree). dcmtk 3.6.7

@@ -1,0 +1,1 @@
+"""Hypothesis state machines against dicomnet's Server and Client, and the helpers they share."""
