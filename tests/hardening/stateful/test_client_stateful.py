@@ -82,9 +82,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from pydicom.dataset import Dataset as PyDataset
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import dcmwrite
@@ -95,13 +94,14 @@ from dicomnet.errors import (ARTIMTimeout, AssociationAborted, AssociationError,
                              DimseStatusError, PDUError, ReadTimeout, WriteTimeout)
 from dicomnet.transport import closer
 
-from .test_server_stateful import (APP_CONTEXT, CT, FIND, GET, INVALID, LATE, MOVE, NO_DATASET, PROMPT, VERIFICATION,
-                                    _cuts, encode_command, encode_ds, item, pdu, pdv, text, us)
+from ._common import (AFF_CLASS, AFF_INST, APP_CONTEXT, CF, COMPLETED, CT, CUTS, DST, EXPLICIT, FAILED, FIND, GET,
+                      IMPLICIT, INVALID, LATE, MID, MIDR, MOVE, MOVE_DEST, NO_DATASET, PRIORITY, PROMPT, REMAINING,
+                      STATUS, UNEXPECTED, UNRECOGNIZED, VERIFICATION, WARNING, _fds, encode_command, encode_ds, item,
+                      machine_settings, pdu, pdv, replay_steps, run_machine, text, us)
 
 # ------------------------------------------------------------------ constants
 SCP_AE, SCU_AE = "SCRIPTED", "MACHINE"
 MR = "1.2.840.10008.5.1.4.1.1.4"
-EXPLICIT, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
 UID_ROOT = "1.2.826.0.1.3680043.9.7778"
 STORE_UIDS = {"small": f"{UID_ROOT}.1.1", "medium": f"{UID_ROOT}.1.2", "big": f"{UID_ROOT}.1.3"}
 # The client proposes these; MR only in the SCP role (the C-GET sub-operations come in on it).
@@ -114,11 +114,6 @@ CLIENT_MAX = 16384       # the largest P-DATA-TF the client accepts
 EARLY = 0.1              # a timer may seem to fire this much early (LATE: and this much late)
 LIMIT = PROMPT + READ    # any client call returns or raises within this
 
-# Command set elements (group 0000).
-CF, MID, MIDR, DST, STATUS, COMMENT = 0x0100, 0x0110, 0x0120, 0x0800, 0x0900, 0x0902
-AFF_CLASS, AFF_INST, PRIORITY, MOVE_DEST = 0x0002, 0x1000, 0x0700, 0x0600
-REMAINING, COMPLETED, FAILED, WARNING = 0x1020, 0x1021, 0x1022, 0x1023
-
 
 def is_failure(status: int) -> bool:
     """PS3.7 Annex C: 0xAxxx, 0xCxxx and the 01xx/02xx failures (not 0x0107, 0x0116)."""
@@ -126,8 +121,6 @@ def is_failure(status: int) -> bool:
 
 
 # ------------------------------------------------------------------ wire bytes
-
-
 def abort_pdu(source: int = 0, reason: int = 0) -> bytes:
     return pdu(0x07, bytes([0, 0, source, reason]))
 
@@ -204,8 +197,8 @@ class Frag:
 
 
 WHOLE = Frag()
-FRAGS = st.builds(Frag, cmd_cuts=_cuts, ds_cuts=_cuts, every=st.sampled_from([0, 0, 0, 7, 13]),
-                  packing=st.sampled_from(["message", "separate", "joined"]), tcp_cuts=_cuts)
+FRAGS = st.builds(Frag, cmd_cuts=CUTS, ds_cuts=CUTS, every=st.sampled_from([0, 0, 0, 7, 13]),
+                  packing=st.sampled_from(["message", "separate", "joined"]), tcp_cuts=CUTS)
 
 
 def _split(data: bytes, cuts: tuple[int, ...], limit: int, every: int = 0) -> list[bytes]:
@@ -490,7 +483,6 @@ KNOWN_FAULTS: dict[str, str] = {}   # none open
 BAD_RESPONSES = ["wrong-midr", "unsolicited", "unaccepted-context", "unknown-command-field",
                  "undecodable-command", "data-set-before-command", "wrong-response-field"]
 # A-ABORT (source, reason) pairs the client owes for a PDU out of place (PS3.8 9.3.8, Table 9-10 AA-8).
-UNRECOGNIZED, UNEXPECTED = frozenset({(2, 1)}), frozenset({(2, 2)})
 PDU_VIOLATIONS: dict[str, tuple[bytes, frozenset]] = {
     "unknown-pdu-type": (pdu(0x08, bytes(4)), UNRECOGNIZED),
     "associate-rj": (pdu(0x03, bytes([0, 1, 1, 1])), UNEXPECTED),
@@ -513,16 +505,6 @@ class _Capture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         (self.errors if record.levelno >= logging.ERROR else self.warnings).append(record.getMessage())
-
-
-def _fds() -> dict[str, str]:
-    out = {}
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            out[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            pass
-    return out
 
 
 class ClientMachine(RuleBasedStateMachine):
@@ -1411,33 +1393,17 @@ def machine_env(tmp_path_factory: Any) -> Any:
     return ClientMachine
 
 
-SETTINGS = settings(max_examples=36, stateful_step_count=30, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck), print_blob=False,
-                    phases=(Phase.explicit, Phase.reuse, Phase.generate))
+SETTINGS = machine_settings(max_examples=36, stateful_step_count=30)
 
 
 def test_client_against_a_scripted_scp(machine_env: Any) -> None:
-    STATS.clear()
-    try:
-        run_state_machine_as_test(machine_env, settings=SETTINGS)
-    finally:
-        print(f"{sum(STATS.values())} actions:", ", ".join(f"{k} {v}" for k, v in sorted(STATS.items())))
+    run_machine(machine_env, SETTINGS, STATS)
 
 
 def replay(steps: Callable[[ClientMachine], None], fails_with: str | None = None) -> None:
     """Run ``steps(machine)`` on a fresh machine, with its checks, and tear it down.
     ``fails_with``: the checks must fail with a message containing it."""
-    machine = ClientMachine()
-    try:
-        try:
-            steps(machine)
-            machine.check()
-        finally:
-            machine.teardown()
-    except AssertionError as exc:
-        if fails_with is not None and fails_with not in str(exc):
-            raise RuntimeError(f"failed, but not with {fails_with!r}: {exc}") from exc
-        raise
+    replay_steps(ClientMachine, steps, fails_with, check_after=True)
 
 
 SCP_ENDS = ("idle", "echo", "mid-find", "mid-get", "mid-store", "behind-response")
