@@ -26,7 +26,8 @@ from pydicom.dataset import Dataset as PyDataset
 
 from ._common import (AFF_CLASS, APP_CONTEXT, CF, COMPLETED, CT, CUTS, DST, EXPLICIT, FAILED, FIND, GET, IMPLICIT,
                       INVALID, MID, MIDR, MOVE, NO_DATASET, PROMPT, REMAINING, STATUS, UNEXPECTED, UNRECOGNIZED,
-                      VERIFICATION, WARNING, encode_command, encode_ds, item, pdu, pdv, us)
+                      VERIFICATION, WARNING, encode_command, encode_ds, item, pdu, pdv, split_per_mille, us)
+
 
 # ------------------------------------------------------------------ constants
 SCP_AE, SCU_AE = "SCRIPTED", "MACHINE"
@@ -130,31 +131,19 @@ FRAGS = st.builds(Frag, cmd_cuts=CUTS, ds_cuts=CUTS, every=st.sampled_from([0, 0
                   packing=st.sampled_from(["message", "separate", "joined"]), tcp_cuts=CUTS)
 
 
-def _split(data: bytes, cuts: tuple[int, ...], limit: int, every: int = 0) -> list[bytes]:
-    at = set(range(every, len(data), every)) if every else {len(data) * c // 1000 for c in cuts}
-    points = sorted(at - {0, len(data)})
-    out = []
-    for part in (data[a:b] for a, b in zip([0, *points], [*points, len(data)])):
-        while len(part) > limit:
-            out.append(part[:limit])
-            part = part[limit:]
-        out.append(part)
-    return out
-
-
 def wire(messages: list[tuple[int, bytes, bytes | None]], frag: Frag, max_pdu: int = CLIENT_MAX) -> list[bytes]:
     """Messages (context, command set, data set or None) as TCP writes."""
-    return _split(b"".join(pdus_of(messages, frag, max_pdu)), frag.tcp_cuts, 1 << 30)
+    return split_per_mille(b"".join(pdus_of(messages, frag, max_pdu)), frag.tcp_cuts, 1 << 30)
 
 
 def pdus_of(messages: list[tuple[int, bytes, bytes | None]], frag: Frag, max_pdu: int = CLIENT_MAX) -> list[bytes]:
     """Messages (context, command set, data set or None) as P-DATA-TF PDUs."""
     groups: list[list[bytes]] = []
     for ctx, command, dataset in messages:
-        cmd = _split(command, frag.cmd_cuts, max_pdu - 6, frag.every)
+        cmd = split_per_mille(command, frag.cmd_cuts, max_pdu - 6, frag.every)
         items = [pdv(ctx, True, i == len(cmd) - 1, part) for i, part in enumerate(cmd)]
         if dataset is not None:
-            parts = _split(dataset, frag.ds_cuts, max_pdu - 6)
+            parts = split_per_mille(dataset, frag.ds_cuts, max_pdu - 6)
             items += [pdv(ctx, False, i == len(parts) - 1, part) for i, part in enumerate(parts)]
         for i, one in enumerate(items):
             joins = groups and (frag.packing == "joined" or (frag.packing == "message" and i > 0))

@@ -2,11 +2,12 @@
 
 The DICOM both write by hand, with no dicomnet encoder: UIDs, command set
 element tags, PDU / item / PDV framing, command sets (Implicit VR Little
-Endian) and data sets (with pydicom); the A-ABORT (source, reason) sets of
-PS3.8 9.3.8 both check against and the slack both allow a timer. And the
-scaffolding that runs a machine: this process's open file descriptors, the
-hypothesis settings, a run that says what the machine did, and the replay of
-one scripted sequence with the machine's checks and teardown.
+Endian), data sets (with pydicom) and where a message is cut; the A-ABORT
+(source, reason) sets of PS3.8 9.3.8 both check against and the slack both
+allow a timer. And the scaffolding that runs a machine: this process's open
+file descriptors, the hypothesis settings, a run that says what the machine
+did, and the replay of one scripted sequence with the machine's checks and
+teardown.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ REMAINING, COMPLETED, FAILED, WARNING, ORIG_AE = 0x1020, 0x1021, 0x1022, 0x1023,
 NO_DATASET = 0x0101
 _UI = {0x0002, 0x0003, 0x1000, 0x1001}
 
-# Where a message is cut (per mille): up to three points.
+# Where a message is cut (per mille, see split_per_mille): up to three points.
 CUTS = st.lists(st.integers(1, 999), max_size=3).map(lambda c: tuple(sorted(c)))
 
 
@@ -96,6 +97,20 @@ def encode_ds(ds: PyDataset) -> bytes:
     fp.is_little_endian, fp.is_implicit_VR = True, False
     write_dataset(fp, ds)
     return fp.getvalue()
+
+
+def split_per_mille(data: bytes, cuts: tuple[int, ...], limit: int, every: int = 0) -> list[bytes]:
+    """``data`` cut at ``cuts`` (per mille of its length; or every ``every`` bytes),
+    each piece cut again into pieces of at most ``limit`` bytes."""
+    at = set(range(every, len(data), every)) if every else {len(data) * c // 1000 for c in cuts}
+    points = sorted(at - {0, len(data)})
+    out = []
+    for part in (data[a:b] for a, b in zip([0, *points], [*points, len(data)])):
+        while len(part) > limit:
+            out.append(part[:limit])
+            part = part[limit:]
+        out.append(part)
+    return out
 
 
 # ---------------------------------------------------------------- scaffolding

@@ -36,9 +36,10 @@ from pydicom.filewriter import dcmwrite
 
 from dicomnet.errors import DicomNetError, QueryError
 
-from ._common import (AFF_CLASS, AFF_INST, APP_CONTEXT, CF, CT, CUTS, DST, EXPLICIT, FIND, GET, IMPLICIT, INVALID,
-                      MID, MIDR, MOVE, MOVE_DEST, NO_DATASET, PRIORITY, STATUS, UNEXPECTED, UNRECOGNIZED, USER,
-                      VERIFICATION, encode_command, encode_ds, item, pdu, pdv, text, us)
+from ._common import (AFF_CLASS, AFF_INST, APP_CONTEXT, CF, CT, CUTS, DST, EXPLICIT, FIND, GET, IMPLICIT, INVALID, MID,
+                      MIDR, MOVE, MOVE_DEST, NO_DATASET, PRIORITY, STATUS, UNEXPECTED, UNRECOGNIZED, USER,
+                      VERIFICATION, encode_command, encode_ds, item, pdu, pdv, split_per_mille, text, us)
+
 
 # ------------------------------------------------------------------ constants
 SCP_AE = "STATEFUL"
@@ -185,24 +186,13 @@ FRAGS = st.builds(Frag, cmd_cuts=CUTS, ds_cuts=CUTS, packing=st.sampled_from(["p
                   tcp_cuts=st.lists(st.integers(1, 999), max_size=5).map(lambda c: tuple(sorted(c))))
 
 
-def _split(data: bytes, cuts: tuple[int, ...], limit: int = PDV_MAX) -> list[bytes]:
-    points = sorted({len(data) * c // 1000 for c in cuts} - {0, len(data)})
-    out = []
-    for part in (data[a:b] for a, b in zip([0, *points], [*points, len(data)])):
-        while len(part) > limit:
-            out.append(part[:limit])
-            part = part[limit:]
-        out.append(part)
-    return out
-
-
 def message_pdus(ctx: int, command: bytes, dataset: bytes | None, frag: Frag) -> list[bytes]:
     """One DIMSE message as P-DATA-TF PDUs (each within the server's maximum length)."""
-    cmd = _split(command, frag.cmd_cuts)
+    cmd = split_per_mille(command, frag.cmd_cuts, PDV_MAX)
     items = [pdv(ctx, True, i == len(cmd) - 1, part) for i, part in enumerate(cmd)]
     first_data = len(items)
     if dataset is not None:
-        parts = _split(dataset, frag.ds_cuts)
+        parts = split_per_mille(dataset, frag.ds_cuts, PDV_MAX)
         items += [pdv(ctx, False, i == len(parts) - 1, part) for i, part in enumerate(parts)]
     groups: list[list[bytes]] = []
     for i, one in enumerate(items):
@@ -215,7 +205,7 @@ def message_pdus(ctx: int, command: bytes, dataset: bytes | None, frag: Frag) ->
 
 
 def tcp_chunks(stream: bytes, cuts: tuple[int, ...]) -> list[bytes]:
-    return _split(stream, cuts, limit=1 << 30)
+    return split_per_mille(stream, cuts, 1 << 30)
 
 
 # -------------------------------------------------------------------- the SCP
