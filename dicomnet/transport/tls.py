@@ -35,6 +35,12 @@ __all__ = ["TLSSyncDriver", "client_handshake", "server_handshake", "make_contex
 
 #: Largest piece handed to one ``SSLSocket.send`` (a few 16 KiB TLS records).
 WRITE_PIECE = 256 * 1024
+#: The TLS 1.2 suites either side takes (TLS 1.3 has its own, all acceptable):
+#: CPython's own default, set here because a Python built with
+#: ``--with-ssl-default-suites=openssl``, as Debian's python3 is, would otherwise
+#: also take SHA-1 CBC suites and RSA key exchange (the retired AES profile of
+#: PS3.15 B.3, which the BCP 195 profiles leave out).
+_TLS12_CIPHERS = "@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES:!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM"
 _monotonic = time.monotonic
 
 
@@ -70,6 +76,7 @@ def make_context(*, server_side: bool, cert: str | None = None, key: str | None 
         if cert:
             ctx.load_cert_chain(cert, key)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_TLS12_CIPHERS)
     return ctx
 
 

@@ -203,6 +203,19 @@ def test_make_context_and_driver_refuse_misuse(pki):
     record("tls", cases=3)
 
 
+def test_make_context_takes_the_same_suites_whatever_python_was_built_with(pki):
+    """TLS 1.2: forward-secret key exchange and no SHA-1 MAC on both sides, also
+    with a Python whose default is OpenSSL's list (Debian's python3), which
+    would take the retired AES profile's suites (TLS_RSA_WITH_AES_128_CBC_SHA)."""
+    for ctx in (server_ctx(pki), client_ctx(pki)):
+        tls12 = [c for c in ctx.get_ciphers() if c["protocol"] == "TLSv1.2"]
+        assert tls12
+        names = [c["name"] for c in tls12]
+        assert all(c["kea"] in ("kx-ecdhe", "kx-dhe") for c in tls12), names
+        assert all(c["digest"] != "sha1" for c in tls12), names
+    record("tls", cases=2)
+
+
 # --------------------------------------------------------------- pynetdicom
 @pytest.mark.parametrize("tls_server", [True], indirect=True)
 def test_pynetdicom_over_tls_both_ways(pki, tls_server):
