@@ -113,6 +113,7 @@ PEER_IMPLEMENTATION = "1.2.826.0.1.3680043.9.7777.77"
 
 ARTIM = 0.7      # ARTIM of both dicomnet ends, seconds
 EARLY = 0.2      # a close "at ARTIM" may be seen this much early (the timer starts before we read)
+TICK = 0.05      # ... or this much, counted from the stimulus we sent (the timer starts after it)
 LATE = 1.0       # ... and this much late (a loaded 2-core machine)
 PROMPT = 0.4     # "at once"
 QUIET = 0.3      # how long we watch for a PDU that must not come
@@ -241,8 +242,10 @@ class Wire:
         self.sock = sock
         self.buffer = b""
         self.eof = False
+        self.sent_at: float | None = None   # when our last send began
 
     def send(self, data: bytes) -> None:
+        self.sent_at = time.monotonic()
         self.sock.sendall(data)
 
     def recv_once(self, deadline: float) -> bool:
@@ -305,14 +308,23 @@ def assert_abort(wire: Wire, source: int, reasons: set[int], timeout: float = RE
     return when
 
 
-def assert_closed_at_artim(wire: Wire, since: float) -> None:
-    """Sta13 since ``since``: nothing more comes; the transport closes when ARTIM expires (AA-2)."""
+def assert_closed_at_artim(wire: Wire, since: float, stimulus_sent: float | None = None) -> None:
+    """Sta13 since ``since``: nothing more comes; the transport closes when ARTIM expires (AA-2).
+
+    ``since`` is when the PDU that started ARTIM reached us: a late read makes
+    it late, hence EARLY. When the timer started in answer to a stimulus of
+    ours, ``stimulus_sent`` (when we sent it) is a bound the timer cannot
+    start before, whatever the load: the close must be ARTIM after it."""
     closed = wire.close_within(since + ARTIM + LATE - time.monotonic())
     assert wire.buffer == b"", f"PDU in Sta13: {wire.buffer[:16].hex()}"
-    elapsed = time.monotonic() - since
+    now = time.monotonic()
+    elapsed = now - since
     if not closed:
         raise NotClosedAtARTIM(f"still open {elapsed:.2f} s after ARTIM ({ARTIM} s) started")
-    if elapsed < ARTIM - EARLY:
+    if stimulus_sent is not None:
+        if now - stimulus_sent < ARTIM - TICK:
+            raise ClosedBeforeARTIM(f"closed {now - stimulus_sent:.2f} s after the stimulus (ARTIM {ARTIM} s)")
+    elif elapsed < ARTIM - EARLY:
         raise ClosedBeforeARTIM(f"closed {elapsed:.2f} s after ARTIM ({ARTIM} s) started")
 
 
@@ -327,11 +339,12 @@ def check(wire: Wire, state: str, stimulus: str) -> None:
     """The wire action of Table 9-10's cell for ``stimulus`` in ``state`` (AA-1, AA-8, AA-2, AA-3)."""
     event, kind, _ = STIMULI[stimulus]
     action = CELLS[(event, state)]
+    sent = wire.sent_at         # the stimulus, sent just before: ARTIM starts after it
     if action == "AA-1":
-        assert_closed_at_artim(wire, assert_abort(wire, 0, {0}))
+        assert_closed_at_artim(wire, assert_abort(wire, 0, {0}), sent)
     elif action == "AA-8":
         reasons = {"unexpected": {2}, "unrecognized": {1}}.get(kind, PROVIDER_REASONS)
-        assert_closed_at_artim(wire, assert_abort(wire, 2, reasons))
+        assert_closed_at_artim(wire, assert_abort(wire, 2, reasons), sent)
     else:
         assert action in ("AA-2", "AA-3"), action
         assert_closed_at_once(wire)
