@@ -30,8 +30,8 @@ time" shows them without it. Each case runs ``--repeat`` times (default 3),
 in rounds -- one run of every case of a workload, then the next round -- so
 that the cases compared meet the same slow phases of a shared machine; the
 best run of each is kept, and each target row also gives the ratio of every
-round and their median (a target is met by the best runs' ratio or by that
-median: see ``report``). dcmtk and pynetdicom perform one operation at a
+round and their median, on which its verdict is (see ``report``). dcmtk and
+pynetdicom perform one operation at a
 time (neither implements asynchronous operations). The
 time is from association request to release confirmation (for dcmtk: the
 ``storescu`` process). The table gives the rates, the ratios the project
@@ -371,12 +371,11 @@ def report(works: list[Workload], results: dict[tuple[str, str], Result],
            rounds: dict[tuple[str, str], list[Result]] | None = None) -> list[tuple[str, float, float | None]]:
     """The table and the target verdicts; returns (name, ratio, target) for the chart.
 
-    A verdict holds when the best run of ours against the best of theirs
-    meets the target, or when the median of the per-round ratios does
-    (:func:`paired`). Where the rows are far apart both agree; where two
-    cases are tied -- both receivers waiting on the same storescu, say -- the
-    best of a few runs of each flips either way from run to run, and the
-    rounds' own ratios are the better measure."""
+    The verdict is on the median of the per-round ratios (:func:`paired`)
+    when there are three rounds or more, else on the best run of each. The
+    best runs' ratio is printed too: where two cases are far apart both
+    agree, but the best of a few runs of each, taken from different rounds,
+    ignores the pairing the rounds were made for."""
     print()
     print(f"{'case':<44} {'seconds':>8} {'inst/s':>7} {'MB/s':>6} {'SCU ms/inst':>11} {'SCP ms/inst':>11}"
           f" {'x dicomnet':>10}")
@@ -405,7 +404,7 @@ def report(works: list[Workload], results: dict[tuple[str, str], Result],
         pairs = paired(rounds.get((key, theirs), []), rounds.get((key, ours), [])) if rounds else []
         median = statistics.median(pairs) if len(pairs) >= 3 else None
         goal = "" if target is None else f" (target >= {target:g}x)"
-        met = target is not None and (r >= target or (median is not None and median >= target))
+        met = target is not None and (median if median is not None else r) >= target
         verdict = "" if target is None else (" OK" if met else " BELOW TARGET")
         by_round = "" if median is None else (f"; per round {', '.join(f'{x:.2f}' for x in pairs)}"
                                               f" (median {median:.2f}x)")
