@@ -202,31 +202,25 @@ def test_get_with_an_async_window_sends_ahead_and_keeps_every_count(servers, stu
     assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in study]
 
 
-def test_get_window_keeps_two_ahead_when_a_third_would_pass_the_byte_budget(servers, monkeypatch):
+@pytest.mark.parametrize("rtt, expected", [
     # 768 KiB of pixels each: two are always allowed out, a third would pass
-    # the byte budget -- so the window of 8 runs two ahead, as C-MOVE does.
-    big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
-    events = _trace_sub_operations(monkeypatch)
-    src = servers("SRC", Source(big, fixed=True))
-    with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
-        got = list(assoc.get(key(big[0])))
-    assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in big]
-    assert events == ["rq", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rsp"]
-
-
-def test_get_window_on_a_long_path_sends_past_the_byte_budget(servers, monkeypatch):
-    # The same five 768 KiB instances across a 20 ms round trip (as the kernel
-    # would measure it): the budget is what the path holds, all five go out.
+    # the byte budget -- so the window of 8 runs two ahead, as C-MOVE does ...
+    (None, ["rq", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rq", "rsp", "rsp"]),
+    # ... unless the path is long (a 20 ms round trip, as the kernel would
+    # measure it): then the budget is what the path holds, and all five go out.
+    (0.020, ["rq"] * 5 + ["rsp"] * 5),
+])
+def test_get_window_byte_budget_follows_the_path(servers, monkeypatch, rtt, expected):
     from dicomnet.transport.sync import SyncDriver
 
-    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: 0.020)
+    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: rtt)
     big = list(generate(patients=1, studies=1, series=1, instances=5, rows=512, cols=768, seed=9))
     events = _trace_sub_operations(monkeypatch)
     src = servers("SRC", Source(big, fixed=True))
     with Client("ME").associate("127.0.0.1", src.port, "SRC", for_get=True) as assoc:
         got = list(assoc.get(key(big[0])))
     assert [str(d.SOPInstanceUID) for d in got] == [str(d.SOPInstanceUID) for d in big]
-    assert events == ["rq"] * 5 + ["rsp"] * 5
+    assert events == expected
 
 
 def test_get_without_an_async_window_is_one_sub_operation_at_a_time(servers, study, monkeypatch):
