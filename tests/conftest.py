@@ -7,13 +7,30 @@ these kinds ran at least once" (the GitHub workflow sets it).
 """
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 _peer_tests_selected = False
 _failure: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _dicomnet_logger_restored() -> Iterator[None]:
+    """The ``dicomnet`` logger as each test found it: a command run in
+    process (``dicomnet.cli.main``) gives it a stderr handler and a level for
+    good, and background threads of later tests (a socket's closer, ending
+    after its test) then wrote their DEBUG lines into the suite's output."""
+    logger = logging.getLogger("dicomnet")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    for handler in logger.handlers[:]:
+        if handler not in handlers:
+            logger.removeHandler(handler)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
