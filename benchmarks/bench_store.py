@@ -30,9 +30,9 @@ time" shows them without it. Each case runs ``--repeat`` times (default 3),
 in rounds -- one run of every case of a workload, then the next round -- so
 that the cases compared meet the same slow phases of a shared machine; the
 best run of each is kept, and each target row also gives the ratio of every
-round and their median, on which its verdict is (see ``report``). dcmtk and
-pynetdicom perform one operation at a
-time (neither implements asynchronous operations). The
+round and their median, which its verdict is on (see ``report``). dcmtk and
+pynetdicom perform one operation at a time (neither implements asynchronous
+operations). The
 time is from association request to release confirmation (for dcmtk: the
 ``storescu`` process). The table gives the rates, the ratios the project
 targets and the CPU time each side used per instance -- on a small shared

@@ -585,24 +585,15 @@ def test_store_many_keeps_the_negotiated_window_of_requests_outstanding(tmp_path
             assert order == ["send", "rsp"] * 3
 
 
-def test_store_many_keeps_two_large_data_sets_in_flight_beyond_the_byte_budget(monkeypatch):
-    import dicomnet.dimse.scu as scu
-
-    order: list[str] = []
-    send, receive = scu._send_prepared, scu._next_store_response
-    monkeypatch.setattr(scu, "_send_prepared", lambda *a, **k: (order.append("send"), send(*a, **k))[1])
-    monkeypatch.setattr(scu, "_next_store_response", lambda *a, **k: (order.append("rsp"), receive(*a, **k))[1])
-    monkeypatch.setattr(scu, "_WINDOW_BYTES", 1000)          # every test file is "large" now
-    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: None)     # a path of unknown length
-    paths = [data("CT_small.dcm")] * 4
-    with serve(Recorder()) as srv, associate(srv, async_operations=8) as assoc:
-        assert [st for _, st, _ in assoc.store_many(paths)] == [0] * 4
-    assert order == ["send", "send", "rsp", "send", "rsp", "send", "rsp", "rsp"]
-
-
-def test_store_many_on_a_long_path_fills_the_window_past_the_byte_budget(monkeypatch):
-    """Across a 20 ms round trip the data in flight is on the way, not queued
-    at the peer: the budget is what the path holds, and the whole window goes out."""
+@pytest.mark.parametrize("rtt, expected", [
+    # A path of unknown length: beyond two, every test file is "large" now
+    # (a budget of 1,000 bytes), so two stay in flight ...
+    (None, ["send", "send", "rsp", "send", "rsp", "send", "rsp", "rsp"]),
+    # ... but across a 20 ms round trip the data in flight is on the way, not
+    # queued at the peer: the budget is what the path holds, the whole window goes out.
+    (0.020, ["send"] * 4 + ["rsp"] * 4),
+])
+def test_store_many_byte_budget_follows_the_path(monkeypatch, rtt, expected):
     import dicomnet.dimse.scu as scu
 
     order: list[str] = []
@@ -610,12 +601,12 @@ def test_store_many_on_a_long_path_fills_the_window_past_the_byte_budget(monkeyp
     monkeypatch.setattr(scu, "_send_prepared", lambda *a, **k: (order.append("send"), send(*a, **k))[1])
     monkeypatch.setattr(scu, "_next_store_response", lambda *a, **k: (order.append("rsp"), receive(*a, **k))[1])
     monkeypatch.setattr(scu, "_WINDOW_BYTES", 1000)
-    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: 0.020)
+    monkeypatch.setattr(SyncDriver, "path_rtt", lambda self: rtt)
     paths = [data("CT_small.dcm")] * 4
     with serve(Recorder()) as srv, associate(srv, async_operations=8) as assoc:
-        assert scu.window_bytes(assoc) == 25_000_000
+        assert scu.window_bytes(assoc) == (1000 if rtt is None else 25_000_000)
         assert [st for _, st, _ in assoc.store_many(paths)] == [0] * 4
-    assert order == ["send"] * 4 + ["rsp"] * 4
+    assert order == expected
 
 
 # ------------------------------------------- C-STORE responses sent together

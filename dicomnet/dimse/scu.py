@@ -467,6 +467,7 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
     _finish_open_operation(assoc)
     window = assoc.negotiated.max_invoked
     window = _MAX_WINDOW if window <= 0 else min(window, _MAX_WINDOW)
+    # (Consulted beyond two requests only: a window of one or two asks the socket nothing.)
     budget = window_bytes(assoc) if window > 2 else _WINDOW_BYTES
     it = iter(sources)
     pending: tuple[Any, PreparedStore] | None = None
@@ -503,8 +504,8 @@ def send_stores(assoc: Association, sources: Iterable[Dataset | str | os.PathLik
         while pending is not None or in_flight:
             # Within the window; beyond two requests also within the byte budget
             # (window_bytes: 1 MiB unless the path is long): two CT-sized
-            # instances (0.5 MB) in flight, small ones
-            # up to the whole window. More only queue up unread at the peer:
+            # instances (0.5 MB) in flight, small ones up to the whole window.
+            # More only queue up unread at the peer (on a short path):
             # its receive buffer fills, each of its reads then sends the
             # window update that pushes our queued segments in its own context
             # (loopback), and it copies data gone cold. Measured on 2 CPUs
