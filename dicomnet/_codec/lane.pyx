@@ -1,13 +1,12 @@
 # cython: language_level=3
-"""The C-STORE receive lane: P-DATA of streamed C-STOREs straight from the PDU
-reader to the file, without the per-PDU Python layers (compiled hot path of
-:mod:`dicomnet.server`).
+"""The C-STORE receive lane: P-DATA of C-STOREs straight from the PDU reader
+to the file or the data set's memory, without the per-PDU Python layers
+(compiled hot path of :mod:`dicomnet.server`).
 
-On an established association whose handler streams C-STORE data sets to
-files (``store_destination``), the server loop asks :meth:`StoreLane.run`
-first. It takes complete P-DATA-TF PDUs from the Connection's
-:class:`~dicomnet._codec.pdu.PDUReader` itself -- no event objects, no PDV
-objects, no assembler call per fragment -- and:
+On an established association of a server (POSIX), the server loop asks
+:meth:`StoreLane.run` first. It takes complete P-DATA-TF PDUs from the
+Connection's :class:`~dicomnet._codec.pdu.PDUReader` itself -- no event
+objects, no PDV objects, no Python call per read -- and:
 
 * a PDU that is one whole command set (one PDV, command, last fragment) goes
   to the assembler's own ``feed`` (which decodes it and asks the sink factory
@@ -18,7 +17,15 @@ objects, no assembler call per fragment -- and:
   completes is committed and answered here too when there is nothing but
   success to say (no ``on_store``, a healthy sink, a plain TCP socket: the
   file renamed into place, the C-STORE-RSP sent or batched as
-  ``handle_store`` does); otherwise it is returned for the server to answer.
+  ``handle_store`` does); otherwise it is returned for the server to answer;
+* a data set held in memory (no sink: a handler with ``on_store`` only, or
+  ``store_destination`` saying None) has its big PDVs received straight into
+  its buffer by the reader's router
+  (:meth:`~dicomnet.dimse.assembler.MessageAssembler.direct_target`), the
+  lane waiting for the rest of each without the GIL; each placed PDV, and
+  each PDV too small to be placed, goes to the assembler's ``feed`` (one
+  call per PDU, which only counts a placed PDV's bytes). The message the
+  last one completes is returned for the server to answer (``on_store``).
 
 When the lane needs bytes it first reads what a plain socket already holds,
 without waiting (at a PDU boundary, or when at most 64 KiB of a PDU is
@@ -31,10 +38,10 @@ timeout, an interrupt, a closed transport, TLS), ``run`` returns True and
 the driver waits and reports (:meth:`SyncDriver.fill`).
 
 Everything else -- any other PDU type, a PDV shape or context that is not
-the plain case, a data set held in memory, a sink that failed, queued
-events, DEBUG logging -- is left where it is: ``run`` returns False and the
-general path (:meth:`Connection.buffer_updated`, the assembler, the state
-machine) takes the PDU, with the same checks and the same answers as ever.
+the plain case, a sink that failed, queued events, DEBUG logging -- is left
+where it is: ``run`` returns False and the general path
+(:meth:`Connection.buffer_updated`, the assembler, the state machine) takes
+the PDU, with the same checks and the same answers as ever.
 Between calls the message in progress lives in the assembler and its sink,
 as on the general path, so either path can take the next PDU, and an abort
 discards the temporary file the same way.
@@ -324,6 +331,7 @@ cdef class StoreLane:
         cdef const unsigned char* body
         cdef Py_ssize_t avail, plen
         cdef int count, i, context_id
+        cdef bint in_memory
         cdef Py_ssize_t offsets[MAX_PDVS]
         cdef Py_ssize_t lengths[MAX_PDVS]
         cdef unsigned char controls[MAX_PDVS]
@@ -335,9 +343,19 @@ cdef class StoreLane:
         if not self._plain():
             return False
         while True:
-            if (conn._state != "Sta6" or conn._events or conn._stream_broken or self.assoc._ready
-                    or r._direct is not None):
+            if conn._state != "Sta6" or conn._events or conn._stream_broken or self.assoc._ready:
                 return False
+            if r._direct is not None:
+                # A data set PDV being received straight into the data set's
+                # memory (the router, MessageAssembler.direct_target).
+                if r._direct_filled < r._direct_size:
+                    if self._await(r._direct_size - r._direct_filled):
+                        continue
+                    return True
+                message = self._placed()
+                if message is not None:
+                    return message
+                continue
             avail = r._end - r._start
             if avail < PDU_HEADER:
                 if self._recv():
@@ -379,14 +397,33 @@ cdef class StoreLane:
                 if message is not None:
                     return message
                 continue
-            # Data set fragments of the message in progress, to its file.
+            # Data set fragments of the message in progress: to its file, or
+            # to its buffer in memory.
             sink = assembler._sink
-            if type(sink) is not self.sink_type or assembler._command is None or assembler._direct is not None:
+            if assembler._command is None or assembler._direct is not None:
+                return False
+            in_memory = sink is None
+            if not in_memory and type(sink) is not self.sink_type:
                 return False
             context_id = assembler._context_id
             for i in range(count):
                 if context_ids[i] != context_id or (controls[i] & 1) or ((controls[i] & 2) and i != count - 1):
                     return False
+            if in_memory:
+                # Copied into the data set's buffer by the assembler, as on the
+                # general path (PDVs too small to be placed directly: the last
+                # of a data set, a small Identifier; several in one PDU).
+                begin = r._start + PDU_HEADER
+                view = memoryview(r._chunk)[begin:begin + plen]
+                self._consume(plen)
+                message = None
+                for i in range(count):
+                    message = assembler.feed(context_id, False, (controls[i] & 2) != 0,
+                                             view[offsets[i]:offsets[i] + lengths[i]])
+                del view
+                if message is not None:
+                    return message
+                continue
             for i in range(count):
                 self._write(sink, body + offsets[i], lengths[i])
             assembler._size += plen - PDV_HEADER * count
@@ -627,6 +664,21 @@ cdef class StoreLane:
                 self.driver.flush()
         assoc._deferred_since = None
         return True
+
+    cdef object _placed(self):
+        """The PDV the router placed is all here: the PDU is taken (what
+        next_pdu and the Connection do for it) and the PDV fed to the
+        assembler, which only counts its bytes. The message it completes, or
+        None."""
+        cdef PDUReader r = self.reader
+        placed = r._direct
+        r._direct = None
+        r._after_direct = True      # the next read stops after the next PDU's headers
+        self._deadline = 0
+        self.conn.pdata_events += 1
+        self.conn.pdata_taken += 1
+        self.pdus += 1
+        return self.assembler.feed(r._direct_context, False, r._direct_last, placed)
 
     cdef void _consume(self, Py_ssize_t plen):
         """The PDU at the reader's start is taken (what next_pdu does, and the

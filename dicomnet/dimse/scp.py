@@ -48,7 +48,7 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dicomnet.dicom.dataset import Dataset
@@ -329,13 +329,27 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
     the watchdog's guard a lookup cost about 4 us of a C-STORE's answer
     time), and C-STORE data sets are streamed to files when the handler has
     ``store_destination``. Then the server loop gets the association's
-    :class:`~dicomnet._codec.lane.StoreLane` (the compiled path of those
-    streamed data sets; POSIX only), else None."""
+    :class:`~dicomnet._codec.lane.StoreLane` (the compiled path of P-DATA:
+    streamed data sets to their files, data sets held in memory to their
+    buffers; POSIX only), else None."""
     assoc._on_echo = getattr(server.handler, "on_echo", None)
     assoc._on_store = getattr(server.handler, "on_store", None)
     destination = getattr(server.handler, "store_destination", None)
-    if destination is None:
+    if destination is not None:
+        _stream_to_files(server, assoc, info, destination)
+    if not _LANE:
         return None
+    # The lane answers plain C-STOREs itself on a plain TCP socket; over TLS
+    # (or any other transport) handle_store answers every one.
+    driver = assoc._driver
+    plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
+    return StoreLane(assoc._conn, assoc, StoreSink, Message, driver._fd if plain else -1,
+                     _DEFER_MAX, _DEFER_SECONDS)
+
+
+def _stream_to_files(server: Server, assoc: Association, info: AssociationInfo,
+                     destination: Callable[[ServiceContext, Command], Any]) -> None:
+    """C-STORE data sets of ``assoc`` go to the files ``destination`` names."""
     # Weak references: the assembler holds this closure, so strong ones would
     # make a cycle and an aborted association's half-written temporary file
     # would wait for the cycle collector instead of going with the association.
@@ -368,14 +382,6 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
         return StoreSink(ctx, path)
 
     assoc._assembler.set_sink(factory)
-    if not _LANE:
-        return None
-    # The lane answers plain C-STOREs itself on a plain TCP socket; over TLS
-    # (or any other transport) handle_store answers every one.
-    driver = assoc._driver
-    plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
-    return StoreLane(assoc._conn, assoc, StoreSink, Message, driver._fd if plain else -1,
-                     _DEFER_MAX, _DEFER_SECONDS)
 
 
 # ------------------------------------------------------------------ C-STORE

@@ -3,7 +3,9 @@
 Two servers with the same handler, one with the lane and one without it, get
 the same byte streams -- well-formed ones in every shape a peer may cut a
 C-STORE into, then the same streams damaged at random -- and must answer
-byte for byte the same and leave the same files (and no temporary ones).
+byte for byte the same, leave the same files (and no temporary ones) and
+hand ``on_store`` the same data sets: streamed to files (``Streamer``), or
+held in memory (``Keeper``, which has no ``store_destination``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import random
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,8 +58,23 @@ class NotifiedStreamer(Streamer):
         return 0
 
 
-@pytest.fixture(params=[Streamer, NotifiedStreamer])
-def servers(request, tmp_path, monkeypatch):
+class Keeper:
+    """No ``store_destination``: every data set is held in memory, and
+    ``on_store`` keeps its UID and its bytes (the folder stays empty)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.stored: list[str] = []
+        self.kept: list[bytes] = []
+
+    def on_store(self, ctx, dataset):
+        self.stored.append(str(dataset.SOPInstanceUID) if "SOPInstanceUID" in dataset else "?")
+        self.kept.append(bytes(dataset.encode()))
+        return 0
+
+
+@contextmanager
+def _pair(monkeypatch, tmp_path, handler_type, max_pdu: int) -> Iterator[list[Server]]:
     """(with lane, without lane): the same handler class, each its own folder."""
     made = []
     attach = _scp.attach
@@ -73,8 +92,8 @@ def servers(request, tmp_path, monkeypatch):
     for name in ("lane", "general"):
         folder = tmp_path / name
         folder.mkdir()
-        srv = Server("HARDEN", request.param(folder), artim_timeout=0.5, read_timeout=0.6, write_timeout=2.0,
-                     dimse_timeout=2.0, max_pdu=4096)
+        srv = Server("HARDEN", handler_type(folder), artim_timeout=0.5, read_timeout=0.6, write_timeout=2.0,
+                     dimse_timeout=2.0, max_pdu=max_pdu)
         srv.lanes = []
         srv.folder = folder
         if name == "general":
@@ -86,6 +105,17 @@ def servers(request, tmp_path, monkeypatch):
     finally:
         for srv in made:
             srv.shutdown(5.0)
+
+
+@pytest.fixture(params=[Streamer, NotifiedStreamer, Keeper])
+def servers(request, tmp_path, monkeypatch):
+    """(with lane, without lane), PDUs of at most 4 KiB: nothing is placed directly."""
+    with _pair(monkeypatch, tmp_path, request.param, 4096) as made:
+        yield made
+
+
+def handler_type(srv: Server) -> type:
+    return type(srv.handler.__wrapped__)
 
 
 @pytest.fixture
@@ -198,15 +228,21 @@ def test_well_formed_stores_answer_and_write_the_same(servers):
     assert a.pdus == b.pdus
     assert a.types == [2] + [4] * 10 + [6], a.types    # AC, 9 C-STORE-RSP + 1 C-ECHO-RSP, RP
     statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
-    assert statuses.count(0xA700) == 1                  # the rename onto a folder
     assert files(lane.folder) == files(general.folder)
-    assert sorted(files(lane.folder)) == [f"1.2.3.{i}.dcm" for i in (1, 2, 3, 4, 5, 6, 8)]
+    if handler_type(lane) is Keeper:
+        assert statuses == [0] * 10
+        # (1.2.3.4 is the empty data set: no SOP Instance UID in it)
+        assert lane.handler.stored == [f"1.2.3.{i}" if i != 4 else "?" for i in (1, 2, 3, 4, 5, 6, 9, 7, 8)]
+        assert lane.handler.kept == general.handler.kept
+    else:
+        assert statuses.count(0xA700) == 1              # the rename onto a folder
+        assert sorted(files(lane.folder)) == [f"1.2.3.{i}.dcm" for i in (1, 2, 3, 4, 5, 6, 8)]
     assert lane.handler.stored == general.handler.stored
     assert lane.lanes and lane.lanes[0].pdus >= 10      # the lane took most of them
     # Without on_store the lane answers the plain ones itself: not the empty
     # data set, the in-memory one, the failed rename, nor what the general
     # path took after the PDU that ends one message and starts the next.
-    if type(lane.handler.__wrapped__) is Streamer:
+    if handler_type(lane) is Streamer:
         assert lane.lanes[0].answered >= 4
     else:
         assert lane.lanes[0].answered == 0
@@ -250,6 +286,69 @@ def test_damaged_streams_get_the_same_answer_from_both_paths(servers, seed):
     lane, general = servers
     assert files(lane.folder) == files(general.folder), seed
     assert not [p for p in lane.folder.iterdir() if p.name.endswith(".part")]
+    assert lane.handler.stored == general.handler.stored, seed
+    if handler_type(lane) is Keeper:
+        assert lane.handler.kept == general.handler.kept, seed
+
+
+def big_stream(rng: random.Random) -> list[bytes]:
+    """PDUs of C-STOREs of 100-300 KB data sets in fragments of 1 B to 96 KB
+    (most big enough to be received straight into the data set's memory,
+    some not), two fragments in one PDU now and then, and a C-ECHO."""
+    out = []
+    for mid in range(1, 6):
+        uid = f"1.2.3.50.{mid}"
+        data = dataset_bytes(uid, rng.randrange(100_000, 300_000))
+        out.append(pdu(4, pdv(CT_CONTEXT, 3, store_command(mid, uid))))
+        pos = 0
+        while pos < len(data):
+            end = min(len(data), pos + rng.choice([1, 700, 15_000, 40_000, 65_536, 98_000]))
+            control = 2 if end == len(data) else 0
+            if control == 0 and rng.random() < 0.2:       # two PDVs in one PDU
+                nxt = min(len(data), end + rng.randrange(1, 5000))
+                out.append(pdu(4, pdv(CT_CONTEXT, 0, data[pos:end])
+                               + pdv(CT_CONTEXT, 2 if nxt == len(data) else 0, data[end:nxt])))
+                pos = nxt
+                continue
+            out.append(pdu(4, pdv(CT_CONTEXT, control, data[pos:end])))
+            pos = end
+    out.append(pdu(4, pdv(ECHO_CONTEXT, 3, encode_command(c_echo_rq(9)))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_big_pdus_held_in_memory_give_on_store_the_same_on_both_paths(tmp_path, monkeypatch, seed):
+    """Data sets held in memory, in PDUs big enough to be received straight
+    into the data set's buffer (the lane waits for them itself), the stream
+    cut at random places: both paths answer the same and hand on_store the
+    same bytes -- what was sent. Seeds from 4 on damage the headers of one
+    data PDU (its PDU or PDV length, its context, its control byte): both
+    then abort, or answer, alike."""
+    rng = random.Random(seed)
+    chunks = big_stream(rng)
+    damaged = seed >= 4
+    if damaged:
+        k = rng.randrange(1, len(chunks) - 1)
+        body = bytearray(chunks[k])
+        pos = rng.choice([2, 3, 4, 5, 8, 9, 10, 11])
+        body[pos] ^= 1 << rng.randrange(8)
+        chunks[k] = bytes(body)
+    whole = b"".join(chunks)
+    cuts = sorted(rng.sample(range(1, len(whole)), 12))
+    pieces = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)])]
+    with _pair(monkeypatch, tmp_path, Keeper, 256 * 1024) as servers:
+        a, b = both(servers, pieces, pause=0.01)
+        lane, general = servers
+        assert a.pdus == b.pdus, (seed, a.types, b.types)
+        assert a.closed == b.closed
+        assert lane.handler.stored == general.handler.stored
+        assert lane.handler.kept == general.handler.kept
+        assert lane.lanes and lane.lanes[0].pdus >= 5
+    if not damaged:
+        assert a.types == [2] + [4] * 6 + [6], a.types
+        assert lane.handler.kept == [dataset_bytes(uid, len(raw)) for uid, raw in
+                                     zip(lane.handler.stored, lane.handler.kept)]
+        assert lane.lanes[0].waits >= 1
 
 
 def test_a_message_lost_with_the_association_leaves_no_temporary_file(servers, caplog):
@@ -285,7 +384,8 @@ def test_write_failure_is_answered_as_on_the_general_path(servers, monkeypatch):
     a, b = both(servers, [b"".join(chunks)])
     assert a.pdus == b.pdus
     statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
-    assert statuses.count(0xA700) == 8, statuses      # every streamed one
+    # Every streamed one; a Keeper streams none.
+    assert statuses.count(0xA700) == (0 if handler_type(servers[0]) is Keeper else 8), statuses
     for srv in servers:
         assert list(srv.folder.iterdir()) == []
 
@@ -342,7 +442,12 @@ def test_a_data_set_slower_than_read_timeout_is_stored_while_each_pdu_is_in_time
     statuses = [decode_command(body[6:]).get("Status") for t, body in a.pdus if t == 4]
     assert statuses[0] == 0
     assert files(lane_server.folder) == files(servers[1].folder)
-    assert list(files(lane_server.folder)) == [streamed + ".dcm"]
+    if handler_type(lane_server) is Keeper:
+        assert statuses == [0, 0]
+        assert lane_server.handler.kept == servers[1].handler.kept
+        assert lane_server.handler.kept[1] == dataset_bytes(kept, 6000)
+    else:
+        assert list(files(lane_server.folder)) == [streamed + ".dcm"]
 
 
 def test_without_the_lane_streamed_stores_take_the_general_path(tmp_path, monkeypatch, lanes):
