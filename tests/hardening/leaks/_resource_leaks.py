@@ -196,8 +196,14 @@ class Leaks:
         assert wait_for(idle, timeout), self._state()["busy"]
 
     def baseline(self) -> None:
-        """Take the baseline (after a warm-up) and stop automatic collection."""
+        """Take the baseline (after a warm-up) and stop automatic collection.
+
+        Garbage is collected before the descriptors are listed: an earlier
+        test's files or sockets held only by a reference cycle (a kept
+        traceback, say) would otherwise be in the baseline and close at the
+        next collection, and a new descriptor would then not raise the count."""
         self.quiesce()
+        gc.collect()
         self._base = self._state()
         self._base["ids"] = set()
         self._base["objects"] = census(self._base["ids"])
@@ -208,9 +214,11 @@ class Leaks:
         assert self._base is not None, "baseline() first"
         base, now = self._base, self._state()
         out = []
-        if len(now["fds"]) > len(base["fds"]):
-            extra = {fd: target for fd, target in now["fds"].items() if base["fds"].get(fd) != target}
-            out.append(f"{len(now['fds']) - len(base['fds'])} more fd(s): {extra}")
+        # Any descriptor the baseline did not have, even where one of the
+        # baseline's has closed meanwhile and the count is the same.
+        extra = {fd: target for fd, target in now["fds"].items() if base["fds"].get(fd) != target}
+        if extra:
+            out.append(f"{len(extra)} more fd(s): {extra}")
         extra_threads = list((collections.Counter(now["threads"]) - collections.Counter(base["threads"])).elements())
         if extra_threads:
             out.append(f"threads still running: {extra_threads}")
