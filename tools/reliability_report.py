@@ -217,7 +217,7 @@ def render(summary: dict[str, Any], fuzz: dict[str, Any], fuzz_long: dict[str, A
         "  backtracking regular expression (a 23-character key: 13 s per record, holding the GIL,",
         "  so one C-FIND froze the server), and a DS value of 16,000 digits took 9 s to refuse",
         "  (quadratic). Both are linear now (`test_matching.py`, `test_valuerep.py`).",
-        "- Sloppy peers played byte by byte (`tests/test_vendor_quirks.py`): an A-ASSOCIATE-RQ whose",
+        "- Sloppy peers played byte by byte (`tests/test_vendor_quirks_server.py`, `_client.py`): an A-ASSOCIATE-RQ whose",
         "  calling AE title was all spaces or held a backslash was accepted, then the AC echoing it",
         "  could not be encoded and the server closed the connection with no answer (now",
         "  A-ASSOCIATE-RJ); a command set without its group length, an unknown sub-item in a",

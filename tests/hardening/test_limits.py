@@ -230,7 +230,7 @@ def malformed_corpus() -> dict[str, bytes]:
     cases["unknown-pdu-type-ff"] = pdu(0xFF, b"\x00" * 4)
     cases["empty-rq"] = pdu(1, b"")
     # (An RQ without a User Information item is taken as an empty one: see
-    # tests/test_vendor_quirks.py.)
+    # tests/test_vendor_quirks_server.py.)
     cases["rq-twice"] = good + good
     cases["rq-then-garbage"] = ct_rq + b"\xde\xad\xbe\xef" * 4
     cases["non-ascii-ae"] = pdu(1, body[:4] + b"\xff" * 16 + body[20:])
