@@ -22,6 +22,8 @@ a failure status in a response is :class:`~dicomnet.errors.DimseStatusError`.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import Container
@@ -103,6 +105,7 @@ class Association:
         self._pending_collision = False
         self._echo_context: NegotiatedContext | None = None
         self._open_find: Any = None  # a C-FIND whose responses are still arriving (dimse.scu)
+        self._lane: Any = None  # the compiled lane (_lane_next): made on first use; False: none here
 
     # -------------------------------------------------------------- status
     @property
@@ -392,11 +395,14 @@ class Association:
             conn.send_pdata(context_id, False, dataset)
         self._driver.flush()
 
-    def _receive_message(self, timeout: float | None = None) -> Message:
+    def _receive_message(self, timeout: float | None = None, *, lane: bool = False) -> Message:
         """The next complete DIMSE message, waiting at most ``timeout`` seconds
         (default: ``dimse_timeout``) for it to begin and for each further PDU
         of it (a big data set over a slow link takes as long as it needs, as
         long as it keeps coming -- as dcmtk times each read).
+
+        ``lane``: take the P-DATA through the compiled lane where there is one
+        (:meth:`_lane_next`; for a stream of big data sets, C-GET's).
 
         Raises :class:`AssociationAborted` (A-ABORT or lost connection),
         :class:`AssociationError` (the peer released the association), and
@@ -407,7 +413,7 @@ class Association:
         """
         wait = self.dimse_timeout if timeout is None else timeout
         try:
-            item = self._next(wait, per_pdu=True)
+            item = self._lane_next(wait) if lane else self._next(wait, per_pdu=True)
         except ReadTimeout:
             self._log.warning("no DIMSE message (or no more of one) within %.1f s; aborting the association", wait)
             self.abort()
@@ -419,6 +425,48 @@ class Association:
             return item
         self._on_other_event(item)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _lane_next(self, timeout: float) -> Message | ev.Event:
+        """:meth:`_next` (``per_pdu``) through the compiled lane
+        (:class:`dicomnet._codec.lane.StoreLane`, made on first use; POSIX):
+        whole P-DATA-TF PDUs go to the assembler, and the big data set PDVs
+        straight into their buffers, without the Python layers per read and
+        per PDU. What the lane leaves -- any other PDU or event -- takes the
+        general path, with the same checks and answers. The lane answers
+        nothing itself."""
+        if self._ready:
+            return self._ready.popleft()
+        lane = self._lane
+        if lane is None:
+            lane = self._lane = self._make_lane()
+        if lane is False:
+            return self._next(timeout, per_pdu=True)
+        lane.read_timeout = timeout
+        driver, conn = self._driver, self._conn
+        while True:
+            item = lane.run()
+            if item is True:
+                driver.fill(lane.deadline)
+                continue
+            if item is False:
+                # The Connection acts on what the lane left; what the state
+                # machine answers goes out at once (as receive_event does).
+                conn.buffer_updated(0)
+                if conn.wants_flush:
+                    driver.flush()
+                return self._next(timeout, per_pdu=True)
+            return item  # type: ignore[no-any-return]
+
+    def _make_lane(self) -> Any:
+        """This association's lane, or False where there is none (not POSIX)."""
+        if os.name != "posix":
+            return False
+        from dicomnet._codec.lane import StoreLane
+        from dicomnet.dimse.scp import StoreSink
+
+        driver = self._driver
+        plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
+        return StoreLane(self._conn, self, StoreSink, Message, driver._fd if plain else -1, answers=False)
 
     def _next(self, timeout: float, *, per_pdu: bool = False) -> Message | ev.Event:
         """The next complete message, or the first event that is not P-DATA

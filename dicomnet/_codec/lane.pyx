@@ -249,7 +249,10 @@ cdef class StoreLane:
     ``assoc`` its :class:`~dicomnet.association.Association`; ``sink_type``
     the streaming sink class whose files the lane writes to
     (:class:`dicomnet.dimse.scp.StoreSink`) and ``message_type`` the
-    assembler's :class:`~dicomnet.dimse.assembler.Message`.
+    assembler's :class:`~dicomnet.dimse.assembler.Message`. ``answers``:
+    whether plain streamed C-STOREs may be answered here (a server's lane);
+    a client's lane (C-GET, :meth:`Association._receive_message`) returns
+    every message, for the C-GET to answer and hand out.
     """
 
     cdef PDUReader reader
@@ -265,7 +268,10 @@ cdef class StoreLane:
     cdef int interrupt_fd       # the driver's (a server shutting down makes it readable), or -1
     cdef int defer_max          # response batching bounds: handle_store's (dicomnet.dimse.scp)
     cdef double defer_seconds
-    cdef double read_timeout    # the driver's: how long one PDU may take to arrive
+    cdef public double read_timeout
+    """How long one PDU may take to arrive (seconds): the driver's
+    ``read_timeout`` unless the owner sets another (a client's DIMSE timeout)."""
+    cdef bint answers           # may answer plain streamed C-STOREs itself (a server's lane)
     cdef double _deadline       # when the PDU waited for must be in (0: no wait begun)
     cdef readonly Py_ssize_t pdus
     """P-DATA-TF PDUs the lane has taken (for tests and diagnostics)."""
@@ -277,7 +283,7 @@ cdef class StoreLane:
     """Waits for the rest of a PDU the lane made itself (plain sockets)."""
 
     def __init__(self, conn, assoc, sink_type, message_type, int sock_fd=-1,
-                 int defer_max=16, double defer_seconds=0.002):
+                 int defer_max=16, double defer_seconds=0.002, bint answers=True):
         self.reader = conn._reader
         self.conn = conn
         self.assoc = assoc
@@ -293,6 +299,7 @@ cdef class StoreLane:
         self.defer_max = defer_max
         self.defer_seconds = defer_seconds
         self.read_timeout = self.driver.read_timeout
+        self.answers = answers
         self._deadline = 0
         self.pdus = 0
         self.answered = 0
@@ -592,7 +599,8 @@ cdef class StoreLane:
         cdef Py_ssize_t n, sent
         cdef int fd, err
         cdef double started, now
-        if self.sock_fd < 0 or self.assoc._on_store is not None or sink.error is not None or sink._fd < 0:
+        if (not self.answers or self.sock_fd < 0 or self.assoc._on_store is not None or sink.error is not None
+                or sink._fd < 0):
             return False
         if len(sink._head):
             return False            # an empty data set: the File Meta still to write

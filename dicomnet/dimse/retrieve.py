@@ -158,6 +158,9 @@ class _Retrieve(ResponseStream):
 
     _service = "move"
     _rsp_field = CommandField.C_MOVE_RSP
+    # Whether the responses are read through the compiled lane (C-GET: the
+    # data sets of its C-STORE sub-operations; Association._lane_next).
+    _through_lane = False
 
     def __init__(self, assoc: Association, context: NegotiatedContext, message_id: int,
                  timeout: float | None) -> None:
@@ -181,7 +184,7 @@ class _Retrieve(ResponseStream):
 
     # -- one message
     def _step(self) -> Any:
-        message = self._assoc._receive_message(self.timeout)
+        message = self._assoc._receive_message(self.timeout, lane=self._through_lane)
         command = message.command
         if (command.get("CommandField") == self._rsp_field
                 and command.get("MessageIDBeingRespondedTo") == self.message_id):
@@ -280,6 +283,7 @@ class GetResult(_Retrieve):
 
     _service = "get"
     _rsp_field = CommandField.C_GET_RSP
+    _through_lane = True
 
     def __init__(self, assoc: Association, context: NegotiatedContext, message_id: int,
                  timeout: float | None, store_to: StoreTo | None = None) -> None:
