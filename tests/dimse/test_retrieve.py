@@ -110,7 +110,7 @@ class _FakeAssoc:
 
         return Association._late_response(self, command, awaited)
 
-    def _receive_message(self, timeout=None):
+    def _receive_message(self, timeout=None, *, lane=False):
         return self._messages.pop(0)
 
     def _send_message(self, context_id, command, dataset=None):
