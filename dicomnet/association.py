@@ -432,8 +432,10 @@ class Association:
         whole P-DATA-TF PDUs go to the assembler, and the big data set PDVs
         straight into their buffers, without the Python layers per read and
         per PDU. What the lane leaves -- any other PDU or event -- takes the
-        general path, with the same checks and answers. The lane answers
-        nothing itself."""
+        general path, with the same checks and answers. A lane made here
+        answers nothing itself; a server's (:func:`dicomnet.dimse.scp.attach`,
+        set as ``_lane`` by the server loop) may answer plain streamed
+        C-STOREs."""
         if self._ready:
             return self._ready.popleft()
         lane = self._lane

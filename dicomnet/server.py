@@ -598,31 +598,17 @@ class Server:
         # The handler's methods, C-STORE streaming sinks, and the compiled lane
         # for streamed C-STOREs (None without store_destination).
         lane = _scp.attach(self, assoc, info)
+        # The lane takes the P-DATA from the reader itself; what it leaves
+        # goes the general way (Association._lane_next). Each PDU gets
+        # read_timeout however many reads it takes, or a trickling peer would
+        # never time out.
+        assoc._lane = lane if lane is not None else False
         log = self.logger
         driver = assoc._driver
         conn = driver.conn
         while True:
             try:
-                if lane is not None:
-                    # The lane takes the P-DATA of streamed C-STOREs from the
-                    # reader itself; what it leaves goes the general way. Each
-                    # PDU gets read_timeout however many reads it takes, or a
-                    # trickling peer would never time out; the lane knows
-                    # when the wait for each began (lane.deadline).
-                    item = lane.run()
-                    if item is True:
-                        driver.fill(lane.deadline)
-                        continue
-                    if item is False:
-                        # The Connection acts on what the lane left, and what
-                        # the state machine answers goes out at once (as
-                        # receive_event does for the bytes it reads).
-                        conn.buffer_updated(0)
-                        if conn.wants_flush:
-                            driver.flush()
-                        item = assoc._next(self.read_timeout, per_pdu=True)
-                else:
-                    item = assoc._next(self.read_timeout, per_pdu=True)
+                item = assoc._lane_next(self.read_timeout)
             except PDUError as exc:  # a PDV sequence or command set that breaks PS3.7/PS3.8
                 log.warning("invalid DIMSE message from %s: %s; aborting", info.calling_ae, exc)
                 assoc.abort()
