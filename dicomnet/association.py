@@ -459,16 +459,20 @@ class Association:
                 return self._next(timeout, per_pdu=True)
             return item  # type: ignore[no-any-return]
 
-    def _make_lane(self) -> Any:
-        """This association's lane, or False where there is none (not POSIX)."""
+    def _make_lane(self, **options: Any) -> Any:
+        """This association's lane, or False where there is none (not POSIX).
+        It reads the socket itself only when that is plain TCP (over TLS the
+        driver reads for it). ``options``: StoreLane's (a client's lane
+        answers nothing: ``answers=False`` unless given)."""
         if os.name != "posix":
             return False
         from dicomnet._codec.lane import StoreLane
         from dicomnet.dimse.scp import StoreSink
 
+        options.setdefault("answers", False)
         driver = self._driver
         plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
-        return StoreLane(self._conn, self, StoreSink, Message, driver._fd if plain else -1, answers=False)
+        return StoreLane(self._conn, self, StoreSink, Message, driver._fd if plain else -1, **options)
 
     def _next(self, timeout: float, *, per_pdu: bool = False) -> Message | ev.Event:
         """The next complete message, or the first event that is not P-DATA

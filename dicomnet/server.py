@@ -595,8 +595,8 @@ class Server:
 
     def _serve(self, assoc: Association, info: AssociationInfo) -> None:
         """The data-transfer loop: answer each message until release or abort."""
-        # The handler's methods, C-STORE streaming sinks, and the compiled lane
-        # for streamed C-STOREs (None without store_destination).
+        # The handler's methods, C-STORE streaming sinks, and the compiled
+        # lane (None where there is none: not POSIX).
         lane = _scp.attach(self, assoc, info)
         # The lane takes the P-DATA from the reader itself; what it leaves
         # goes the general way (Association._lane_next). Each PDU gets

@@ -4,7 +4,8 @@ to the file or the data set's memory, without the per-PDU Python layers
 (compiled hot path of :mod:`dicomnet.server`).
 
 On an established association of a server (POSIX), the server loop asks
-:meth:`StoreLane.run` first. It takes complete P-DATA-TF PDUs from the
+:meth:`StoreLane.run` first (through :meth:`Association._lane_next`, which
+a C-GET on a client uses too, with a lane that answers nothing). It takes complete P-DATA-TF PDUs from the
 Connection's :class:`~dicomnet._codec.pdu.PDUReader` itself -- no event
 objects, no PDV objects, no Python call per read -- and:
 

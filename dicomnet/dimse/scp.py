@@ -44,7 +44,6 @@ import functools
 import itertools
 import os
 import select
-import socket
 import struct
 import time
 import weakref
@@ -63,7 +62,6 @@ from dicomnet.dimse.scu import send_encoded
 from dicomnet.errors import DicomParseError, QueryError, ReadTimeout
 from dicomnet.interfaces.handlers import ServiceContext
 from dicomnet.pdu import events as ev
-from dicomnet.transport.sync import SyncDriver
 from dicomnet.types import status as st
 
 if TYPE_CHECKING:
@@ -341,10 +339,7 @@ def attach(server: Server, assoc: Association, info: AssociationInfo) -> StoreLa
         return None
     # The lane answers plain C-STOREs itself on a plain TCP socket; over TLS
     # (or any other transport) handle_store answers every one.
-    driver = assoc._driver
-    plain = type(driver) is SyncDriver and driver.sock is not None and type(driver.sock) is socket.socket
-    return StoreLane(assoc._conn, assoc, StoreSink, Message, driver._fd if plain else -1,
-                     _DEFER_MAX, _DEFER_SECONDS)
+    return assoc._make_lane(answers=True, defer_max=_DEFER_MAX, defer_seconds=_DEFER_SECONDS)
 
 
 def _stream_to_files(server: Server, assoc: Association, info: AssociationInfo,
